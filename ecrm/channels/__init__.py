@@ -1,0 +1,1 @@
+"""Stage 5, transport: one adapter per provider behind the `Channel` interface."""

@@ -1,0 +1,81 @@
+"""The exception tree of ecrm; every message is a sentence somebody can act on.
+
+    EcrmError
+    ├── ConfigError                 a setting is wrong: names the key and where it came from
+    ├── SpecError                   a marketer's YAML is wrong: file, line, field
+    │   └── CampaignSpecError       carries every problem of one file, not just the first
+    ├── TemplateError               a template is missing or does not render for a profile
+    ├── SendError                   raised only by channel adapters
+    │   ├── TransientSendError      try again later (outage, throttling, timeout)
+    │   └── PermanentSendError      never retry (address refused, message rejected)
+    └── ApiError                    an HTTP request is wrong: status code and the field
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class EcrmError(Exception):
+    """Base of every error ecrm raises on purpose."""
+
+
+class ConfigError(EcrmError, ValueError):
+    def __init__(self, key: str, source: str, problem: str) -> None:
+        self.key, self.source, self.problem = key, source, problem
+        super().__init__(f"{key} ({source}): {problem}")
+
+
+@dataclass(frozen=True)
+class SpecProblem:
+    """One problem in a YAML file, located by line and dotted field path."""
+
+    file: str
+    line: int | None
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        where = f"{self.file}:{self.line}" if self.line else self.file
+        return f"{where} {self.field}: {self.message}" if self.field else f"{where}: {self.message}"
+
+
+class SpecError(EcrmError, ValueError):
+    def __init__(self, problems: list[SpecProblem]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(str(p) for p in problems))
+
+
+class CampaignSpecError(SpecError):
+    pass
+
+
+class TemplateError(EcrmError):
+    def __init__(self, template: str, message: str, line: int | None = None) -> None:
+        self.template, self.line = template, line
+        where = f"{template}:{line}" if line else template
+        super().__init__(f"template {where}: {message}")
+
+
+class SendError(EcrmError):
+    def __init__(self, reason: str) -> None:
+        self.reason = reason
+        super().__init__(reason)
+
+
+class TransientSendError(SendError):
+    """The provider could not take the message now; the same message may succeed later."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class PermanentSendError(SendError):
+    """The provider refused this message for good; retrying would fail the same way."""
+
+
+class ApiError(EcrmError):
+    def __init__(self, status: int, message: str, field: str | None = None) -> None:
+        self.status, self.field = status, field
+        super().__init__(message)

@@ -1,0 +1,22 @@
+"""The responses table: one row per thing a person did in reply to a delivery."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import ForeignKey, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from ecrm.db import Base, Id, Json, UtcDateTime, utcnow
+
+
+class Response(Base):
+    __tablename__ = "responses"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"), index=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)

@@ -1,0 +1,145 @@
+"""Settings: `config/ecrm.yaml`, overridden by `ECRM_*` environment variables, validated once.
+
+This is the only module that reads the environment. A nested key is overridden with a double
+underscore: `ECRM_SMTP__PORT=2525` sets `smtp.port`; `ECRM_DATABASE_URL` sets `database_url`.
+Every error names the key and where its value came from.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from ecrm.errors import ConfigError, SpecError
+from ecrm.yamlfile import dotted, load_yaml
+
+DEFAULT_CONFIG = Path("config/ecrm.yaml")
+ENV_PREFIX = "ECRM_"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SmtpSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(1025, ge=1, le=65535)
+    starttls: bool = False
+    tls: bool = False
+    username: str | None = None
+    password: str | None = None
+    timeout: float = Field(30.0, gt=0)
+    connections: int = Field(8, ge=1, le=256)
+
+
+class EmailSettings(_Section):
+    from_address: str = "news@shop.example"
+    from_name: str = "Example Shop"
+    message_id_domain: str = "shop.example"
+    unsubscribe_mailto: str | None = None
+
+
+class SendSettings(_Section):
+    batch_size: int = Field(500, ge=1, le=10_000)
+    max_tries: int = Field(8, ge=1)
+    retry_delay: float = Field(30.0, ge=0)
+
+
+class Settings(_Section):
+    database_url: str = "sqlite+aiosqlite:///./ecrm.db"
+    redis_url: str | None = None
+    templates_dir: Path = Path("templates")
+    public_url: str = "http://127.0.0.1:8080"
+    secret_key: str = Field("dev-only-secret-change-me", min_length=16)
+    smtp: SmtpSettings = SmtpSettings()
+    email: EmailSettings = EmailSettings()
+    send: SendSettings = SendSettings()
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_database(cls, value: str) -> str:
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError("expected a sqlite+aiosqlite:// or postgresql+asyncpg:// URL")
+        return value
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_dsn(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("expected a redis:// URL, or nothing to run jobs in-process")
+        return value
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.database_url.startswith("sqlite")
+
+
+def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.environ,
+                  **overrides: Any) -> Settings:
+    """Read the YAML file (if any), apply `ECRM_*` variables and keyword overrides, validate."""
+    path = path or Path(environ.get("ECRM_CONFIG", DEFAULT_CONFIG))
+    data, sources = _from_file(path)
+    for key, value in _from_env(environ).items():
+        _set(data, key, value)
+        sources[key] = f"env {ENV_PREFIX}{'__'.join(key).upper()}"
+    for name, value in overrides.items():
+        data[name] = value
+        sources[(name,)] = "argument"
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        err = exc.errors(include_url=False)[0]
+        key = tuple(str(p) for p in err["loc"])
+        raise ConfigError(dotted(key), _source_of(sources, key, path), _explain(err["type"], err["msg"])) from exc
+
+
+def _from_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
+    if not path.exists():
+        return {}, {}
+    try:
+        doc = load_yaml(path)
+    except SpecError as exc:
+        raise ConfigError("(file)", str(path), str(exc.problems[0])) from exc
+    if doc.data is None:
+        return {}, {}
+    if not isinstance(doc.data, dict):
+        raise ConfigError("(file)", str(path), "expected a mapping of settings at the top level")
+    sources = {tuple(str(p) for p in k): f"{path}:{line}" for k, line in doc.lines.items() if k}
+    return doc.data, sources
+
+
+def _from_env(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
+    fields = set(Settings.model_fields)
+    out = {}
+    for name, value in environ.items():
+        if not name.startswith(ENV_PREFIX) or name == "ECRM_CONFIG":
+            continue
+        key = tuple(name[len(ENV_PREFIX):].lower().split("__"))
+        if key[0] not in fields:
+            raise ConfigError(name, "environment", f"unknown setting; known: {', '.join(sorted(fields))}")
+        out[key] = value
+    return out
+
+
+def _set(data: dict[str, Any], key: tuple[str, ...], value: str) -> None:
+    for part in key[:-1]:
+        data = data.setdefault(part, {})
+    data[key[-1]] = value
+
+
+def _source_of(sources: dict[tuple[str, ...], str], key: tuple[str, ...], path: Path) -> str:
+    while key:
+        if key in sources:
+            return sources[key]
+        key = key[:-1]
+    return "default"
+
+
+def _explain(kind: str, msg: str) -> str:
+    return "unknown setting (check its spelling)" if kind == "extra_forbidden" else msg
