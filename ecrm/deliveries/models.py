@@ -16,7 +16,7 @@ from ecrm.types import DeliveryStatus
 
 class Delivery(Base):
     __tablename__ = "deliveries"
-    __table_args__ = (Index("ix_deliveries_run_batch_status", "run_id", "batch", "status"),)
+    __table_args__ = (Index("ix_deliveries_run_status_batch", "run_id", "status", "batch"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"))

@@ -147,7 +147,7 @@ def upgrade() -> None:
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_deliveries_profile_id"), ["profile_id"], unique=False)
         batch_op.create_index(batch_op.f("ix_deliveries_provider_message_id"), ["provider_message_id"], unique=False)
-        batch_op.create_index("ix_deliveries_run_batch_status", ["run_id", "batch", "status"], unique=False)
+        batch_op.create_index("ix_deliveries_run_status_batch", ["run_id", "status", "batch"], unique=False)
 
     op.create_table(
         "responses",
@@ -183,7 +183,7 @@ def downgrade() -> None:
 
     op.drop_table("responses")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_run_batch_status")
+        batch_op.drop_index("ix_deliveries_run_status_batch")
         batch_op.drop_index(batch_op.f("ix_deliveries_provider_message_id"))
         batch_op.drop_index(batch_op.f("ix_deliveries_profile_id"))
 

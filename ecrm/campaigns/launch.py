@@ -1,0 +1,128 @@
+"""Launch a campaign: record the run, then plan it into batches of queued deliveries.
+
+A run is identified by (campaign, run key). Launching the same run again is a resume: the
+idempotency key of each delivery is unique, so planning inserts only people not yet queued
+and the send jobs send only what is still queued.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.campaigns.models import Campaign, CampaignRun
+from ecrm.campaigns.spec import CampaignSpec
+from ecrm.db import insert_ignoring_conflicts, utcnow
+from ecrm.deliveries.models import Delivery
+from ecrm.queue import JobQueue
+from ecrm.runtime import Runtime
+from ecrm.segments.compile import compile_audience
+from ecrm.segments.stream import stream_members
+from ecrm.types import RunStatus
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunRef:
+    run_id: int
+    campaign: str
+    run_key: str
+    created: bool
+
+
+def idempotency_key(run_id: int, profile_id: int, channel: str, step: str = "main") -> str:
+    return f"{run_id}:{step}:{profile_id}:{channel}"
+
+
+async def create_run(sessions: async_sessionmaker[AsyncSession], spec: CampaignSpec, source: str,
+                     run_key: str | None = None) -> RunRef:
+    """Store the campaign's spec and get (or create) the run for `run_key`."""
+    run_key = run_key or spec.run_key()
+    payload = spec.model_dump(mode="json")
+    async with sessions.begin() as session:
+        campaign = await session.scalar(select(Campaign).where(Campaign.name == spec.name))
+        if campaign is None:
+            campaign = Campaign(name=spec.name, source=source, spec=payload)
+            session.add(campaign)
+            await session.flush()
+        else:
+            campaign.spec, campaign.source = payload, source
+        run = await session.scalar(select(CampaignRun).where(
+            CampaignRun.campaign_id == campaign.id, CampaignRun.run_key == run_key))
+        if run is not None:
+            return RunRef(run.id, spec.name, run_key, created=False)
+        scheduled = spec.schedule if spec.schedule != "now" else utcnow()
+        run = CampaignRun(campaign_id=campaign.id, run_key=run_key, spec=payload, scheduled_at=scheduled)
+        session.add(run)
+        await session.flush()
+        return RunRef(run.id, spec.name, run_key, created=True)
+
+
+async def enqueue_plan(queue: JobQueue, run: RunRef, spec: CampaignSpec) -> None:
+    defer_until = None if spec.schedule == "now" else spec.schedule
+    await queue.enqueue("plan_run", run.run_id, _defer_until=defer_until)
+
+
+async def plan_run(runtime: Runtime, run_id: int) -> int:
+    """Queue a delivery for every audience member not yet in the run; enqueue every batch."""
+    spec = await load_run_spec(runtime, run_id)
+    query = compile_audience(spec.audience, spec.channel)
+    size = runtime.settings.send.batch_size
+    sessions = runtime.sessions
+    async with sessions.begin() as session:
+        plan_no = await _start(session, run_id)
+        next_batch = (await session.scalar(select(func.max(Delivery.batch)).where(Delivery.run_id == run_id)))
+    batch = -1 if next_batch is None else next_batch
+    async for ids in stream_members(sessions, query, size):
+        if await _queue_members(runtime, run_id, batch + 1, ids, spec.channel.value):
+            batch += 1
+    for number in range(batch + 1):
+        await runtime.queue.enqueue("send_batch", run_id, number, _job_id=f"send:{run_id}:{number}:{plan_no}")
+    logger.info("run %d planned: %d batches", run_id, batch + 1)
+    return batch + 1
+
+
+async def _start(session: AsyncSession, run_id: int) -> int:
+    run = await session.get_one(CampaignRun, run_id)
+    run.status, run.started_at, run.finished_at = RunStatus.RUNNING, run.started_at or utcnow(), None
+    run.batches += 1  # counts plans; it makes each plan's job ids new
+    return run.batches
+
+
+async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[int], channel: str) -> int:
+    """Insert queued deliveries for `ids` (skipping any already in the run); return how many."""
+    now = utcnow()
+    rows = [{"run_id": run_id, "batch": batch, "profile_id": pid, "channel": channel, "variant": "default",
+             "idempotency_key": idempotency_key(run_id, pid, channel), "status": "queued", "attempts": 0,
+             "queued_at": now} for pid in ids]
+    stmt = insert_ignoring_conflicts(Delivery.__table__, runtime.engine.dialect.name)
+    async with runtime.sessions.begin() as session:
+        result = cast(CursorResult[Any], await session.execute(stmt, rows))
+    return int(result.rowcount or 0)
+
+
+async def load_run_spec(runtime: Runtime, run_id: int) -> CampaignSpec:
+    key = ("spec", run_id)
+    spec = runtime.cache.get(key)
+    if spec is None:
+        async with runtime.sessions() as session:
+            run = await session.get_one(CampaignRun, run_id)
+            spec = runtime.cache[key] = CampaignSpec.model_validate(run.spec)
+    return cast(CampaignSpec, spec)
+
+
+async def finish_if_done(sessions: async_sessionmaker[AsyncSession], run_id: int) -> bool:
+    """Mark the run done once nothing in it is queued or sending."""
+    async with sessions.begin() as session:
+        open_rows = await session.scalar(select(Delivery.id).where(
+            Delivery.run_id == run_id, Delivery.status.in_(("queued", "sending"))).limit(1))
+        if open_rows is not None:
+            return False
+        await session.execute(update(CampaignRun).where(CampaignRun.id == run_id, CampaignRun.status != "done")
+                              .values(status=RunStatus.DONE, finished_at=utcnow()))
+    return True

@@ -1,0 +1,61 @@
+"""Load and validate a campaign file; every problem is reported with file, line and field.
+
+Validation goes beyond the schema: the template must exist, compile, and render in every
+locale variant for the sample profile (undefined variables are errors), so a broken
+campaign is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from ecrm.campaigns.spec import CampaignSpec
+from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
+from ecrm.render.email import EmailComposer
+from ecrm.render.environment import TemplateCatalog
+from ecrm.render.recipient import sample_recipient
+from ecrm.settings import Settings
+from ecrm.yamlfile import YamlDocument, load_yaml, validation_problems
+
+
+def load_campaign(path: Path, settings: Settings, catalog: TemplateCatalog | None = None) -> CampaignSpec:
+    """The validated spec, or CampaignSpecError listing every problem found."""
+    try:
+        doc = load_yaml(path)
+    except SpecError as exc:
+        raise CampaignSpecError(exc.problems) from exc
+    spec = _parse(doc)
+    problems = check_templates(spec, doc, settings, catalog or TemplateCatalog(settings.templates_dir))
+    if problems:
+        raise CampaignSpecError(problems)
+    return spec
+
+
+def _parse(doc: YamlDocument) -> CampaignSpec:
+    if not isinstance(doc.data, dict):
+        raise CampaignSpecError([doc.problem((), "expected a mapping with name, channel, template, audience")])
+    try:
+        return CampaignSpec.model_validate(doc.data)
+    except ValidationError as exc:
+        raise CampaignSpecError(validation_problems(doc, exc)) from exc
+
+
+def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
+                    catalog: TemplateCatalog) -> list[SpecProblem]:
+    """Render every locale variant of the template for the sample profile."""
+    variants = catalog.variants(spec.template)
+    if "" not in variants:
+        return [doc.problem(("template",), f"no template '{spec.template}' in {catalog.root} "
+                            f"(expected a folder {catalog.root / spec.template})")]
+    composer = EmailComposer(settings, catalog, spec.template, spec.name)
+    problems = []
+    for locale in variants:
+        recipient = sample_recipient(locale or "en", **spec.sample.model_dump())
+        try:
+            composer.compose(recipient)
+        except TemplateError as exc:
+            problems.append(doc.problem(("template",), f"{exc} (rendering for the sample profile, "
+                                        f"locale {locale or 'default'})"))
+    return problems

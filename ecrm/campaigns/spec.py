@@ -1,0 +1,52 @@
+"""The campaign file, version 1, as a pydantic model.
+
+    name: welcome
+    channel: email
+    template: welcome
+    audience: {rules: [{field: locale, op: in, value: [en, fa, th]}]}
+    schedule: now                  # or an ISO time with a zone: 2026-12-01T09:00:00+03:30
+    sample: {first_name: Sara, traits: {points: 120}}   # what validation renders with
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ecrm.segments.rules import Audience
+from ecrm.types import ChannelKind
+
+
+class SampleProfile(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    first_name: str = "Sam"
+    last_name: str = "Sample"
+    email: str = "sample@example.com"
+    traits: dict[str, Any] = {}
+
+
+class CampaignSpec(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    version: Literal[1] = 1
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$")
+    description: str = ""
+    channel: Literal[ChannelKind.EMAIL]
+    template: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
+    audience: Audience = Audience()
+    schedule: Literal["now"] | datetime = "now"
+    sample: SampleProfile = SampleProfile()
+
+    @field_validator("schedule")
+    @classmethod
+    def _aware(cls, value: Literal["now"] | datetime) -> Literal["now"] | datetime:
+        if isinstance(value, datetime) and value.tzinfo is None:
+            raise ValueError("the time needs a zone, e.g. 2026-12-01T09:00:00Z or +03:30")
+        return value
+
+    def run_key(self) -> str:
+        """The default key of a run: one run per scheduled time, and one `now` run."""
+        return "now" if self.schedule == "now" else self.schedule.isoformat()

@@ -1,0 +1,90 @@
+"""Email over SMTP (RFC 5321) with aiosmtplib: a small pool of persistent connections.
+
+Connections open lazily, are reused across batches, and are replaced after an error.
+Replies map to our errors by their class (RFC 5321 4.2.1): 4xx and dropped connections are
+transient, 5xx are permanent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Iterator
+from typing import ClassVar
+
+import aiosmtplib
+
+from ecrm.channels.base import OutgoingEmail, SendResult
+from ecrm.errors import PermanentSendError, TransientSendError
+from ecrm.settings import Settings, SmtpSettings
+from ecrm.types import ChannelKind
+
+
+class SmtpEmail:
+    kind: ClassVar[ChannelKind] = ChannelKind.EMAIL
+    provider: ClassVar[str] = "smtp"
+
+    def __init__(self, config: SmtpSettings) -> None:
+        self.config = config
+        self.max_concurrency = config.connections
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._open: set[aiosmtplib.SMTP] = set()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> SmtpEmail:
+        return cls(settings.smtp)
+
+    async def send(self, message: OutgoingEmail) -> SendResult:
+        client = await self._acquire()
+        healthy = False
+        try:
+            with _map_errors(message.recipient):
+                await client.sendmail(message.sender, [message.recipient], message.data)
+            healthy = True
+        finally:
+            await self._release(client, healthy)
+        return SendResult(self.provider, message.message_id)
+
+    async def close(self) -> None:
+        clients, self._open = list(self._open), set()
+        for client in clients:
+            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+                await client.quit()
+
+    async def _acquire(self) -> aiosmtplib.SMTP:
+        if not self._idle.empty():
+            return self._idle.get_nowait()
+        client = aiosmtplib.SMTP(
+            hostname=self.config.host, port=self.config.port, timeout=self.config.timeout,
+            use_tls=self.config.tls, start_tls=self.config.starttls or None,
+            username=self.config.username, password=self.config.password,
+        )
+        with _map_errors(None):
+            await client.connect()
+        self._open.add(client)
+        return client
+
+    async def _release(self, client: aiosmtplib.SMTP, healthy: bool) -> None:
+        if healthy and client.is_connected:
+            self._idle.put_nowait(client)
+            return
+        self._open.discard(client)
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            client.close()
+
+
+@contextlib.contextmanager
+def _map_errors(recipient: str | None) -> Iterator[None]:
+    """The one place where aiosmtplib's exceptions become ours."""
+    try:
+        yield
+    except aiosmtplib.SMTPRecipientsRefused as exc:
+        raise _by_code(exc.recipients[0].code, f"{recipient} refused: {exc.recipients[0].message}") from exc
+    except aiosmtplib.SMTPResponseException as exc:
+        raise _by_code(exc.code, f"SMTP server answered {exc.code} {exc.message}") from exc
+    except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+        raise TransientSendError(f"SMTP connection failed: {exc}") from exc
+
+
+def _by_code(code: int, reason: str) -> TransientSendError | PermanentSendError:
+    return PermanentSendError(reason) if 500 <= code < 600 else TransientSendError(reason)

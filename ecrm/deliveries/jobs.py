@@ -1,0 +1,42 @@
+"""Job of stage 6: send one batch of a run (arq function `send_batch`).
+
+Transient failures go back to `queued` and the job raises `arq.Retry` with exponential
+backoff (or the provider's Retry-After); after the last try they stay queued with their
+error, so nothing is dropped and a re-launch resumes them.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+from arq.worker import Retry
+
+from ecrm.campaigns.launch import finish_if_done, load_run_spec
+from ecrm.deliveries.send import send_batch
+from ecrm.render.email import EmailComposer
+from ecrm.runtime import JobContext, Runtime
+
+logger = logging.getLogger(__name__)
+MAX_BACKOFF = 3600.0
+
+
+async def composer_for(runtime: Runtime, run_id: int) -> EmailComposer:
+    key = ("composer", run_id)
+    composer = runtime.cache.get(key)
+    if composer is None:
+        spec = await load_run_spec(runtime, run_id)
+        composer = runtime.cache[key] = EmailComposer(runtime.settings, runtime.catalog, spec.template, spec.name)
+    return cast(EmailComposer, composer)
+
+
+async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
+    runtime = ctx["runtime"]
+    outcome = await send_batch(runtime, await composer_for(runtime, run_id), run_id, batch)
+    job_try = ctx.get("job_try", 1)
+    if outcome.retry and job_try < runtime.settings.send.max_tries:
+        delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
+        logger.info("run %d batch %d: %d to retry in %.0fs", run_id, batch, outcome.retry, delay)
+        raise Retry(defer=delay)
+    await finish_if_done(runtime.sessions, run_id)
+    return f"sent {outcome.sent}, failed {outcome.failed}, waiting {outcome.retry}"

@@ -1,0 +1,87 @@
+"""The job queue seam: arq on Redis, or the same job functions run in this process.
+
+Both take `enqueue(function, *args, _job_id=..., _defer_until=..., _defer_by=...)` like
+`ArqRedis.enqueue_job`, so job code cannot tell them apart. Jobs raise `arq.Retry` to be run
+again later. The in-process queue exists so the demo and `ecrm campaign launch` work on a
+bare machine with no Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from arq import ArqRedis
+from arq.worker import Retry
+
+logger = logging.getLogger(__name__)
+
+JobFunction = Callable[..., Awaitable[Any]]
+
+
+class JobQueue(Protocol):
+    async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
+                      _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool: ...
+
+
+class ArqQueue:
+    def __init__(self, redis: ArqRedis) -> None:
+        self.redis = redis
+
+    async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
+                      _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool:
+        job = await self.redis.enqueue_job(function, *args, _job_id=_job_id, _defer_until=_defer_until,
+                                           _defer_by=_defer_by)
+        return job is not None
+
+
+class InProcessQueue:
+    """Runs jobs as asyncio tasks with arq's retry rules; `join()` waits until all are done."""
+
+    def __init__(self, functions: Mapping[str, JobFunction], max_tries: int, concurrency: int = 2) -> None:
+        self.functions = functions
+        self.max_tries = max_tries
+        self.ctx: dict[str, Any] = {}
+        self.failed: list[tuple[str, BaseException]] = []
+        self._slots = asyncio.Semaphore(concurrency)
+        self._ids: set[str] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
+                      _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool:
+        if function not in self.functions:
+            raise KeyError(f"no job function named {function!r}")
+        if _job_id is not None:
+            if _job_id in self._ids:
+                return False
+            self._ids.add(_job_id)
+        delay = _defer_by or 0.0
+        if _defer_until is not None:
+            delay = max(0.0, (_defer_until - datetime.now(UTC)).total_seconds())
+        task = asyncio.create_task(self._run(function, args, _job_id or function, delay))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return True
+
+    async def join(self) -> None:
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks))
+
+    async def _run(self, function: str, args: tuple[Any, ...], job_id: str, delay: float) -> None:
+        for job_try in range(1, self.max_tries + 1):
+            await asyncio.sleep(delay)
+            try:
+                async with self._slots:
+                    await self.functions[function]({**self.ctx, "job_try": job_try, "job_id": job_id}, *args)
+                break
+            except Retry as retry:
+                delay = retry.defer_score / 1000 if retry.defer_score else 0.0
+                logger.info("↻ %s:%s retry %d in %.1fs", job_id, function, job_try, delay)
+            except Exception as exc:
+                logger.exception("! %s:%s failed", job_id, function)
+                self.failed.append((job_id, exc))
+                break
+        self._ids.discard(job_id)

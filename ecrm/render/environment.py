@@ -1,0 +1,133 @@
+"""The template catalog: a sandboxed Jinja2 environment over `templates/`, per-locale lookup,
+and compiled templates cached per (template, locale) so a campaign compiles each once.
+
+A template is a folder: `templates/welcome/` with `subject.txt`, `body.html` and `body.txt`.
+A locale variant is a sibling folder named `welcome.<locale>`: `welcome.fa_IR` falls back to
+`welcome.fa`, then to `welcome`. Undefined variables raise, so a missing field is an error at
+validate time, never a blank in a customer's inbox.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from babel import Locale, UnknownLocaleError
+from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
+from jinja2.sandbox import SandboxedEnvironment
+
+from ecrm.errors import TemplateError
+from ecrm.render.filters import FILTERS
+
+EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
+
+
+@dataclass(frozen=True)
+class CompiledEmail:
+    """The three compiled parts of one email template in one locale."""
+
+    name: str
+    folder: str
+    lang: str
+    direction: str
+    subject: Template
+    html: Template
+    text: Template
+
+
+@cache
+def text_direction(locale: str) -> str:
+    try:
+        order = Locale.parse(locale.replace("-", "_")).character_order
+    except (UnknownLocaleError, ValueError):
+        return "ltr"
+    return "rtl" if order == "right-to-left" else "ltr"
+
+
+def locale_chain(locale: str) -> list[str]:
+    """`fa_IR` -> [`fa_IR`, `fa`]; the bare template name is the last fallback."""
+    locale = locale.replace("-", "_")
+    lang = locale.split("_", 1)[0]
+    return [locale, lang] if lang != locale else [locale]
+
+
+class TemplateCatalog:
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.env = SandboxedEnvironment(
+            loader=FileSystemLoader(str(root)),
+            undefined=StrictUndefined,
+            autoescape=lambda name: bool(name and name.endswith(".html")),
+            keep_trailing_newline=True,
+            auto_reload=False,
+        )
+        self.env.filters.update(FILTERS)
+        self._compiled: dict[tuple[str, str], CompiledEmail] = {}
+
+    def exists(self, name: str) -> bool:
+        return (self.root / name).is_dir()
+
+    def folder_for(self, name: str, locale: str) -> str:
+        """The folder that serves `name` in `locale` (the most specific that exists)."""
+        for candidate in locale_chain(locale):
+            if (self.root / f"{name}.{candidate}").is_dir():
+                return f"{name}.{candidate}"
+        if not self.exists(name):
+            raise TemplateError(name, f"no template folder '{name}' in {self.root}")
+        return name
+
+    def variants(self, name: str) -> dict[str, str]:
+        """Locale -> folder for every locale variant on disk, '' for the default folder."""
+        found = {"": name} if self.exists(name) else {}
+        for path in sorted(self.root.glob(f"{name}.*")):
+            if path.is_dir():
+                found[path.name[len(name) + 1 :]] = path.name
+        return found
+
+    def email(self, name: str, locale: str) -> CompiledEmail:
+        key = (name, locale)
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            compiled = self._compiled[key] = self._compile_email(name, locale)
+        return compiled
+
+    def _compile_email(self, name: str, locale: str) -> CompiledEmail:
+        folder = self.folder_for(name, locale)
+        subject, html, text = (self._load(f"{folder}/{part}") for part in EMAIL_PARTS)
+        lang = locale.replace("_", "-")
+        return CompiledEmail(name, folder, lang, text_direction(locale), subject, html, text)
+
+    def _load(self, path: str) -> Template:
+        try:
+            return self.env.get_template(path)
+        except TemplateNotFound as exc:
+            raise TemplateError(path, "file is missing") from exc
+        except TemplateSyntaxError as exc:
+            raise TemplateError(path, exc.message or "syntax error", exc.lineno) from exc
+
+
+def render_part(template: Template, context: dict[str, Any]) -> str:
+    """Render one part; an undefined variable or a sandbox violation becomes a TemplateError."""
+    try:
+        return template.render(context)
+    except TemplateError:
+        raise
+    except Exception as exc:  # Jinja raises many types: UndefinedError, SecurityError, TypeError...
+        raise TemplateError(template.name or "?", _describe(exc), _template_line(exc, template)) from exc
+
+
+def _describe(exc: Exception) -> str:
+    message = str(exc).replace("jinja2.exceptions.", "")
+    return f"{type(exc).__name__}: {message}" if type(exc).__name__ != "UndefinedError" else message
+
+
+def _template_line(exc: Exception, template: Template) -> int | None:
+    tb = exc.__traceback__
+    line = None
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == template.filename:
+            line = template.get_corresponding_lineno(tb.tb_lineno)
+        tb = tb.tb_next
+    return line

@@ -1,0 +1,47 @@
+"""What a process needs to run jobs: settings, database, templates, channels and the queue.
+
+Built once at the edge (the CLI, an arq worker's startup) and handed to every job in its
+context, so no job opens its own engine or SMTP connections.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, TypedDict
+
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from ecrm.channels.registry import Channels
+from ecrm.db import create_engine, session_factory
+from ecrm.queue import JobQueue
+from ecrm.render.environment import TemplateCatalog
+from ecrm.settings import Settings
+
+
+@dataclass
+class Runtime:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    catalog: TemplateCatalog
+    channels: Channels
+    queue: JobQueue
+    cache: dict[Any, Any] = field(default_factory=dict)
+
+    async def close(self) -> None:
+        await self.channels.close()
+        await self.engine.dispose()
+
+
+def open_runtime(settings: Settings, queue: JobQueue, engine: AsyncEngine | None = None) -> Runtime:
+    engine = engine or create_engine(settings.database_url)
+    return Runtime(settings, engine, session_factory(engine), TemplateCatalog(settings.templates_dir),
+                   Channels(settings), queue)
+
+
+class JobContext(TypedDict, total=False):
+    """arq's job context, with our runtime added at worker start-up."""
+
+    runtime: Runtime
+    job_try: int
+    job_id: str

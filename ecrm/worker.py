@@ -1,0 +1,57 @@
+"""The arq worker: the one list of job functions, and the start-up that builds their runtime.
+
+`ecrm worker` runs these on Redis. `in_process_queue` gives the same functions to the
+in-process queue when no Redis is configured.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+from arq import Worker, func
+from arq.connections import RedisSettings
+from arq.worker import Function
+
+from ecrm.campaigns.jobs import plan_run_job
+from ecrm.deliveries.jobs import send_batch_job
+from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
+from ecrm.runtime import open_runtime
+from ecrm.settings import Settings, load_settings
+
+JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job}
+# Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
+ARQ_MAX_TRIES = 1000
+
+
+def make_startup(settings: Settings | None) -> Any:
+    async def startup(ctx: dict[str, Any]) -> None:
+        ctx["runtime"] = open_runtime(settings or load_settings(), ArqQueue(ctx["redis"]))
+
+    return startup
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    if "runtime" in ctx:
+        await ctx["runtime"].close()
+
+
+class WorkerSettings:
+    """arq settings (`arq ecrm.worker.WorkerSettings` works too); settings load at start-up."""
+
+    functions: ClassVar[list[Function]] = [func(job, name=name, max_tries=ARQ_MAX_TRIES) for name, job in JOBS.items()]  # type: ignore[arg-type]
+    on_startup = make_startup(None)
+    on_shutdown = shutdown
+    max_jobs = 4
+
+
+def make_worker(settings: Settings, **options: Any) -> Worker:
+    """An arq Worker for `settings` (tests pass burst=True, poll_delay=0, handle_signals=False)."""
+    if not settings.redis_url:
+        raise ValueError("the arq worker needs redis_url (ECRM_REDIS_URL)")
+    options.setdefault("max_jobs", WorkerSettings.max_jobs)
+    return Worker(functions=WorkerSettings.functions, redis_settings=RedisSettings.from_dsn(settings.redis_url),
+                  on_startup=make_startup(settings), on_shutdown=shutdown, **options)
+
+
+def in_process_queue(settings: Settings) -> InProcessQueue:
+    return InProcessQueue(JOBS, max_tries=settings.send.max_tries)
