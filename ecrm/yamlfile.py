@@ -100,9 +100,16 @@ def _is_union_tag(part: str | int) -> bool:
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
 
 
+_FIXED = {"extra_forbidden": "unknown field (check its spelling)", "missing": "required field is missing"}
+
+
 def _message(err: ErrorDetails) -> str:
-    if err["type"] == "extra_forbidden":
-        return "unknown field (check its spelling)"
-    if err["type"] == "missing":
-        return "required field is missing"
-    return f"{err['msg']} (got {err['input']!r})" if not isinstance(err["input"], dict | list) else err["msg"]
+    kind, message, given = err["type"], err["msg"], err["input"]
+    if kind in _FIXED:
+        return _FIXED[kind]
+    if kind == "value_error":
+        return message.removeprefix("Value error, ")
+    if kind == "string_pattern_mismatch":
+        pattern = (err.get("ctx") or {}).get("pattern", "")
+        return f"{given!r} does not have the expected form (pattern {pattern})"
+    return message if isinstance(given, dict | list) else f"{message} (got {given!r})"

@@ -26,20 +26,32 @@ def load_campaign(path: Path, settings: Settings, catalog: TemplateCatalog | Non
         doc = load_yaml(path)
     except SpecError as exc:
         raise CampaignSpecError(exc.problems) from exc
-    spec = _parse(doc)
-    problems = check_templates(spec, doc, settings, catalog or TemplateCatalog(settings.templates_dir))
+    catalog = catalog or TemplateCatalog(settings.templates_dir)
+    spec = _parse(doc, catalog)
+    problems = check_templates(spec, doc, settings, catalog)
     if problems:
         raise CampaignSpecError(problems)
     return spec
 
 
-def _parse(doc: YamlDocument) -> CampaignSpec:
+def _parse(doc: YamlDocument, catalog: TemplateCatalog) -> CampaignSpec:
     if not isinstance(doc.data, dict):
         raise CampaignSpecError([doc.problem((), "expected a mapping with name, channel, template, audience")])
     try:
         return CampaignSpec.model_validate(doc.data)
     except ValidationError as exc:
-        raise CampaignSpecError(validation_problems(doc, exc)) from exc
+        problems = validation_problems(doc, exc)
+        template = doc.data.get("template")
+        if isinstance(template, str) and not any(p.field == "template" for p in problems):
+            problems.extend(_missing_template(doc, catalog, template))
+        raise CampaignSpecError(problems) from exc
+
+
+def _missing_template(doc: YamlDocument, catalog: TemplateCatalog, name: str) -> list[SpecProblem]:
+    if catalog.exists(name):
+        return []
+    return [doc.problem(("template",), f"no template '{name}' in {catalog.root} "
+                        f"(expected a folder {catalog.root / name})")]
 
 
 def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
@@ -47,8 +59,7 @@ def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
     """Render every locale variant of the template for the sample profile."""
     variants = catalog.variants(spec.template)
     if "" not in variants:
-        return [doc.problem(("template",), f"no template '{spec.template}' in {catalog.root} "
-                            f"(expected a folder {catalog.root / spec.template})")]
+        return _missing_template(doc, catalog, spec.template)
     composer = EmailComposer(settings, catalog, spec.template, spec.name)
     problems = []
     for locale in variants:
@@ -56,6 +67,7 @@ def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
         try:
             composer.compose(recipient)
         except TemplateError as exc:
-            problems.append(doc.problem(("template",), f"{exc} (rendering for the sample profile, "
-                                        f"locale {locale or 'default'})"))
+            problems.append(doc.problem(("template",), f"{exc}; rendering for the sample profile in locale "
+                                        f"{locale or 'default'} (add the value to `sample:` or use "
+                                        "`| default(...)` in the template)"))
     return problems

@@ -1,0 +1,277 @@
+"""Raw transport ceiling: pre-built messages through aiosmtplib to the lean SMTP sink, no DB, queue or rendering.
+
+Benchmark stage. It bounds what the email send path can reach on this box: N distinct ~3 KB
+multipart/alternative messages (personalised To, List-Unsubscribe one-click, utf-8 en/fa/th bodies) are
+built once per process before the clock starts, then sent with ``SMTP.sendmail`` over C reused
+connections in each of P spawned processes. Run ``python -m bench.raw_ceiling`` from the repository root:
+it starts ``python -m ecrm.peers.smtp_sink`` in its own process, measures, checks the sink counted
+exactly one message per recipient, and prints one line of figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Coroutine, Iterator
+from dataclasses import dataclass
+from email.header import Header
+from email.utils import formatdate
+from multiprocessing.synchronize import Barrier
+from pathlib import Path
+from typing import Any
+
+import aiosmtplib
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+SENDER = "news@shop.example.test"
+MAIL_OPTIONS = ["BODY=8BITMIME"]
+BOUNDARY = "=_ecrm_alt_7f3a9c"
+DEADLINE_S = 900.0
+SUBJECT = Header("Your weekly picks · پیشنهادهای هفته · ข้อเสนอประจำสัปดาห์", "utf-8").encode()
+DATE = formatdate(0, usegmt=True)
+PARAGRAPHS = (
+    "New arrivals are in: linen shirts, canvas sneakers and a travel mug that keeps coffee hot for hours.",
+    "محصولات تازه رسیدند: پیراهن کتان، کفش کتانی و لیوان سفری که قهوه را ساعت‌ها گرم نگه می‌دارد.",  # noqa: RUF001
+    "สินค้าใหม่มาแล้ว: เสื้อผ้าลินิน รองเท้าผ้าใบ และแก้วเดินทางที่เก็บความร้อนของกาแฟได้นานหลายชั่วโมง",
+)
+TEXT_BODY = "\r\n\r\n".join(PARAGRAPHS)
+HTML_BODY = "\r\n".join(f'<p style="margin:0 0 12px;font-family:sans-serif">{p}</p>' for p in PARAGRAPHS * 2)
+TEMPLATE = (
+    "From: Shop <{sender}>\r\nTo: {name} <{to}>\r\nSubject: {subject}\r\nDate: {date}\r\n"
+    "Message-ID: <{token}@shop.example.test>\r\nMIME-Version: 1.0\r\n"
+    "List-Unsubscribe: <https://shop.example.test/u/{token}>, <mailto:unsubscribe+{token}@shop.example.test>\r\n"
+    "List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+    'Content-Type: multipart/alternative; boundary="{boundary}"\r\n\r\n'
+    "--{boundary}\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    "Hi {name},\r\n\r\n{text}\r\n\r\nUnsubscribe: https://shop.example.test/u/{token}\r\n"
+    "--{boundary}\r\nContent-Type: text/html; charset=utf-8\r\nContent-Transfer-Encoding: 8bit\r\n\r\n"
+    '<!doctype html><html><body><h1 style="font-family:sans-serif">Hi {name}</h1>\r\n{html}\r\n'
+    '<p><a href="https://shop.example.test/u/{token}">Unsubscribe</a></p></body></html>\r\n'
+    "--{boundary}--\r\n"
+)
+
+
+@dataclass(frozen=True)
+class WorkerResult:
+    """What one sending process did, between passing the start barrier and its last reply."""
+
+    sent: int
+    errors: int
+    started: float
+    finished: float
+    cpu_s: float
+    peak_rss_kb: int
+
+
+@dataclass(frozen=True)
+class RawResult:
+    """The measured ceiling; ``seconds`` spans the first process's start to the last one's finish."""
+
+    messages: int
+    errors: int
+    seconds: float
+    processes: int
+    connections: int
+    cpu_ms_per_msg: tuple[float, ...]
+    peak_rss_mb: float
+
+    @property
+    def msgs_per_s(self) -> float:
+        return self.messages / self.seconds if self.seconds else 0.0
+
+    def line(self) -> str:
+        cpu = "/".join(f"{ms:.3f}" for ms in self.cpu_ms_per_msg)
+        return (f"msgs={self.messages} seconds={self.seconds:.2f} msg_per_s={self.msgs_per_s:.0f} "
+                f"client_cpu_ms_per_msg={cpu} peak_rss_mb={self.peak_rss_mb:.1f} errors={self.errors}")
+
+
+def recipient(i: int) -> str:
+    return f"user{i:07d}@example.test"
+
+
+def build_message(i: int) -> bytes:
+    """Recipient ``i``'s message, as the wire bytes a pre-encoded MIME template would produce."""
+    token = hashlib.blake2b(i.to_bytes(8, "big"), digest_size=12).hexdigest()
+    return TEMPLATE.format(
+        sender=SENDER, name=f"Customer {i}", to=recipient(i), subject=SUBJECT, date=DATE, token=token,
+        boundary=BOUNDARY, text=TEXT_BODY, html=HTML_BODY,
+    ).encode("utf-8")
+
+
+def measure_raw_ceiling(n: int, processes: int, connections: int, host: str, port: int,
+                        *, use_uvloop: bool = True) -> RawResult:
+    """Send recipients ``0..n-1`` once each from ``processes`` spawned processes, ``connections`` each."""
+    ctx = mp.get_context("spawn")
+    barrier = ctx.Barrier(processes + 1)
+    results: mp.Queue[WorkerResult] = ctx.Queue()
+    workers = [ctx.Process(target=_worker, args=(index, n, processes, connections, host, port, use_uvloop,
+                                                  barrier, results), daemon=True)
+               for index in range(processes)]
+    for worker in workers:
+        worker.start()
+    try:
+        barrier.wait(timeout=DEADLINE_S)
+        collected = [_next_result(results, workers) for _ in workers]
+    finally:
+        for worker in workers:
+            worker.join(timeout=10)
+    return _summarise(collected, processes, connections)
+
+
+def _next_result(results: mp.Queue[WorkerResult], workers: list[Any]) -> WorkerResult:
+    deadline = time.monotonic() + DEADLINE_S
+    while time.monotonic() < deadline:
+        try:
+            return results.get(timeout=1.0)
+        except queue.Empty:
+            if any(worker.exitcode not in (None, 0) for worker in workers):
+                raise RuntimeError("a sending process failed; see its traceback above") from None
+    raise TimeoutError("sending processes did not finish in time")
+
+
+def _summarise(collected: list[WorkerResult], processes: int, connections: int) -> RawResult:
+    seconds = max(r.finished for r in collected) - min(r.started for r in collected)
+    return RawResult(
+        messages=sum(r.sent for r in collected),
+        errors=sum(r.errors for r in collected),
+        seconds=seconds,
+        processes=processes,
+        connections=connections,
+        cpu_ms_per_msg=tuple(r.cpu_s * 1000 / r.sent if r.sent else 0.0 for r in collected),
+        peak_rss_mb=max(r.peak_rss_kb for r in collected) / 1024,
+    )
+
+
+def _worker(index: int, n: int, processes: int, connections: int, host: str, port: int, use_uvloop: bool,
+            barrier: Barrier, results: mp.Queue[WorkerResult]) -> None:
+    messages = [(recipient(i), build_message(i)) for i in range(index, n, processes)]
+    results.put(_run(_send_all(messages, connections, host, port, barrier), use_uvloop))
+
+
+def _run(coro: Coroutine[Any, Any, WorkerResult], use_uvloop: bool) -> WorkerResult:
+    if use_uvloop:
+        import uvloop
+
+        return uvloop.run(coro)
+    return asyncio.run(coro)
+
+
+async def _send_all(messages: list[tuple[str, bytes]], connections: int, host: str, port: int,
+                    barrier: Barrier) -> WorkerResult:
+    clients = [aiosmtplib.SMTP(hostname=host, port=port, local_hostname="bench.local", timeout=30)
+               for _ in range(connections)]
+    for client in clients:
+        await client.connect()
+        await client.ehlo()
+    await asyncio.to_thread(barrier.wait)
+    started, cpu_started = time.monotonic(), _cpu_seconds()
+    pending = iter(messages)
+    async with asyncio.timeout(DEADLINE_S):
+        errors = sum(await asyncio.gather(*(_pump(client, pending) for client in clients)))
+    finished, cpu_s = time.monotonic(), _cpu_seconds() - cpu_started
+    for client in clients:
+        await client.quit()
+    peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return WorkerResult(len(messages) - errors, errors, started, finished, cpu_s, peak_rss_kb)
+
+
+async def _pump(client: aiosmtplib.SMTP, pending: Iterator[tuple[str, bytes]]) -> int:
+    """Send from the shared iterator until it is empty; ``timeout=None`` keeps ``wait_for`` off each reply."""
+    errors = 0
+    for to, message in pending:
+        try:
+            await client.sendmail(SENDER, [to], message, mail_options=MAIL_OPTIONS, timeout=None)
+        except aiosmtplib.SMTPException:
+            errors += 1
+    return errors
+
+
+def _cpu_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+class SinkProcess:
+    """``python -m ecrm.peers.smtp_sink`` on a free loopback port, stopped with SIGTERM to collect its stats."""
+
+    def __init__(self, stats_file: Path) -> None:
+        self.stats_file = stats_file
+        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "ecrm.peers.smtp_sink", "--port", "0", "--stats-file", str(stats_file)],
+            stdout=subprocess.PIPE, cwd=ROOT, env=env,
+        )
+        self.port = self._read_port()
+        self.ps = psutil.Process(self.process.pid)
+
+    def _read_port(self) -> int:
+        assert self.process.stdout is not None
+        timer = threading.Timer(30, self.process.kill)
+        timer.start()
+        banner = self.process.stdout.readline()
+        timer.cancel()
+        if not banner:
+            raise RuntimeError("the SMTP sink did not start")
+        return int(banner.rsplit(b":", 1)[1])
+
+    def cpu_seconds(self) -> float:
+        times = self.ps.cpu_times()
+        return float(times.user + times.system)
+
+    def stop(self) -> dict[str, Any]:
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=30)
+        stats: dict[str, Any] = json.loads(self.stats_file.read_text(encoding="utf-8"))
+        return stats
+
+
+def lost_and_duplicated(per_recipient: dict[str, int], n: int) -> tuple[int, int]:
+    """Recipients the sink never saw, and messages beyond one per recipient (strangers count as duplicates)."""
+    expected = {recipient(i) for i in range(n)}
+    lost = sum(1 for address in expected if per_recipient.get(address, 0) == 0)
+    duplicated = sum(count - 1 if address in expected else count for address, count in per_recipient.items())
+    return lost, duplicated
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.raw_ceiling", description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="messages (distinct recipients)")
+    parser.add_argument("--processes", "-p", type=int, default=2)
+    parser.add_argument("--connections", "-c", type=int, default=8, help="connections per process")
+    parser.add_argument("--no-uvloop", action="store_true", help="use the stdlib asyncio loop in the senders")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="raw-ceiling-") as tmp:
+        sink = SinkProcess(Path(tmp) / "sink-stats.json")
+        try:
+            sink_cpu_started = sink.cpu_seconds()
+            result = measure_raw_ceiling(args.n, args.processes, args.connections, "127.0.0.1", sink.port,
+                                         use_uvloop=not args.no_uvloop)
+            sink_cpu_ms_per_msg = (sink.cpu_seconds() - sink_cpu_started) * 1000 / max(result.messages, 1)
+        finally:
+            stats = sink.stop()
+    lost, duplicated = lost_and_duplicated(stats["per_recipient"], args.n)
+    print(f"raw_ceiling n={args.n} processes={args.processes} connections={args.connections} "
+          f"uvloop={not args.no_uvloop}: {result.line()} sink_cpu_ms_per_msg={sink_cpu_ms_per_msg:.3f} "
+          f"sink_messages={stats['messages']} lost={lost} duplicated={duplicated}")
+    return 0 if lost == duplicated == result.errors == 0 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""The aiohttp application: `create_app(settings)` for tests and the CLI, `serve` to run it.
+
+The database engine lives in a cleanup context, so it opens with the app and is disposed when
+the app stops. Middlewares run errors first (outermost), then authentication.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+
+from aiohttp import web
+
+from ecrm.api import events, health, profiles, unsubscribe
+from ecrm.api.auth import auth_middleware
+from ecrm.api.errors import error_middleware
+from ecrm.api.keys import ENGINE, SESSIONS, SETTINGS
+from ecrm.db import create_engine, session_factory
+from ecrm.settings import Settings
+
+logger = logging.getLogger(__name__)
+ROUTES = (health.routes, profiles.routes, events.routes, unsubscribe.routes)
+
+
+def create_app(settings: Settings) -> web.Application:
+    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    app[SETTINGS] = settings
+    app.cleanup_ctx.append(_database)
+    for routes in ROUTES:
+        app.add_routes(routes)
+    return app
+
+
+async def _database(app: web.Application) -> AsyncIterator[None]:
+    engine = create_engine(app[SETTINGS].database_url)
+    app[ENGINE] = engine
+    app[SESSIONS] = session_factory(engine)
+    yield
+    await engine.dispose()
+
+
+async def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the API until cancelled (for `ecrm serve` and the demo)."""
+    runner = web.AppRunner(create_app(settings))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, host, port).start()
+        logger.info("API listening on http://%s:%d", host, port)
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()

@@ -1,0 +1,19 @@
+"""`POST /v1/events`: record something a person did; 202 with the new event's id."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ecrm.api.body import read_model
+from ecrm.api.keys import SESSIONS
+from ecrm.profiles.ingest import EventIn, record_event
+
+routes = web.RouteTableDef()
+
+
+@routes.post("/v1/events")
+async def post_event(request: web.Request) -> web.Response:
+    data = await read_model(request, EventIn)
+    async with request.app[SESSIONS].begin() as session:
+        event = await record_event(session, data)
+    return web.json_response({"id": event.id}, status=202)

@@ -1,0 +1,62 @@
+"""`/u/{token}`: the List-Unsubscribe link (RFC 8058), public and answered in HTML.
+
+GET only shows a confirmation form, because mail scanners fetch links; POST (the one-click
+`List-Unsubscribe=One-Click` body, our own form, or an empty body) withdraws email consent.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ecrm.api.keys import SESSIONS, SETTINGS
+from ecrm.feedback.apply import apply_unsubscribe
+from ecrm.feedback.unsubscribe import InvalidTokenError, read_token
+
+routes = web.RouteTableDef()
+SOURCE = "unsubscribe-link"
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>{title}</title></head>
+<body style="font-family: sans-serif; max-width: 32rem; margin: 3rem auto; padding: 0 1rem">
+<h1>{title}</h1>
+{content}
+</body></html>
+"""
+CONFIRM = """<p>Do you want to stop receiving these emails?</p>
+<form method="post"><input type="hidden" name="List-Unsubscribe" value="One-Click">
+<button type="submit">Unsubscribe</button></form>"""
+DONE = "<p>You will not receive these emails any more.</p>"
+INVALID = "<p>This unsubscribe link is not valid. Please use the link from the latest email you received.</p>"
+
+
+def _page(title: str, content: str, status: int = 200) -> web.Response:
+    # no-referrer: the token in our URL must not travel to other sites.
+    headers = {"Cache-Control": "no-store", "Referrer-Policy": "no-referrer"}
+    return web.Response(text=PAGE.format(title=title, content=content), status=status,
+                        content_type="text/html", headers=headers)
+
+
+def _ids(request: web.Request) -> tuple[int, int] | None:
+    try:
+        return read_token(request.app[SETTINGS].secret_key, request.match_info["token"])
+    except InvalidTokenError:
+        return None
+
+
+@routes.get("/u/{token}")
+async def get_unsubscribe(request: web.Request) -> web.Response:
+    if _ids(request) is None:
+        return _page("Link not valid", INVALID, status=400)
+    return _page("Unsubscribe", CONFIRM)
+
+
+@routes.post("/u/{token}")
+async def post_unsubscribe(request: web.Request) -> web.Response:
+    ids = _ids(request)
+    if ids is None:
+        return _page("Link not valid", INVALID, status=400)
+    delivery_id, profile_id = ids
+    async with request.app[SESSIONS].begin() as session:
+        await apply_unsubscribe(session, delivery_id, profile_id, SOURCE)
+    return _page("You are unsubscribed", DONE)

@@ -1,0 +1,264 @@
+"""The `ecrm` command line: init, profiles import, campaign validate|launch|status, serve,
+worker, apikey create, demo. Each command is a short function over the stage packages."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from ecrm.campaigns.launch import create_run, enqueue_plan
+from ecrm.campaigns.load import load_campaign
+from ecrm.db import create_engine, migrate, session_factory
+from ecrm.deliveries.report import RunReport, run_report
+from ecrm.errors import EcrmError, SpecError
+from ecrm.runtime import open_runtime
+from ecrm.schema import ensure_schema
+from ecrm.settings import Settings, load_settings
+
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        settings = load_settings(args.config)
+        result: int = args.handler(settings, args)
+        return result
+    except SpecError as exc:
+        err_console.print(f"[red]refused[/red]: {len(exc.problems)} problem(s)", highlight=False)
+        for problem in exc.problems:
+            err_console.print(f"  {problem}", highlight=False, markup=False)
+        return 1
+    except EcrmError as exc:
+        err_console.print(f"error: {exc}", highlight=False, markup=False)
+        return 1
+
+
+def parser() -> argparse.ArgumentParser:
+    top = argparse.ArgumentParser(prog="ecrm", description="eCRM messaging engine")
+    top.add_argument("--config", type=Path, default=None, help="settings file (default config/ecrm.yaml)")
+    top.add_argument("-v", "--verbose", action="store_true")
+    sub = top.add_subparsers(required=True, metavar="COMMAND")
+    _add(sub, "init", "create or upgrade the database schema", cmd_init)
+    profiles = sub.add_parser("profiles", help="import profiles").add_subparsers(required=True, metavar="ACTION")
+    _add(profiles, "import", "import profiles from a CSV file", cmd_import).add_argument("csv", type=Path)
+    campaign = sub.add_parser("campaign", help="validate, launch, follow campaigns").add_subparsers(
+        required=True, metavar="ACTION")
+    _add(campaign, "validate", "check campaign files; nothing is sent", cmd_validate).add_argument(
+        "files", type=Path, nargs="+")
+    launch = _add(campaign, "launch", "validate and launch a campaign run", cmd_launch)
+    launch.add_argument("file", type=Path)
+    launch.add_argument("--run", help="run key (default: 'now', or the scheduled time); same key = resume")
+    status = _add(campaign, "status", "deliveries of a campaign run by locale and status", cmd_status)
+    status.add_argument("name")
+    status.add_argument("--run", help="run key (default: the latest run)")
+    serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker).add_argument("--burst", action="store_true")
+    apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
+    _add(apikey, "create", "create an API key (shown once)", cmd_apikey).add_argument("name")
+    demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
+    demo.add_argument("--profiles", type=int, default=1000)
+    demo.add_argument("--out", type=Path, default=Path("demo-out"))
+    return top
+
+
+def _add(sub: Any, name: str, help_text: str, handler: Callable[[Settings, argparse.Namespace], int]) -> Any:
+    command = sub.add_parser(name, help=help_text, description=help_text)
+    command.set_defaults(handler=handler)
+    return command
+
+
+def run(coro: Awaitable[int]) -> int:
+    async def wrapped() -> int:
+        return await coro
+
+    return asyncio.run(wrapped())
+
+
+def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await migrate(engine)
+        finally:
+            await engine.dispose()
+        console.print(f"database ready: {settings.database_url}", highlight=False)
+        return 0
+
+    return run(go())
+
+
+def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
+    failed = 0
+    for path in args.files:
+        try:
+            spec = load_campaign(path, settings)
+        except SpecError as exc:
+            failed += 1
+            err_console.print(f"[red]✗[/red] {path}: {len(exc.problems)} problem(s)", highlight=False)
+            for problem in exc.problems:
+                err_console.print(f"  {problem}", highlight=False, markup=False)
+            continue
+        console.print(f"[green]✓[/green] {path}: campaign '{spec.name}' is valid", highlight=False)
+    return 1 if failed else 0
+
+
+def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
+    spec = load_campaign(args.file, settings)
+    return run(launch(settings, spec, str(args.file), args.run))
+
+
+async def launch(settings: Settings, spec: Any, source: str, run_key: str | None) -> int:
+    from ecrm.worker import in_process_queue
+
+    engine = create_engine(settings.database_url)
+    await ensure_schema(engine)
+    if settings.redis_url:
+        return await _launch_on_redis(settings, engine, spec, source, run_key)
+    queue = in_process_queue(settings)
+    runtime = queue.ctx["runtime"] = open_runtime(settings, queue, engine)
+    try:
+        ref = await create_run(runtime.sessions, spec, source, run_key)
+        console.print(f"run '{ref.run_key}' of '{ref.campaign}' {'created' if ref.created else 'resumed'}; "
+                      "sending in this process (no redis_url configured)", highlight=False)
+        await enqueue_plan(queue, ref, spec)
+        await queue.join()
+        print_report(await run_report(runtime.sessions, spec.name, ref.run_key))
+    finally:
+        await runtime.close()
+    return 1 if queue.failed else 0
+
+
+async def _launch_on_redis(settings: Settings, engine: Any, spec: Any, source: str, run_key: str | None) -> int:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from ecrm.queue import ArqQueue
+
+    redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
+    try:
+        ref = await create_run(session_factory(engine), spec, source, run_key)
+        await enqueue_plan(ArqQueue(redis), ref, spec)
+    finally:
+        await redis.aclose()
+        await engine.dispose()
+    console.print(f"run '{ref.run_key}' of '{ref.campaign}' queued on {settings.redis_url}; "
+                  f"`ecrm worker` sends it; follow with `ecrm campaign status {ref.campaign}`", highlight=False)
+    return 0
+
+
+def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await ensure_schema(engine)
+            print_report(await run_report(session_factory(engine), args.name, args.run))
+        finally:
+            await engine.dispose()
+        return 0
+
+    return run(go())
+
+
+STATUS_COLUMNS = ("queued", "sending", "sent", "delivered", "failed", "bounced")
+
+
+def print_report(report: RunReport) -> None:
+    table = Table(title=f"{report.campaign} / run {report.run_key}: {report.status}")
+    table.add_column("locale")
+    for status in STATUS_COLUMNS:
+        table.add_column(status, justify="right")
+    for locale, counts in report.by_locale.items():
+        table.add_row(locale, *(str(counts.get(s, 0)) for s in STATUS_COLUMNS))
+    table.add_row("all", *(str(report.total(s)) for s in STATUS_COLUMNS), style="bold")
+    console.print(table)
+    for error, count in report.errors:
+        console.print(f"  {count} x {error}", highlight=False, markup=False)
+
+
+def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.profiles.csv_import import import_csv
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        await ensure_schema(engine)
+        columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
+        try:
+            with Progress(*columns, console=console) as progress:
+                task = progress.add_task("import", total=_count_rows(args.csv))
+                report = await import_csv(session_factory(engine), args.csv,
+                                          progress=lambda n: progress.advance(task, n))
+        finally:
+            await engine.dispose()
+        for error in report.errors[:50]:
+            err_console.print(f"  {error}", highlight=False, markup=False)
+        console.print(f"imported {report.imported}, skipped {report.skipped}", highlight=False)
+        return 1 if report.errors else 0
+
+    return run(go())
+
+
+def _count_rows(path: Path) -> int | None:
+    try:
+        with path.open("rb") as handle:
+            return max(0, sum(1 for _ in handle) - 1)
+    except OSError:
+        return None
+
+
+def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from ecrm.api.app import create_app
+
+    web.run_app(create_app(settings), host=args.host, port=args.port)
+    return 0
+
+
+def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.worker import make_worker
+
+    if not settings.redis_url:
+        raise EcrmError("`ecrm worker` needs redis_url (ECRM_REDIS_URL=redis://127.0.0.1:6379); without Redis, "
+                        "`ecrm campaign launch` sends in its own process")
+    worker = make_worker(settings, burst=args.burst)
+    worker.run()
+    return 0
+
+
+def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.api.apikeys import create_api_key
+
+    async def go() -> int:
+        engine = create_engine(settings.database_url)
+        try:
+            await ensure_schema(engine)
+            async with session_factory(engine).begin() as session:
+                key = await create_api_key(session, args.name)
+        finally:
+            await engine.dispose()
+        console.print(f"API key '{args.name}' (shown once, store it now):", highlight=False)
+        sys.stdout.write(key + "\n")
+        return 0
+
+    return run(go())
+
+
+def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.demo import run_demo
+
+    return run(run_demo(settings, args.profiles, args.out))

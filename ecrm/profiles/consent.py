@@ -1,0 +1,56 @@
+"""Stage 1: per-channel consent, written as one race-safe upsert per batch.
+
+A consent row says whether a profile may be contacted on a channel, who said so last and
+when it last changed. Re-stating the current state changes nothing, so `updated_at` keeps
+the moment the state was actually set (the date a regulator asks for).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ecrm.db import Base, utcnow
+from ecrm.profiles.models import Consent
+from ecrm.types import ChannelKind, ConsentState
+
+
+@dataclass(frozen=True)
+class ConsentChange:
+    profile_id: int
+    channel: ChannelKind
+    state: ConsentState
+    source: str
+
+
+def dialect_insert(session: AsyncSession, entity: type[Base]) -> postgresql.Insert | sqlite.Insert:
+    """An INSERT that takes ON CONFLICT clauses, which both our databases spell the same way."""
+    if session.get_bind().dialect.name == "postgresql":
+        return postgresql.insert(entity)
+    return sqlite.insert(entity)
+
+
+async def set_consents(session: AsyncSession, changes: Sequence[ConsentChange]) -> None:
+    """Upsert consent rows; when one batch names a (profile, channel) twice, the last one wins."""
+    latest = {(c.profile_id, c.channel): c for c in changes}
+    if not latest:
+        return
+    now = utcnow()
+    rows = [{"profile_id": c.profile_id, "channel": c.channel.value, "state": c.state.value,
+             "source": c.source, "updated_at": now} for c in latest.values()]
+    stmt = dialect_insert(session, Consent)
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["profile_id", "channel"],
+        set_={"state": stmt.excluded.state, "source": stmt.excluded.source, "updated_at": stmt.excluded.updated_at},
+        where=Consent.state != stmt.excluded.state,
+    )
+    await session.execute(stmt, rows)
+
+
+async def load_consents(session: AsyncSession, profile_id: int) -> list[Consent]:
+    stmt = select(Consent).where(Consent.profile_id == profile_id).order_by(Consent.channel)
+    return list(await session.scalars(stmt, execution_options={"populate_existing": True}))

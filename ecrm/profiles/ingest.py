@@ -1,0 +1,278 @@
+"""Stage 1 ingest: validate profiles and events from outside, then write them.
+
+The API, the CSV import and (later) shop connectors all come through here. The input models
+refuse unknown fields and normalise what they accept: lowercased email, E.164 phone,
+`en_US`-style locale, IANA time zone. An update changes only the fields the input names,
+and merges traits shallowly into the stored ones.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+from typing import Annotated, Any
+from zoneinfo import ZoneInfo
+
+import phonenumbers
+from babel import Locale, UnknownLocaleError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    ValidationError,
+)
+from pydantic_core import PydanticCustomError
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ecrm.db import utcnow
+from ecrm.profiles.consent import ConsentChange, dialect_insert, set_consents
+from ecrm.profiles.models import Event, Profile
+from ecrm.types import ChannelKind, ConsentState
+
+_EVENT_NAME = re.compile(r"[a-z0-9_.:]+")
+PROFILE_COLUMNS = ("email", "phone", "first_name", "last_name", "locale", "time_zone")
+
+
+def _no_nul(value: str) -> str:
+    # PostgreSQL refuses NUL in text and JSONB; refuse it here rather than fail on write.
+    if "\x00" in value:
+        raise PydanticCustomError("nul_character", "must not contain the NUL character")
+    return value
+
+
+def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        text = json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError):
+        raise PydanticCustomError("json", "must hold only JSON values (no NaN or Infinity)") from None
+    if "\\u0000" in text.replace("\\\\", ""):  # an escaped NUL, not an escaped backslash before "u0000"
+        raise PydanticCustomError("nul_character", "must not contain the NUL character")
+    return value
+
+
+def _phone(value: str) -> str:
+    try:
+        number = phonenumbers.parse(value, None)
+    except phonenumbers.NumberParseException:
+        number = None
+    if number is None or not phonenumbers.is_valid_number(number):
+        raise PydanticCustomError("phone", "not a valid phone number; use the international form, e.g. +66812345678")
+    return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
+
+
+def _locale(value: str) -> str:
+    try:
+        return str(Locale.parse(value.replace("-", "_")))
+    except (ValueError, UnknownLocaleError):
+        raise PydanticCustomError("locale", "not a known locale such as en_US, fa or th") from None
+
+
+def _time_zone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (KeyError, ValueError, OSError):
+        raise PydanticCustomError("time_zone", "not an IANA time zone such as Asia/Bangkok") from None
+    return value
+
+
+def _event_name(value: str) -> str:
+    if not _EVENT_NAME.fullmatch(value):
+        raise PydanticCustomError("event_name", "use only lowercase letters, digits, '_', '.' and ':'")
+    return value
+
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+Email = Annotated[EmailStr, AfterValidator(str.lower)]
+Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
+LocaleTag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=35), AfterValidator(_locale)]
+TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_time_zone)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
+EventName = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_event_name)]
+
+
+class ConsentIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    state: ConsentState
+    source: Text = "api"
+
+
+class ProfileIn(BaseModel):
+    """A profile as a shop or back office sends it; only `external_id` is required."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: Text
+    email: Email | None = None
+    phone: Phone | None = None
+    first_name: Text | None = None
+    last_name: Text | None = None
+    locale: LocaleTag = "en"
+    time_zone: TimeZone = "UTC"
+    traits: JsonObject = Field(default_factory=dict)
+    consent: dict[ChannelKind, ConsentIn] = Field(default_factory=dict)
+
+    def changes(self) -> dict[str, Any]:
+        """The profile columns this input sets (traits aside, which merge instead)."""
+        return {name: getattr(self, name) for name in PROFILE_COLUMNS if name in self.model_fields_set}
+
+    def consent_changes(self, profile_id: int) -> list[ConsentChange]:
+        return [ConsentChange(profile_id, channel, c.state, c.source) for channel, c in self.consent.items()]
+
+
+class EventIn(BaseModel):
+    """Something a person did, e.g. `order.placed`; `occurred_at` must carry a time zone."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    external_id: Text
+    name: EventName
+    properties: JsonObject = Field(default_factory=dict)
+    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+
+
+@dataclass(frozen=True)
+class InputError:
+    """One invalid field of an input: dotted path (`consent.email.state`), message, given value."""
+
+    field: str
+    message: str
+    value: Any
+
+
+def input_errors(exc: ValidationError) -> list[InputError]:
+    return [InputError(_field_path(err["loc"]), _message(err["type"], err["msg"]), err["input"])
+            for err in exc.errors(include_url=False)]
+
+
+def _field_path(loc: tuple[int | str, ...]) -> str:
+    # pydantic adds `[key]` for a bad mapping key and `function-after[...]` for validators.
+    parts = [str(p) for p in loc if not (isinstance(p, str) and ("[" in p or p.startswith("function-")))]
+    return ".".join(parts)
+
+
+def _message(kind: str, msg: str) -> str:
+    if kind == "extra_forbidden":
+        return "unknown field (check its spelling)"
+    if kind == "missing":
+        return "required field is missing"
+    return msg
+
+
+@dataclass(frozen=True)
+class UpsertCounts:
+    created: int
+    updated: int
+
+
+async def find_profile(session: AsyncSession, external_id: str) -> Profile | None:
+    return await session.scalar(select(Profile).where(Profile.external_id == external_id))
+
+
+async def upsert_profile(session: AsyncSession, data: ProfileIn) -> tuple[Profile, bool]:
+    """Create or update the profile named by `data.external_id`; True when it was created."""
+    profile_id, created = await _ensure_profile(session, data.external_id)
+    profile = await session.get_one(Profile, profile_id, with_for_update=True, populate_existing=True)
+    for name, value in data.changes().items():
+        setattr(profile, name, value)
+    if data.traits:
+        profile.traits = {**profile.traits, **data.traits}
+    await session.flush()
+    await set_consents(session, data.consent_changes(profile.id))
+    return profile, created
+
+
+async def record_event(session: AsyncSession, data: EventIn) -> Event:
+    """Store an event; a profile not seen before is created bare, to be filled in later."""
+    profile_id, _ = await _ensure_profile(session, data.external_id)
+    event = Event(profile_id=profile_id, name=data.name, properties=data.properties,
+                  occurred_at=data.occurred_at, received_at=utcnow())
+    session.add(event)
+    await session.flush()
+    return event
+
+
+async def _ensure_profile(session: AsyncSession, external_id: str) -> tuple[int, bool]:
+    found = await _profile_ids(session, [external_id])
+    if external_id in found:
+        return found[external_id], False
+    now = utcnow()
+    stmt = dialect_insert(session, Profile).values(external_id=external_id, created_at=now, updated_at=now)
+    new_id = await session.scalar(stmt.on_conflict_do_nothing(index_elements=["external_id"]).returning(Profile.id))
+    if new_id is not None:
+        return new_id, True
+    # Another transaction created it between our SELECT and INSERT.
+    return (await _profile_ids(session, [external_id]))[external_id], False
+
+
+async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
+    stmt = select(Profile.external_id, Profile.id).where(Profile.external_id.in_(external_ids))
+    return dict((await session.execute(stmt)).tuples())
+
+
+async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn]) -> int:
+    """Batch `upsert_profile` for imports; returns how many profiles were written."""
+    counts = await upsert_profile_batch(session, rows)
+    return counts.created + counts.updated
+
+
+async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn]) -> UpsertCounts:
+    """Upsert a batch in a few statements; rows naming the same external_id apply in order."""
+    merged = _merge_duplicates(rows)
+    existing = await _existing_traits(session, merged)
+    created = await _insert_new(session, [row for ext, row in merged.items() if ext not in existing])
+    raced = [ext for ext in merged if ext not in existing and ext not in created]
+    if raced:
+        existing |= await _existing_traits(session, raced)
+    await _update_existing(session, [merged[ext] for ext in existing], existing)
+    ids = created | {ext: pid for ext, (pid, _) in existing.items()}
+    await set_consents(session, [c for ext, row in merged.items() for c in row.consent_changes(ids[ext])])
+    return UpsertCounts(created=len(created), updated=len(existing))
+
+
+def _merge_duplicates(rows: Sequence[ProfileIn]) -> dict[str, ProfileIn]:
+    merged: dict[str, ProfileIn] = {}
+    for row in rows:
+        first = merged.get(row.external_id)
+        merged[row.external_id] = row if first is None else first.model_copy(update={
+            **row.changes(),
+            "traits": {**first.traits, **row.traits},
+            "consent": {**first.consent, **row.consent},
+        })
+    return merged
+
+
+async def _existing_traits(session: AsyncSession, external_ids: Collection[str]) -> dict[str, tuple[int, Any]]:
+    stmt = (select(Profile.external_id, Profile.id, Profile.traits)
+            .where(Profile.external_id.in_(external_ids)).with_for_update())
+    return {ext: (pid, traits) for ext, pid, traits in await session.execute(stmt)}
+
+
+async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn]) -> dict[str, int]:
+    if not rows:
+        return {}
+    now = utcnow()
+    values = [{"external_id": row.external_id, **{name: getattr(row, name) for name in PROFILE_COLUMNS},
+               "traits": row.traits, "created_at": now, "updated_at": now} for row in rows]
+    stmt = dialect_insert(session, Profile).on_conflict_do_nothing(index_elements=["external_id"])
+    result = await session.execute(stmt.returning(Profile.external_id, Profile.id), values)
+    return dict(result.tuples())
+
+
+async def _update_existing(session: AsyncSession, rows: Sequence[ProfileIn],
+                           existing: dict[str, tuple[int, Any]]) -> None:
+    if not rows:
+        return
+    now = utcnow()
+    values = []
+    for row in rows:
+        profile_id, traits = existing[row.external_id]
+        values.append({"id": profile_id, **row.changes(), "traits": {**traits, **row.traits}, "updated_at": now})
+    await session.execute(update(Profile), values)
