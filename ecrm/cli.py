@@ -20,7 +20,6 @@ from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.report import RunReport, run_report
 from ecrm.errors import EcrmError, SpecError
-from ecrm.runtime import open_runtime
 from ecrm.schema import ensure_schema
 from ecrm.settings import Settings, load_settings
 
@@ -123,23 +122,18 @@ def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
 
 
 async def launch(settings: Settings, spec: Any, source: str, run_key: str | None) -> int:
-    from ecrm.worker import in_process_queue
+    from ecrm.local import launch_in_process
 
     engine = create_engine(settings.database_url)
     await ensure_schema(engine)
     if settings.redis_url:
         return await _launch_on_redis(settings, engine, spec, source, run_key)
-    queue = in_process_queue(settings)
-    runtime = queue.ctx["runtime"] = open_runtime(settings, queue, engine)
+    console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
     try:
-        ref = await create_run(runtime.sessions, spec, source, run_key)
-        console.print(f"run '{ref.run_key}' of '{ref.campaign}' {'created' if ref.created else 'resumed'}; "
-                      "sending in this process (no redis_url configured)", highlight=False)
-        await enqueue_plan(queue, ref, spec)
-        await queue.join()
-        print_report(await run_report(runtime.sessions, spec.name, ref.run_key))
+        ref, queue = await launch_in_process(settings, spec, source, run_key, engine)
+        print_report(await run_report(session_factory(engine), spec.name, ref.run_key))
     finally:
-        await runtime.close()
+        await engine.dispose()
     return 1 if queue.failed else 0
 
 

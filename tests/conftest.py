@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.settings import Settings, load_settings
+from tests.smtp import SmtpServer
 
 PG_ADMIN = os.environ.get("ECRM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("ECRM_TEST_REDIS", "redis://127.0.0.1:6379/15")
@@ -69,3 +70,20 @@ def settings(db_url: str) -> Settings:
 @pytest.fixture
 def anyio_backend() -> Iterator[str]:
     yield "asyncio"
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    server = SmtpServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def send_settings(settings: Settings, smtp: SmtpServer) -> Settings:
+    """Test settings pointing at the aiosmtpd server, with small batches and no retry wait."""
+    return settings.model_copy(update={
+        "smtp": settings.smtp.model_copy(update={"port": smtp.port, "connections": 4}),
+        "send": settings.send.model_copy(update={"batch_size": 4, "retry_delay": 0.0, "max_tries": 5}),
+        "public_url": "https://crm.shop.example",
+    })

@@ -1,33 +1,56 @@
 """Locale-aware Jinja filters (numbers, money, dates) backed by Babel's CLDR data.
 
 They read the recipient's locale from the render context, so `{{ 1234.5 | money('EUR') }}`
-prints `€1,234.50` in English and the same amount in Persian digits for `fa`."""
+prints `€1,234.50` in English and the same amount with Persian digits and separators in `fa`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
+from functools import cache
 from decimal import Decimal
 from typing import Any
 
+from babel import Locale, UnknownLocaleError
 from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
 
 
+# Babel localises separators but leaves digits Latin; these are CLDR's native digit sets.
+DIGITS = {"arab": "٠١٢٣٤٥٦٧٨٩", "arabext": "۰۱۲۳۴۵۶۷۸۹", "deva": "०१२३४५६७८९", "beng": "০১২৩৪৫৬৭৮৯"}
+
+
 def _locale(ctx: Context) -> str:
     return str(ctx.get("locale") or "en").replace("-", "_")
 
 
+@cache
+def _digit_table(locale: str) -> dict[int, int] | None:
+    try:
+        system = Locale.parse(locale).default_numbering_system
+    except (UnknownLocaleError, ValueError):
+        return None
+    digits = DIGITS.get(system)
+    return str.maketrans("0123456789", digits) if digits else None
+
+
+def _native(text: str, locale: str) -> str:
+    table = _digit_table(locale)
+    return text.translate(table) if table else text
+
+
 @pass_context
 def number(ctx: Context, value: float | Decimal | int) -> str:
-    return str(format_decimal(value, locale=_locale(ctx)))
+    locale = _locale(ctx)
+    return _native(format_decimal(value, locale=locale, numbering_system="default"), locale)
 
 
 @pass_context
 def money(ctx: Context, value: float | Decimal | int, currency: str) -> str:
-    return str(format_currency(value, currency, locale=_locale(ctx)))
+    locale = _locale(ctx)
+    return _native(format_currency(value, currency, locale=locale, numbering_system="default"), locale)
 
 
 @pass_context

@@ -79,7 +79,8 @@ def _map_errors(recipient: str | None) -> Iterator[None]:
     try:
         yield
     except aiosmtplib.SMTPRecipientsRefused as exc:
-        raise _by_code(exc.recipients[0].code, f"{recipient} refused: {exc.recipients[0].message}") from exc
+        refusal = exc.recipients[0]
+        raise _by_code(refusal.code, f"{recipient} refused: {refusal.code} {refusal.message}") from exc
     except aiosmtplib.SMTPResponseException as exc:
         raise _by_code(exc.code, f"SMTP server answered {exc.code} {exc.message}") from exc
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

@@ -1,0 +1,31 @@
+"""Run a campaign launch to the end inside this process: the path with no Redis.
+
+The jobs are the same functions arq runs; only the queue differs.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
+from ecrm.campaigns.spec import CampaignSpec
+from ecrm.queue import InProcessQueue
+from ecrm.runtime import open_runtime
+from ecrm.settings import Settings
+from ecrm.worker import in_process_queue
+
+
+async def launch_in_process(settings: Settings, spec: CampaignSpec, source: str, run_key: str | None = None,
+                            engine: AsyncEngine | None = None) -> tuple[RunRef, InProcessQueue]:
+    """Create (or resume) the run, plan it and send every batch; return when all jobs are done."""
+    queue = in_process_queue(settings)
+    runtime = queue.ctx["runtime"] = open_runtime(settings, queue, engine)
+    try:
+        ref = await create_run(runtime.sessions, spec, source, run_key)
+        await enqueue_plan(queue, ref, spec)
+        await queue.join()
+    finally:
+        await runtime.channels.close()
+        if engine is None:
+            await runtime.engine.dispose()
+    return ref, queue

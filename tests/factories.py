@@ -1,0 +1,36 @@
+"""Keyword-only builders for test data (profiles with consent)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.profiles.models import Consent, Profile
+
+NAMES = {"en": "Emma", "fa": "سارا", "th": "สมชาย", "de": "Jonas"}
+
+
+async def add_profile(sessions: async_sessionmaker[AsyncSession], *, external_id: str, locale: str = "en",
+                      email: str | None = None, consent: str | None = "granted", **fields: Any) -> int:
+    fields.setdefault("first_name", NAMES.get(locale, "Alex"))
+    async with sessions.begin() as session:
+        profile = Profile(external_id=external_id, email=email or f"{external_id}@example.com", locale=locale,
+                          traits=fields.pop("traits", {}), **fields)
+        session.add(profile)
+        await session.flush()
+        if consent is not None:
+            session.add(Consent(profile_id=profile.id, channel="email", state=consent, source="test"))
+        return profile.id
+
+
+async def add_profiles(sessions: async_sessionmaker[AsyncSession], count: int, locales: tuple[str, ...] = ("en",),
+                       prefix: str = "p") -> list[str]:
+    async with sessions.begin() as session:
+        profiles = [Profile(external_id=f"{prefix}{i}", email=f"{prefix}{i}@example.com",
+                            locale=locales[i % len(locales)], first_name=NAMES[locales[i % len(locales)]],
+                            traits={"points": i}) for i in range(count)]
+        session.add_all(profiles)
+        await session.flush()
+        session.add_all(Consent(profile_id=p.id, channel="email", state="granted", source="test") for p in profiles)
+    return [p.email or "" for p in profiles]
