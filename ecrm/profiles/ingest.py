@@ -214,7 +214,7 @@ async def _ensure_profile(session: AsyncSession, external_id: str) -> tuple[int,
 
 async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
     stmt = select(Profile.external_id, Profile.id).where(Profile.external_id.in_(external_ids))
-    return dict((await session.execute(stmt)).tuples())
+    return dict((await session.execute(stmt)).all())
 
 
 async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn]) -> int:
@@ -263,7 +263,7 @@ async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn]) -> dict[
                "traits": row.traits, "created_at": now, "updated_at": now} for row in rows]
     stmt = dialect_insert(session, Profile).on_conflict_do_nothing(index_elements=["external_id"])
     result = await session.execute(stmt.returning(Profile.external_id, Profile.id), values)
-    return dict(result.tuples())
+    return dict(result.all())
 
 
 async def _update_existing(session: AsyncSession, rows: Sequence[ProfileIn],

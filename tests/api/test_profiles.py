@@ -1,0 +1,120 @@
+"""POST/GET /v1/profiles over HTTP, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.profiles import ingest
+from ecrm.profiles.models import Consent, Profile
+from tests.api.conftest import Client
+from tests.rows import count_rows
+
+ANA = {
+    "external_id": "c-1",
+    "email": "Ana.Silva@Example.COM",
+    "phone": "+66 81 234 5678",
+    "first_name": "Ana",
+    "locale": "en-US",
+    "time_zone": "Asia/Bangkok",
+    "traits": {"tier": "gold", "orders": 3},
+    "consent": {"email": {"state": "granted"}},
+}
+
+
+async def test_posting_a_new_profile_creates_it_and_answers_201_with_normalised_fields(
+        api: Client, auth: dict[str, str]) -> None:
+    resp = await api.post("/v1/profiles", json=ANA, headers=auth)
+    assert resp.status == 201
+    assert resp.headers["Location"] == "/v1/profiles/c-1"
+    body = await resp.json()
+    assert body["email"] == "ana.silva@example.com"
+    assert body["phone"] == "+66812345678"
+    assert (body["locale"], body["time_zone"]) == ("en_US", "Asia/Bangkok")
+    assert body["traits"] == {"tier": "gold", "orders": 3}
+    assert body["consent"]["email"]["state"] == "granted"
+    assert body["consent"]["email"]["source"] == "api"
+
+
+async def test_posting_the_same_external_id_again_updates_only_given_fields_and_merges_traits(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+    await api.post("/v1/profiles", json=ANA, headers=auth)
+    update = {"external_id": "c-1", "last_name": "Silva", "traits": {"orders": 4, "city": "Bangkok"}}
+    resp = await api.post("/v1/profiles", json=update, headers=auth)
+    assert resp.status == 200
+    body = await resp.json()
+    assert body["email"] == "ana.silva@example.com"
+    assert (body["first_name"], body["last_name"]) == ("Ana", "Silva")
+    assert body["traits"] == {"tier": "gold", "orders": 4, "city": "Bangkok"}
+    assert body["consent"]["email"]["state"] == "granted"
+    assert await count_rows(sessions, Profile) == 1
+
+
+async def test_a_consent_change_updates_the_one_row_for_that_channel(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+    await api.post("/v1/profiles", json=ANA, headers=auth)
+    withdraw = {"external_id": "c-1", "consent": {"email": {"state": "withdrawn", "source": "preference-center"}}}
+    resp = await api.post("/v1/profiles", json=withdraw, headers=auth)
+    assert (await resp.json())["consent"]["email"]["source"] == "preference-center"
+    async with sessions() as session:
+        rows = list(await session.scalars(select(Consent)))
+    assert [(r.channel, r.state, r.source) for r in rows] == [("email", "withdrawn", "preference-center")]
+
+
+async def test_getting_a_profile_returns_what_was_stored(api: Client, auth: dict[str, str]) -> None:
+    await api.post("/v1/profiles", json=ANA, headers=auth)
+    resp = await api.get("/v1/profiles/c-1", headers=auth)
+    assert resp.status == 200
+    body = await resp.json()
+    assert (body["external_id"], body["email"], body["traits"]["tier"]) == ("c-1", "ana.silva@example.com", "gold")
+
+
+async def test_getting_an_unknown_profile_answers_404(api: Client, auth: dict[str, str]) -> None:
+    resp = await api.get("/v1/profiles/nobody", headers=auth)
+    assert resp.status == 404
+    assert "nobody" in (await resp.json())["error"]
+
+
+async def test_a_body_that_is_not_json_answers_400_and_stores_nothing(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+    resp = await api.post("/v1/profiles", data=b'{"external_id": "c-1",', headers=auth)
+    assert resp.status == 400
+    assert (await resp.json())["error"].startswith("body is not valid JSON: ")
+    assert await count_rows(sessions, Profile) == 0
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    ({"email": "nope"}, "email"),
+    ({"locale": "xx-invalid"}, "locale"),
+    ({"time_zone": "Mars/Base"}, "time_zone"),
+    ({"phone": "12345"}, "phone"),
+    ({"favourite_colour": "green"}, "favourite_colour"),
+    ({"consent": {"email": {"state": "maybe"}}}, "consent.email.state"),
+    ({"external_id": ""}, "external_id"),
+])
+async def test_an_invalid_field_answers_422_naming_it_and_stores_nothing(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession],
+        change: dict[str, Any], field: str) -> None:
+    resp = await api.post("/v1/profiles", json={**ANA, **change}, headers=auth)
+    assert resp.status == 422
+    body = await resp.json()
+    assert [f["field"] for f in body["fields"]] == [field]
+    assert field in body["error"]
+    assert await count_rows(sessions, Profile) == 0
+    assert await count_rows(sessions, Consent) == 0
+
+
+async def test_a_failure_after_the_profile_is_written_leaves_nothing_stored(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession],
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("consent table on fire")
+
+    monkeypatch.setattr(ingest, "set_consents", broken)
+    resp = await api.post("/v1/profiles", json=ANA, headers=auth)
+    assert resp.status == 500
+    assert "consent table on fire" in caplog.text
+    assert await count_rows(sessions, Profile) == 0

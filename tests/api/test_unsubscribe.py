@@ -1,0 +1,92 @@
+"""The List-Unsubscribe link: GET confirms, POST withdraws email consent once."""
+
+from __future__ import annotations
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.campaigns.models import Campaign, CampaignRun
+from ecrm.deliveries.models import Delivery
+from ecrm.feedback.models import Response
+from ecrm.feedback.unsubscribe import make_token
+from ecrm.profiles.models import Consent, Profile
+from ecrm.settings import Settings
+from ecrm.types import ConsentState
+from tests.api.conftest import Client
+from tests.rows import count_rows
+
+ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
+
+
+async def _delivery(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
+    """A profile who consented to email and one delivery to them: (delivery_id, profile_id)."""
+    async with sessions.begin() as session:
+        profile = Profile(external_id="c-1", email="ana@example.com")
+        campaign = Campaign(name="spring", source="campaigns/spring.yaml", spec={})
+        session.add_all([profile, campaign])
+        await session.flush()
+        session.add(Consent(profile_id=profile.id, channel="email", state=ConsentState.GRANTED, source="api"))
+        run = CampaignRun(campaign_id=campaign.id, run_key="2025-03-01", spec={})
+        session.add(run)
+        await session.flush()
+        delivery = Delivery(run_id=run.id, batch=0, profile_id=profile.id, channel="email",
+                            idempotency_key=f"{run.id}:{profile.id}:email")
+        session.add(delivery)
+        await session.flush()
+        return delivery.id, profile.id
+
+
+async def _email_consent(sessions: async_sessionmaker[AsyncSession]) -> tuple[str, str]:
+    async with sessions() as session:
+        consent = await session.scalar(select(Consent).where(Consent.channel == "email"))
+    assert consent is not None
+    return consent.state, consent.source
+
+
+async def test_get_shows_a_form_that_posts_and_changes_nothing(
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    token = make_token(settings.secret_key, *await _delivery(sessions))
+    resp = await api.get(f"/u/{token}")
+    assert resp.status == 200
+    assert resp.content_type == "text/html"
+    assert '<form method="post">' in await resp.text()
+    assert await _email_consent(sessions) == ("granted", "api")
+    assert await count_rows(sessions, Response) == 0
+
+
+async def test_one_click_post_withdraws_email_consent_and_records_one_response(
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    delivery_id, profile_id = await _delivery(sessions)
+    resp = await api.post(f"/u/{make_token(settings.secret_key, delivery_id, profile_id)}",
+                          data="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+    assert resp.status == 200
+    assert resp.content_type == "text/html"
+    assert "You are unsubscribed" in await resp.text()
+    assert await _email_consent(sessions) == ("withdrawn", "unsubscribe-link")
+    async with sessions() as session:
+        responses = list(await session.scalars(select(Response)))
+    assert [(r.kind, r.delivery_id, r.profile_id) for r in responses] == [("unsubscribed", delivery_id, profile_id)]
+
+
+async def test_posting_the_same_link_twice_or_with_an_empty_body_records_one_response(
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    token = make_token(settings.secret_key, *await _delivery(sessions))
+    first = await api.post(f"/u/{token}", data="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+    second = await api.post(f"/u/{token}")
+    assert (first.status, second.status) == (200, 200)
+    assert await count_rows(sessions, Response) == 1
+    assert await _email_consent(sessions) == ("withdrawn", "unsubscribe-link")
+
+
+async def test_a_tampered_token_answers_400_and_stores_nothing(
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    delivery_id, profile_id = await _delivery(sessions)
+    token = make_token(settings.secret_key, delivery_id, profile_id)
+    tampered = ("B" if token[0] != "B" else "C") + token[1:]
+    forged = make_token("another-secret-key-of-16+", delivery_id, profile_id)
+    for bad in (tampered, forged, token[:-4]):
+        resp = await api.post(f"/u/{bad}", data="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+        assert resp.status == 400
+        assert "not valid" in await resp.text()
+    assert await _email_consent(sessions) == ("granted", "api")
+    assert await count_rows(sessions, Response) == 0

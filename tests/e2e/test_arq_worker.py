@@ -1,0 +1,124 @@
+"""The same campaign through arq on real Redis: enqueue, work, re-launch, and a worker
+stopped in the middle of a batch, whose job is then finished by another worker."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.campaigns.launch import create_run, enqueue_plan
+from ecrm.campaigns.load import load_campaign
+from ecrm.deliveries.models import Delivery
+from ecrm.queue import ArqQueue
+from ecrm.settings import Settings
+from ecrm.worker import make_worker
+from tests.conftest import REDIS_URL, ROOT
+from tests.factories import add_profiles
+from tests.smtp import SmtpServer
+
+WELCOME = ROOT / "campaigns" / "welcome.yaml"
+
+
+@pytest.fixture
+async def redis() -> AsyncIterator[ArqRedis]:
+    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    await pool.flushdb()
+    yield pool
+    await pool.flushdb()
+    await pool.aclose()
+
+
+@pytest.fixture
+def arq_settings(send_settings: Settings) -> Settings:
+    return send_settings.model_copy(update={"redis_url": REDIS_URL})
+
+
+async def launch_on_arq(settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession]) -> int:
+    spec = load_campaign(WELCOME, settings)
+    ref = await create_run(sessions, spec, str(WELCOME))
+    await enqueue_plan(ArqQueue(redis), ref, spec)
+    return ref.run_id
+
+
+async def work_until_idle(settings: Settings) -> None:
+    worker = make_worker(settings, burst=True, poll_delay=0, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+
+
+async def status_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
+    async with sessions() as session:
+        rows = await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
+        return {status: count for status, count in rows}
+
+
+async def test_an_arq_worker_sends_a_run_once_and_a_relaunch_sends_nothing_new(
+    arq_settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer
+) -> None:
+    emails = await add_profiles(sessions, 14, ("en", "fa", "th"))
+    await launch_on_arq(arq_settings, redis, sessions)
+    await work_until_idle(arq_settings)
+    await launch_on_arq(arq_settings, redis, sessions)
+    await work_until_idle(arq_settings)
+
+    assert smtp.handler.per_recipient() == dict.fromkeys(emails, 1)
+    assert await status_counts(sessions) == {"sent": 14}
+
+
+def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
+           "ECRM_REDIS_URL": settings.redis_url or "", "ECRM_SMTP__PORT": str(settings.smtp.port),
+           "ECRM_SMTP__CONNECTIONS": "2", "ECRM_SEND__BATCH_SIZE": "25", "ECRM_SECRET_KEY": settings.secret_key,
+           "ECRM_TEMPLATES_DIR": str(settings.templates_dir), "ECRM_PUBLIC_URL": settings.public_url}
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker"], env=env, cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+async def wait_for(predicate: object, timeout: float = 20.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():  # type: ignore[operator]
+        if loop.time() > deadline:
+            raise TimeoutError("condition not reached")
+        await asyncio.sleep(0.01)
+
+
+async def test_a_worker_stopped_mid_batch_leaves_the_rest_to_the_next_worker_and_nobody_gets_two(
+    arq_settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer,
+    tmp_path: Path
+) -> None:
+    emails = await add_profiles(sessions, 60, ("en", "fa", "th"))
+    smtp.handler.delay = 0.03
+    await launch_on_arq(arq_settings, redis, sessions)
+    process = worker_process(arq_settings, tmp_path / "worker.log")
+    try:
+        await wait_for(lambda: len(smtp.handler.received) >= 10)
+        process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(process.wait, 30)
+    finally:
+        process.kill()
+    log = (tmp_path / "worker.log").read_text()
+    assert "cancelled, will be run again" in log, log
+    interrupted = await status_counts(sessions)
+    assert interrupted.get("queued", 0) > 0 and interrupted.get("sending", 0) == 0, interrupted
+    assert interrupted["sent"] == len(smtp.handler.received)
+
+    smtp.handler.delay = 0
+    await work_until_idle(arq_settings)
+
+    assert smtp.handler.per_recipient() == dict.fromkeys(emails, 1)
+    assert await status_counts(sessions) == {"sent": 60}
