@@ -71,7 +71,7 @@ async def enqueue_plan(queue: JobQueue, run: RunRef, spec: CampaignSpec) -> None
 async def plan_run(runtime: Runtime, run_id: int) -> int:
     """Queue a delivery for every audience member not yet in the run; enqueue every batch."""
     spec = await load_run_spec(runtime, run_id)
-    query = compile_audience(spec.audience, spec.channel)
+    query = compile_audience(spec.audience, spec.kind)
     size = runtime.settings.send.batch_size
     sessions = runtime.sessions
     async with sessions.begin() as session:
@@ -79,7 +79,7 @@ async def plan_run(runtime: Runtime, run_id: int) -> int:
         next_batch = (await session.scalar(select(func.max(Delivery.batch)).where(Delivery.run_id == run_id)))
     batch = -1 if next_batch is None else next_batch
     async for ids in stream_members(sessions, query, size):
-        if await _queue_members(runtime, run_id, batch + 1, ids, spec.channel.value):
+        if await _queue_members(runtime, run_id, batch + 1, ids, spec.channel):
             batch += 1
     for number in range(batch + 1):
         await runtime.queue.enqueue("send_batch", run_id, number, _job_id=f"send:{run_id}:{number}:{plan_no}")

@@ -34,7 +34,7 @@ class CampaignSpec(BaseModel):
     version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$")
     description: str = ""
-    channel: Literal[ChannelKind.EMAIL]
+    channel: Literal["email"]
     template: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     audience: Audience = Audience()
     schedule: Literal["now"] | datetime = "now"
@@ -46,6 +46,10 @@ class CampaignSpec(BaseModel):
         if isinstance(value, datetime) and value.tzinfo is None:
             raise ValueError("the time needs a zone, e.g. 2026-12-01T09:00:00Z or +03:30")
         return value
+
+    @property
+    def kind(self) -> ChannelKind:
+        return ChannelKind(self.channel)
 
     def run_key(self) -> str:
         """The default key of a run: one run per scheduled time, and one `now` run."""

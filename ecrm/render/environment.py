@@ -124,10 +124,10 @@ def _describe(exc: Exception) -> str:
 
 
 def _template_line(exc: Exception, template: Template) -> int | None:
-    tb = exc.__traceback__
-    line = None
+    """Jinja rewrites tracebacks so a template's frame carries the template's own line."""
+    tb, line = exc.__traceback__, None
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename == template.filename:
-            line = template.get_corresponding_lineno(tb.tb_lineno)
+        if "__jinja_exception__" in tb.tb_frame.f_globals:
+            line = tb.tb_lineno
         tb = tb.tb_next
     return line

@@ -1,0 +1,114 @@
+"""CSV import: batches, every bad row reported as file:line, good rows imported."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.errors import SpecError
+from ecrm.profiles.csv_import import import_csv
+from ecrm.profiles.ingest import find_profile
+from ecrm.profiles.models import Consent, Profile
+from tests.rows import count_rows
+
+PEOPLE = """\
+external_id,email,phone,first_name,locale,time_zone,consent_email,zip,tier
+c-1,Ana@Example.com,+66812345678,Ana,th,Asia/Bangkok,yes,01234,gold
+c-2,nope,,Ben,en-US,,no,,silver
+c-3,cai@example.com,,Cai,fa,Asia/Tehran,,10110,
+c-4,dee@example.com,,"Dee, Jr.",,,withdrawn,,bronze
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "people.csv"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+async def test_a_bad_row_is_reported_by_file_and_line_and_the_rest_are_imported(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    path = _write(tmp_path, PEOPLE)
+    report = await import_csv(sessions, path)
+    assert (report.imported, report.created, report.skipped) == (3, 3, 1)
+    assert len(report.errors) == 1
+    assert report.errors[0].startswith(f"{path}:3 email: value is not a valid email address")
+    assert "(got 'nope')" in report.errors[0]
+    assert await count_rows(sessions, Profile) == 3
+    assert await count_rows(sessions, Consent) == 2
+
+
+async def test_columns_map_to_fields_traits_stay_text_and_consent_words_are_understood(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    await import_csv(sessions, _write(tmp_path, PEOPLE))
+    async with sessions() as session:
+        ana, dee = await find_profile(session, "c-1"), await find_profile(session, "c-4")
+        consents = {(c.profile_id, c.state, c.source) for c in await session.scalars(select(Consent))}
+    assert ana is not None and dee is not None
+    assert (ana.email, ana.locale, ana.time_zone) == ("ana@example.com", "th", "Asia/Bangkok")
+    assert ana.traits == {"zip": "01234", "tier": "gold"}
+    assert dee.first_name == "Dee, Jr."
+    assert consents == {(ana.id, "granted", "csv:people.csv"), (dee.id, "withdrawn", "csv:people.csv")}
+
+
+async def test_reimporting_updates_without_creating_and_empty_cells_change_nothing(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    await import_csv(sessions, _write(tmp_path, PEOPLE))
+    path = _write(tmp_path, "external_id,first_name,email,tier\nc-1,Anna,,platinum\n")
+    report = await import_csv(sessions, path)
+    assert (report.imported, report.created, report.skipped, report.errors) == (1, 0, 0, [])
+    async with sessions() as session:
+        ana = await find_profile(session, "c-1")
+    assert ana is not None
+    assert (ana.first_name, ana.email, ana.traits["tier"], ana.traits["zip"]) == (
+        "Anna", "ana@example.com", "platinum", "01234")
+
+
+async def test_rows_are_written_in_batches_and_progress_is_reported_after_each(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    lines = "".join(f"c-{i},p{i}@example.com\n" for i in range(5))
+    seen: list[int] = []
+    report = await import_csv(sessions, _write(tmp_path, "external_id,email\n" + lines), seen.append, batch_size=2)
+    assert seen == [2, 4, 5]
+    assert report.imported == report.created == 5
+
+
+async def test_every_bad_row_is_reported_not_only_the_first(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    text = "external_id,email,locale,consent_email\n,a@example.com,,\nc-2,b@example.com,xx-invalid,maybe\nc-3,c@x.io,,,extra\n"
+    path = _write(tmp_path, text)
+    report = await import_csv(sessions, path)
+    assert (report.imported, report.skipped) == (0, 3)
+    assert [e.split(": ", 1)[0] for e in report.errors] == [
+        f"{path}:2 external_id", f"{path}:3 locale", f"{path}:3 consent_email", f"{path}:4"]
+    assert await count_rows(sessions, Profile) == 0
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("email,first_name\na@example.com,Ana\n", "no external_id column"),
+    ("", "no external_id column"),
+    ("external_id,email,email\nc-1,a@example.com,b@example.com\n", "repeats email"),
+])
+async def test_a_file_without_a_usable_header_raises_spec_error(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], text: str, problem: str) -> None:
+    with pytest.raises(SpecError, match=problem):
+        await import_csv(sessions, _write(tmp_path, text))
+
+
+async def test_a_missing_file_raises_spec_error_naming_it(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    with pytest.raises(SpecError, match="missing.csv: cannot read the file"):
+        await import_csv(sessions, tmp_path / "missing.csv")
+
+
+async def test_text_that_is_not_utf8_stops_the_import_with_a_located_error(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"external_id,first_name\nc-1,Ana\nc-2,Jos\xe9\n")
+    report = await import_csv(sessions, path)
+    assert report.imported == 1
+    assert report.errors[-1].startswith(f"{path}:3: ")
+    assert "not read" in report.errors[-1]
