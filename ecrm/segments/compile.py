@@ -62,8 +62,6 @@ def _column(field: str, value: Any) -> ColumnElement[Any]:
     sample = value[0] if isinstance(value, list) and value else value
     if isinstance(sample, bool):
         return cast(ColumnElement[Any], element.as_boolean())
-    if isinstance(sample, int):
-        return cast(ColumnElement[Any], element.as_integer())
-    if isinstance(sample, float):
+    if isinstance(sample, int | float):  # one numeric type, so 300 and 300.5 compare alike
         return cast(ColumnElement[Any], element.as_float())
     return cast(ColumnElement[Any], element.as_string())

@@ -1,0 +1,68 @@
+"""Template lookup per locale, right-to-left direction, strict undefined, sandbox."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecrm.errors import TemplateError
+from ecrm.render.environment import TemplateCatalog, locale_chain, render_part, text_direction
+
+
+def make(root: Path, name: str, subject: str, html: str = "<p>{{ dir }}</p>", text: str = "t") -> None:
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "subject.txt").write_text(subject)
+    (folder / "body.html").write_text(html)
+    (folder / "body.txt").write_text(text)
+
+
+def test_a_locale_falls_back_from_region_to_language_to_the_default(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "default")
+    make(tmp_path, "promo.fa", "persian")
+    catalog = TemplateCatalog(tmp_path)
+    assert catalog.folder_for("promo", "fa_IR") == "promo.fa"
+    assert catalog.folder_for("promo", "fa") == "promo.fa"
+    assert catalog.folder_for("promo", "th") == "promo"
+    assert catalog.variants("promo") == {"": "promo", "fa": "promo.fa"}
+    assert locale_chain("pt-BR") == ["pt_BR", "pt"]
+
+
+def test_persian_and_arabic_are_right_to_left_and_thai_is_not() -> None:
+    assert [text_direction(x) for x in ("fa", "fa_IR", "ar", "he", "th", "en")] == \
+        ["rtl", "rtl", "rtl", "rtl", "ltr", "ltr"]
+
+
+def test_each_template_and_locale_is_compiled_once(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "Hi")
+    catalog = TemplateCatalog(tmp_path)
+    assert catalog.email("promo", "en") is catalog.email("promo", "en")
+
+
+def test_an_undefined_variable_is_an_error_not_a_blank(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "Hi {{ profile.nickname }}")
+    compiled = TemplateCatalog(tmp_path).email("promo", "en")
+    with pytest.raises(TemplateError, match="nickname"):
+        render_part(compiled.subject, {"profile": {}})
+
+
+def test_html_is_autoescaped_and_text_is_not(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "{{ name }}", html="<p>{{ name }}</p>", text="{{ name }}")
+    compiled = TemplateCatalog(tmp_path).email("promo", "en")
+    assert render_part(compiled.html, {"name": "<b>Tom & Jerry</b>"}) == "<p>&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;</p>"
+    assert render_part(compiled.text, {"name": "Tom & Jerry"}) == "Tom & Jerry"
+
+
+def test_the_sandbox_refuses_reaching_into_python_internals(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "{{ ''.__class__.__mro__[1].__subclasses__() }}")
+    compiled = TemplateCatalog(tmp_path).email("promo", "en")
+    with pytest.raises(TemplateError):
+        render_part(compiled.subject, {})
+
+
+def test_numbers_and_money_follow_the_recipients_locale(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "{{ 1234.5 | number }} / {{ 20 | money('EUR') }}")
+    compiled = TemplateCatalog(tmp_path).email("promo", "en")
+    assert render_part(compiled.subject, {"locale": "en"}) == "1,234.5 / €20.00"
+    assert render_part(compiled.subject, {"locale": "fa"}).startswith("۱٬۲۳۴٫۵")

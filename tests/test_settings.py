@@ -1,0 +1,38 @@
+"""Settings: file, then environment, validated with the key and its source named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ecrm.errors import ConfigError
+from ecrm.settings import load_settings
+
+
+def test_the_environment_overrides_the_file_including_nested_keys(tmp_path: Path) -> None:
+    path = tmp_path / "ecrm.yaml"
+    path.write_text("smtp:\n  host: mail.example\n  port: 25\nsend:\n  batch_size: 100\n")
+    settings = load_settings(path, environ={"ECRM_SMTP__PORT": "2525", "ECRM_REDIS_URL": "redis://127.0.0.1:6379"})
+    assert (settings.smtp.host, settings.smtp.port, settings.send.batch_size) == ("mail.example", 2525, 100)
+    assert settings.redis_url == "redis://127.0.0.1:6379"
+
+
+def test_an_empty_redis_url_means_jobs_run_in_process() -> None:
+    assert load_settings(Path("/nonexistent"), environ={"ECRM_REDIS_URL": ""}).redis_url is None
+
+
+@pytest.mark.parametrize(("text", "environ", "message"), [
+    ("smtp:\n  port: 99999\n", {}, "smtp.port ({path}:2): Input should be less than or equal to 65535"),
+    ("smtp:\n  hots: x\n", {}, "smtp.hots ({path}:2): unknown setting (check its spelling)"),
+    ("", {"ECRM_DATABASE_URL": "mysql://x"}, "database_url (env ECRM_DATABASE_URL): Value error, expected a"),
+    ("", {"ECRM_SMTPP": "x"}, "ECRM_SMTPP (environment): unknown setting"),
+    ("- a list\n", {}, "(file) ({path}): expected a mapping of settings"),
+])
+def test_a_bad_setting_names_the_key_and_where_it_came_from(tmp_path: Path, text: str, environ: dict[str, str],
+                                                           message: str) -> None:
+    path = tmp_path / "ecrm.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_settings(path, environ=environ)
+    assert str(caught.value).startswith(message.format(path=path)), str(caught.value)
