@@ -22,21 +22,25 @@ from jinja2.runtime import Context
 DIGITS = {"arab": "٠١٢٣٤٥٦٧٨٩", "arabext": "۰۱۲۳۴۵۶۷۸۹", "deva": "०१२३४५६७८९", "beng": "০১২৩৪৫৬৭৮৯"}
 
 
-def _locale(ctx: Context) -> str:
-    return str(ctx.get("locale") or "en").replace("-", "_")
+def _locale(ctx: Context) -> Locale:
+    return _parse(str(ctx.get("locale") or "en"))
 
 
 @cache
-def _digit_table(locale: str) -> dict[int, int] | None:
+def _parse(tag: str) -> Locale:
     try:
-        system = Locale.parse(locale).default_numbering_system
+        return Locale.parse(tag.replace("-", "_"))
     except (UnknownLocaleError, ValueError):
-        return None
-    digits = DIGITS.get(system)
+        return Locale.parse("en")
+
+
+@cache
+def _digit_table(locale: Locale) -> dict[int, int] | None:
+    digits = DIGITS.get(locale.default_numbering_system)
     return str.maketrans("0123456789", digits) if digits else None
 
 
-def _native(text: str, locale: str) -> str:
+def _native(text: str, locale: Locale) -> str:
     table = _digit_table(locale)
     return text.translate(table) if table else text
 

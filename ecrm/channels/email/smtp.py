@@ -29,20 +29,22 @@ class SmtpEmail:
         self.max_concurrency = config.connections
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._open: set[aiosmtplib.SMTP] = set()
+        self._slots = asyncio.Semaphore(config.connections)  # shared by every batch of this process
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpEmail:
         return cls(settings.smtp)
 
     async def send(self, message: OutgoingEmail) -> SendResult:
-        client = await self._acquire()
-        healthy = False
-        try:
-            with _map_errors(message.recipient):
-                await client.sendmail(message.sender, [message.recipient], message.data)
-            healthy = True
-        finally:
-            await self._release(client, healthy)
+        async with self._slots:
+            client = await self._acquire()
+            healthy = False
+            try:
+                with _map_errors(message.recipient):
+                    await client.sendmail(message.sender, [message.recipient], message.data)
+                healthy = True
+            finally:
+                await self._release(client, healthy)
         return SendResult(self.provider, message.message_id)
 
     async def close(self) -> None:

@@ -1,0 +1,309 @@
+"""Send benchmark: N synthetic profiles through the real pipeline to the lean local SMTP sink.
+
+    python -m bench.send [-n 20000] [--db postgresql sqlite] [--workers 2] [--connections 8]
+
+For each database it prints one line: messages, seconds, msg/s end to end, the raw transport
+ceiling measured in the same run (the same number of pre-built messages through aiosmtplib from
+as many processes and connections as the workers use, see `bench/raw_ceiling.py`), their ratio,
+CPU ms per message per process, peak RSS per worker, and lost / duplicated counts from the
+sink's per-recipient tally (checked every run).
+
+- postgresql: arq on real Redis with `--workers` `ecrm worker` processes; the clock runs from
+  the launch (run created, plan enqueued) to the run's last delivery row recorded.
+- sqlite: the demo's path, `ecrm campaign launch` with the in-process queue, in one process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import psutil
+from sqlalchemy import insert, select
+
+from bench.raw_ceiling import RawResult, SinkProcess, measure_raw_ceiling
+from ecrm.campaigns.load import load_campaign
+from ecrm.campaigns.models import CampaignRun
+from ecrm.db import create_engine, migrate, session_factory
+from ecrm.profiles.models import Consent, Profile
+from ecrm.settings import Settings, load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+CAMPAIGN = ROOT / "campaigns" / "welcome.yaml"
+PG_ADMIN = os.environ.get("ECRM_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("ECRM_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+LOCALES = ("en", "fa", "th")
+NAMES = {"en": "Emma", "fa": "سارا", "th": "สมชาย"}
+
+
+def bench_address(i: int) -> str:
+    return f"b{i:07d}@bench.example"
+
+
+@dataclass
+class PipelineResult:
+    label: str
+    messages: int
+    seconds: float
+    cpu_ms: dict[str, float]
+    peak_rss_mb: list[float]
+    lost: int
+    duplicated: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def bench_settings(database_url: str, port: int, args: argparse.Namespace, redis_url: str | None) -> Settings:
+    return load_settings(Path("/nonexistent"), environ={}, database_url=database_url, redis_url=redis_url,
+                         templates_dir=ROOT / "templates",
+                         smtp={"port": port, "connections": args.connections},
+                         send={"batch_size": args.batch})
+
+
+def settings_env(settings: Settings) -> dict[str, str]:
+    return {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
+            "ECRM_REDIS_URL": settings.redis_url or "", "ECRM_TEMPLATES_DIR": str(settings.templates_dir),
+            "ECRM_SMTP__PORT": str(settings.smtp.port), "ECRM_SMTP__CONNECTIONS": str(settings.smtp.connections),
+            "ECRM_SEND__BATCH_SIZE": str(settings.send.batch_size),
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+
+
+async def seed(database_url: str, n: int) -> None:
+    """Migrate a fresh database and insert n profiles (en/fa/th) who agreed to email."""
+    engine = create_engine(database_url)
+    await migrate(engine)
+    sessions = session_factory(engine)
+    chunk = 5000
+    for start in range(0, n, chunk):
+        rows = [{"external_id": f"b{i}", "email": bench_address(i), "first_name": NAMES[LOCALES[i % 3]],
+                 "locale": LOCALES[i % 3], "time_zone": "UTC", "traits": {"points": i % 5000}}
+                for i in range(start, min(n, start + chunk))]
+        async with sessions.begin() as session:
+            ids = (await session.scalars(insert(Profile).returning(Profile.id), rows)).all()
+            await session.execute(insert(Consent), [{"profile_id": pid, "channel": "email", "state": "granted",
+                                                     "source": "bench"} for pid in ids])
+    await engine.dispose()
+
+
+async def fresh_postgres(name: str) -> str:
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
+
+
+def cpu_seconds(processes: list[psutil.Process]) -> float:
+    total = 0.0
+    for process in processes:
+        try:
+            times = process.cpu_times()
+            total += times.user + times.system
+        except psutil.NoSuchProcess:
+            continue
+    return total
+
+
+def server_processes(name: str) -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if (p.info["name"] or "").startswith(name)]
+
+
+def server_cpu(name: str) -> dict[int, float]:
+    """CPU seconds per live process of a server (PostgreSQL forks one per connection)."""
+    return {p.pid: cpu_seconds([p]) for p in server_processes(name)}
+
+
+def cpu_since(name: str, before: dict[int, float]) -> float:
+    return sum(cpu - before.get(pid, 0.0) for pid, cpu in server_cpu(name).items())
+
+
+def peak_rss_mb(process: psutil.Process) -> float:
+    for line in Path(f"/proc/{process.pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def tally(stats: dict[str, Any], n: int) -> tuple[int, int]:
+    seen: dict[str, int] = stats.get("per_recipient", {})
+    lost = sum(1 for i in range(n) if seen.get(bench_address(i), 0) == 0)
+    expected = {bench_address(i) for i in range(n)}
+    duplicated = sum(count - 1 if addr in expected else count for addr, count in seen.items())
+    return lost, duplicated
+
+
+async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from ecrm.campaigns.launch import create_run, enqueue_plan
+    from ecrm.queue import ArqQueue
+
+    url = await fresh_postgres("ecrm_bench")
+    await seed(url, args.n)
+    sink = SinkProcess(work / "sink-pg.json")
+    settings = bench_settings(url, sink.port, args, REDIS_URL)
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    await redis.flushdb()
+    workers = [start_worker(settings, work / f"worker{i}.log") for i in range(args.workers)]
+    try:
+        await wait_ready(work, args.workers)
+        procs = [psutil.Process(w.pid) for w in workers]
+        workers_before = [cpu_seconds([p]) for p in procs]
+        servers_before = {name: server_cpu(name) for name in ("postgres", "redis-server")}
+        engine = create_engine(url)
+        started = time.perf_counter()
+        spec = load_campaign(CAMPAIGN, settings)
+        ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
+        await enqueue_plan(ArqQueue(redis), ref, spec)
+        async with asyncio.timeout(args.timeout):
+            await wait_done(engine, ref.run_id)
+        seconds = time.perf_counter() - started
+        cpu = {f"worker{i}": (cpu_seconds([p]) - workers_before[i]) for i, p in enumerate(procs)}
+        cpu |= {name.split("-")[0]: cpu_since(name, before) for name, before in servers_before.items()}
+        rss = [peak_rss_mb(p) for p in procs]
+        await engine.dispose()
+    finally:
+        for w in workers:
+            w.send_signal(signal.SIGTERM)
+        for w in workers:
+            w.wait(timeout=30)
+        await redis.aclose()
+        stats = sink.stop()
+    lost, duplicated = tally(stats, args.n)
+    return PipelineResult("postgresql + arq", args.n, seconds, {k: v * 1000 / args.n for k, v in cpu.items()},
+                          rss, lost, duplicated)
+
+
+def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker"], env=settings_env(settings),
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+
+
+def workers_started(work: Path) -> int:
+    return sum("Starting worker" in p.read_text(errors="replace") for p in work.glob("worker*.log"))
+
+
+async def wait_ready(work: Path, count: int) -> None:
+    async with asyncio.timeout(60):
+        while True:
+            if await asyncio.to_thread(workers_started, work) >= count:
+                return
+            await asyncio.sleep(0.05)
+
+
+async def wait_done(engine: Any, run_id: int) -> None:
+    sessions = session_factory(engine)
+    while True:
+        async with sessions() as session:
+            status = await session.scalar(select(CampaignRun.status).where(CampaignRun.id == run_id))
+        if status == "done":
+            return
+        await asyncio.sleep(0.02)
+
+
+def run_sqlite(args: argparse.Namespace, work: Path) -> PipelineResult:
+    db = work / "bench.db"
+    db.unlink(missing_ok=True)
+    url = f"sqlite+aiosqlite:///{db}"
+    asyncio.run(seed(url, args.n))
+    sink = SinkProcess(work / "sink-sqlite.json")
+    settings = bench_settings(url, sink.port, args, None)
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench.send", "--child-launch"], env=settings_env(settings),
+                             cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    finally:
+        stats = sink.stop()
+    child = json.loads(out.strip().splitlines()[-1])
+    lost, duplicated = tally(stats, args.n)
+    return PipelineResult("sqlite + in-process", args.n, child["seconds"],
+                          {"launcher": child["cpu_s"] * 1000 / args.n}, [child["peak_rss_mb"]], lost, duplicated)
+
+
+def child_launch() -> None:
+    """In a fresh process: `ecrm campaign launch` with the in-process queue, timed from inside."""
+    import resource
+
+    from ecrm.local import launch_in_process
+
+    settings = load_settings()
+    spec = load_campaign(CAMPAIGN, settings)
+    cpu0, started = time.process_time(), time.perf_counter()
+    asyncio.run(launch_in_process(settings, spec, str(CAMPAIGN)))
+    seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": rss}))
+
+
+def report(result: PipelineResult, raw: RawResult) -> str:
+    rate = result.messages / result.seconds
+    raw_rate = raw.messages / raw.seconds
+    ours = sum(result.cpu_ms.values())
+    cpu = ", ".join(f"{k} {v:.3f}" for k, v in result.cpu_ms.items())
+    rss = ", ".join(f"{r:.0f}" for r in result.peak_rss_mb)
+    return (f"{result.label}: {result.messages} messages in {result.seconds:.2f} s = {rate:,.0f} msg/s end to end; "
+            f"raw {raw_rate:,.0f} msg/s; ratio {rate / raw_rate:.0%}; CPU ms/msg: {cpu} "
+            f"(total {ours:.3f}, sink excluded); peak RSS per worker MB: {rss}; "
+            f"lost {result.lost}, duplicated {result.duplicated}")
+
+
+def raw_ceiling(args: argparse.Namespace, work: Path, processes: int) -> RawResult:
+    sink = SinkProcess(work / f"sink-raw-{processes}.json")
+    try:
+        raw = measure_raw_ceiling(args.n, processes, args.connections, "127.0.0.1", sink.port)
+    finally:
+        sink.stop()
+    print(f"raw ceiling ({processes} process(es) x {args.connections} connections, aiosmtplib, pre-built "
+          f"messages, lean sink ecrm.peers.smtp_sink): {raw.messages} in {raw.seconds:.2f} s = "
+          f"{raw.messages / raw.seconds:,.0f} msg/s", flush=True)
+    return raw
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__.split("\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="profiles / messages (default 20000)")
+    parser.add_argument("--db", nargs="+", choices=["postgresql", "sqlite"], default=["postgresql", "sqlite"])
+    parser.add_argument("--workers", type=int, default=2, help="ecrm worker processes on PostgreSQL")
+    parser.add_argument("--connections", type=int, default=8, help="SMTP connections per process")
+    parser.add_argument("--batch", type=int, default=500, help="recipients per send job")
+    parser.add_argument("--timeout", type=float, default=1800)
+    parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    if args.child_launch:
+        child_launch()
+        return 0
+    failed = False
+    with tempfile.TemporaryDirectory(prefix="ecrm-bench-") as tmp:
+        work = Path(tmp)
+        if "postgresql" in args.db:
+            raw = raw_ceiling(args, work, args.workers)
+            result = asyncio.run(run_postgres(args, work))
+            print(report(result, raw), flush=True)
+            failed |= bool(result.lost or result.duplicated)
+        if "sqlite" in args.db:
+            raw = raw_ceiling(args, work, 1)
+            result = run_sqlite(args, work)
+            print(report(result, raw), flush=True)
+            failed |= bool(result.lost or result.duplicated)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
