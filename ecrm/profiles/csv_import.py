@@ -13,10 +13,10 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, BinaryIO
 
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -94,16 +94,22 @@ class _Totals:
 
 
 class _CsvProfiles:
-    """A CSV file read and validated a chunk at a time; every method blocks (run it in a thread)."""
+    """A CSV file read and validated a chunk at a time; every method blocks (run it in a thread).
+
+    The file is decoded line by line, so a line that is not UTF-8 is reported and skipped
+    on its own instead of ending the import.
+    """
 
     def __init__(self, path: Path) -> None:
         self.name = str(path)
         self.source = f"csv:{path.name}"[:200]
         try:
-            self._file: TextIO = path.open(newline="", encoding="utf-8-sig")
+            self._file: BinaryIO = path.open("rb")
         except OSError as exc:
             raise self._fatal(None, f"cannot read the file: {exc.strerror}") from exc
-        self._reader = csv.reader(self._file)
+        self._line = 0
+        self._chunk = _Chunk()
+        self._reader = csv.reader(self._lines())
         self._done = False
         try:
             self.columns = self._header()
@@ -116,6 +122,18 @@ class _CsvProfiles:
 
     def _fatal(self, line: int | None, message: str) -> SpecError:
         return SpecError([SpecProblem(self.name, line, "", message)])
+
+    def _lines(self) -> Iterator[str]:
+        for raw in self._file:
+            self._line += 1
+            try:
+                yield raw.decode("utf-8-sig")
+            except UnicodeDecodeError:
+                if self._line == 1:
+                    raise
+                self._chunk.rows_read += 1
+                self._chunk.skipped += 1
+                self._chunk.errors.append(f"{self.name}:{self._line}: the line is not UTF-8 text (save as UTF-8)")
 
     def _header(self) -> list[str]:
         try:
@@ -131,15 +149,15 @@ class _CsvProfiles:
         return columns
 
     def read(self, limit: int) -> _Chunk:
-        chunk = _Chunk()
+        chunk = self._chunk = _Chunk()
         if self._done:
             return chunk
         try:
             for cells in itertools.islice(self._reader, limit):
-                self._add(chunk, self._reader.line_num, cells)
-        except (UnicodeDecodeError, csv.Error) as exc:
+                self._add(chunk, self._line, cells)
+        except csv.Error as exc:
             self._done = True
-            chunk.errors.append(f"{self.name}:{self._reader.line_num + 1}: {exc}; the rest of the file was not read")
+            chunk.errors.append(f"{self.name}:{self._line}: {exc}; the rest of the file was not read")
         return chunk
 
     def _add(self, chunk: _Chunk, line: int, cells: list[str]) -> None:

@@ -178,6 +178,7 @@ async def find_profile(session: AsyncSession, external_id: str) -> Profile | Non
 
 async def upsert_profile(session: AsyncSession, data: ProfileIn) -> tuple[Profile, bool]:
     """Create or update the profile named by `data.external_id`; True when it was created."""
+    await _lock_on_sqlite(session, [data.external_id])
     profile_id, created = await _ensure_profile(session, data.external_id)
     profile = await session.get_one(Profile, profile_id, with_for_update=True, populate_existing=True)
     for name, value in data.changes().items():
@@ -212,6 +213,14 @@ async def _ensure_profile(session: AsyncSession, external_id: str) -> tuple[int,
     return (await _profile_ids(session, [external_id]))[external_id], False
 
 
+async def _lock_on_sqlite(session: AsyncSession, external_ids: Collection[str]) -> None:
+    # SQLite ignores FOR UPDATE, and its driver starts the transaction at the first write, so a
+    # concurrent traits merge could read a stale row. A no-op write first takes the write lock.
+    if session.get_bind().dialect.name == "sqlite":
+        touch = update(Profile).where(Profile.external_id.in_(external_ids)).values(external_id=Profile.external_id)
+        await session.execute(touch, execution_options={"synchronize_session": False})
+
+
 async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
     stmt = select(Profile.external_id, Profile.id).where(Profile.external_id.in_(external_ids))
     return dict((await session.execute(stmt)).all())
@@ -226,6 +235,7 @@ async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn]) -> i
 async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn]) -> UpsertCounts:
     """Upsert a batch in a few statements; rows naming the same external_id apply in order."""
     merged = _merge_duplicates(rows)
+    await _lock_on_sqlite(session, merged)
     existing = await _existing_traits(session, merged)
     created = await _insert_new(session, [row for ext, row in merged.items() if ext not in existing])
     raced = [ext for ext in merged if ext not in existing and ext not in created]

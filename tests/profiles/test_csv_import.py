@@ -78,7 +78,10 @@ async def test_rows_are_written_in_batches_and_progress_is_reported_after_each(
 
 async def test_every_bad_row_is_reported_not_only_the_first(
         tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
-    text = "external_id,email,locale,consent_email\n,a@example.com,,\nc-2,b@example.com,xx-invalid,maybe\nc-3,c@x.io,,,extra\n"
+    text = ("external_id,email,locale,consent_email\n"
+            ",a@example.com,,\n"
+            "c-2,b@example.com,xx-invalid,maybe\n"
+            "c-3,c@x.io,,,extra\n")
     path = _write(tmp_path, text)
     report = await import_csv(sessions, path)
     assert (report.imported, report.skipped) == (0, 3)
@@ -100,15 +103,18 @@ async def test_a_file_without_a_usable_header_raises_spec_error(
 
 async def test_a_missing_file_raises_spec_error_naming_it(
         tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
-    with pytest.raises(SpecError, match="missing.csv: cannot read the file"):
+    with pytest.raises(SpecError, match=r"missing\.csv: cannot read the file"):
         await import_csv(sessions, tmp_path / "missing.csv")
 
 
-async def test_text_that_is_not_utf8_stops_the_import_with_a_located_error(
+async def test_a_line_that_is_not_utf8_is_reported_and_skipped_alone(
         tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
     path = tmp_path / "people.csv"
-    path.write_bytes(b"external_id,first_name\nc-1,Ana\nc-2,Jos\xe9\n")
+    latin1 = "c-2,José\n".encode("latin-1")
+    path.write_bytes("\ufeffexternal_id,first_name\nc-1,Ana\n".encode() + latin1 + "c-3,Zoë\n".encode())
     report = await import_csv(sessions, path)
-    assert report.imported == 1
-    assert report.errors[-1].startswith(f"{path}:3: ")
-    assert "not read" in report.errors[-1]
+    assert (report.imported, report.skipped) == (2, 1)
+    assert report.errors == [f"{path}:3: the line is not UTF-8 text (save as UTF-8)"]
+    async with sessions() as session:
+        zoe = await find_profile(session, "c-3")
+    assert zoe is not None and zoe.first_name == "Zoë"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
 
@@ -12,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.profiles.consent import ConsentChange, set_consents
 from ecrm.profiles.ingest import (
+    ConsentIn,
     EventIn,
     ProfileIn,
     find_profile,
@@ -93,7 +95,7 @@ async def test_restating_a_consent_keeps_its_time_and_a_change_moves_it(
     async with sessions.begin() as session:
         profile, _ = await upsert_profile(session, ProfileIn(external_id="c-1"))
     states = [ConsentState.GRANTED, ConsentState.GRANTED, ConsentState.WITHDRAWN]
-    seen = []
+    seen: list[tuple[str, str, datetime]] = []
     for state in states:
         async with sessions.begin() as session:
             await set_consents(session, [ConsentChange(profile.id, ChannelKind.SMS, state, f"s-{len(seen)}")])
@@ -112,8 +114,9 @@ async def test_upsert_profiles_creates_new_updates_existing_and_merges_repeats_i
     rows = [
         ProfileIn(external_id="old", last_name="Ivanova", traits={"city": "Riga"}),
         ProfileIn(external_id="new", email="n@example.com", traits={"tier": "silver"},
-                  consent={ChannelKind.EMAIL: {"state": "granted"}}),  # type: ignore[dict-item]
-        ProfileIn(external_id="new", first_name="Nina", consent={ChannelKind.EMAIL: {"state": "withdrawn"}}),  # type: ignore[dict-item]
+                  consent={ChannelKind.EMAIL: ConsentIn(state=ConsentState.GRANTED)}),
+        ProfileIn(external_id="new", first_name="Nina",
+                  consent={ChannelKind.EMAIL: ConsentIn(state=ConsentState.WITHDRAWN)}),
     ]
     async with sessions.begin() as session:
         assert await upsert_profiles(session, rows) == 2
@@ -138,3 +141,21 @@ async def test_record_event_creates_a_bare_profile_for_an_unknown_external_id(
     assert profile is not None and (profile.locale, profile.time_zone, profile.traits) == ("en", "UTC", {})
     assert (stored.profile_id, stored.occurred_at) == (profile.id, when)
     assert await count_rows(sessions, Profile) == 1
+
+
+async def test_concurrent_writes_for_one_new_external_id_make_one_profile(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    async def event(n: int) -> None:
+        async with sessions.begin() as session:
+            await record_event(session, EventIn(external_id="c-race", name="page.viewed", properties={"n": n}))
+
+    async def profile(n: int) -> None:
+        async with sessions.begin() as session:
+            await upsert_profile(session, ProfileIn(external_id="c-race", traits={f"t{n}": n}))
+
+    await asyncio.gather(*(event(n) for n in range(4)), *(profile(n) for n in range(4)))
+    async with sessions() as session:
+        found = await find_profile(session, "c-race")
+    assert found is not None and found.traits == {f"t{n}": n for n in range(4)}
+    assert await count_rows(sessions, Profile) == 1
+    assert await count_rows(sessions, Event) == 4

@@ -1,0 +1,51 @@
+"""The application shell: JSON errors for unknown routes and methods, and `serve`."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+
+import aiohttp
+
+from ecrm.api.app import serve
+from ecrm.settings import Settings
+from tests.api.conftest import Client
+
+
+async def test_an_unknown_route_with_a_key_answers_404_in_json(api: Client, auth: dict[str, str]) -> None:
+    resp = await api.get("/v1/nothing-here", headers=auth)
+    assert resp.status == 404
+    assert await resp.json() == {"error": "Not Found"}
+
+
+async def test_a_wrong_method_answers_405_in_json_with_the_allowed_ones(api: Client, auth: dict[str, str]) -> None:
+    resp = await api.delete("/v1/profiles", headers=auth)
+    assert resp.status == 405
+    assert "POST" in resp.headers["Allow"]
+    assert (await resp.json())["error"] == "Method Not Allowed"
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+async def test_serve_answers_on_its_port_until_cancelled(settings: Settings) -> None:
+    port = _free_port()
+    server = asyncio.create_task(serve(settings, "127.0.0.1", port))
+    try:
+        async with aiohttp.ClientSession() as client:
+            for _ in range(100):
+                try:
+                    async with client.get(f"http://127.0.0.1:{port}/health") as resp:
+                        assert resp.status == 200
+                        break
+                except aiohttp.ClientConnectionError:
+                    await asyncio.sleep(0.05)
+            else:
+                raise AssertionError("the server never answered")
+    finally:
+        server.cancel()
+        await asyncio.gather(server, return_exceptions=True)
