@@ -24,13 +24,14 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator, Sequence
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formatdate
-from multiprocessing.synchronize import Barrier
+from multiprocessing.process import BaseProcess
+from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import aiosmtplib
 import psutil
@@ -40,6 +41,7 @@ SENDER = "news@shop.example.test"
 MAIL_OPTIONS = ["BODY=8BITMIME"]
 BOUNDARY = "=_ecrm_alt_7f3a9c"
 DEADLINE_S = 900.0
+T = TypeVar("T")
 SUBJECT = Header("Your weekly picks · پیشنهادهای هفته · ข้อเสนอประจำสัปดาห์", "utf-8").encode()
 DATE = formatdate(0, usegmt=True)
 PARAGRAPHS = (
@@ -115,31 +117,35 @@ def measure_raw_ceiling(n: int, processes: int, connections: int, host: str, por
                         *, use_uvloop: bool = True) -> RawResult:
     """Send recipients ``0..n-1`` once each from ``processes`` spawned processes, ``connections`` each."""
     ctx = mp.get_context("spawn")
-    barrier = ctx.Barrier(processes + 1)
+    go = ctx.Event()
+    ready: mp.Queue[int] = ctx.Queue()
     results: mp.Queue[WorkerResult] = ctx.Queue()
     workers = [ctx.Process(target=_worker, args=(index, n, processes, connections, host, port, use_uvloop,
-                                                  barrier, results), daemon=True)
+                                                  ready, go, results), daemon=True)
                for index in range(processes)]
     for worker in workers:
         worker.start()
     try:
-        barrier.wait(timeout=DEADLINE_S)
-        collected = [_next_result(results, workers) for _ in workers]
+        for _ in workers:
+            _next(ready, workers)
+        go.set()
+        collected = [_next(results, workers) for _ in workers]
     finally:
         for worker in workers:
             worker.join(timeout=10)
     return _summarise(collected, processes, connections)
 
 
-def _next_result(results: mp.Queue[WorkerResult], workers: list[Any]) -> WorkerResult:
+def _next(channel: mp.Queue[T], workers: Sequence[BaseProcess]) -> T:
+    """The next item from a worker, failing fast if any worker died instead of sending it."""
     deadline = time.monotonic() + DEADLINE_S
     while time.monotonic() < deadline:
         try:
-            return results.get(timeout=1.0)
+            return channel.get(timeout=0.5)
         except queue.Empty:
             if any(worker.exitcode not in (None, 0) for worker in workers):
                 raise RuntimeError("a sending process failed; see its traceback above") from None
-    raise TimeoutError("sending processes did not finish in time")
+    raise TimeoutError("sending processes did not answer in time")
 
 
 def _summarise(collected: list[WorkerResult], processes: int, connections: int) -> RawResult:
@@ -156,9 +162,16 @@ def _summarise(collected: list[WorkerResult], processes: int, connections: int) 
 
 
 def _worker(index: int, n: int, processes: int, connections: int, host: str, port: int, use_uvloop: bool,
-            barrier: Barrier, results: mp.Queue[WorkerResult]) -> None:
+            ready: mp.Queue[int], go: EventType, results: mp.Queue[WorkerResult]) -> None:
     messages = [(recipient(i), build_message(i)) for i in range(index, n, processes)]
-    results.put(_run(_send_all(messages, connections, host, port, barrier), use_uvloop))
+    results.put(_run(_send_all(messages, connections, host, port, lambda: _ready(index, ready, go)), use_uvloop))
+
+
+def _ready(index: int, ready: mp.Queue[int], go: EventType) -> None:
+    """Report this worker connected and wait for every other one (blocking: run it in a thread)."""
+    ready.put(index)
+    if not go.wait(DEADLINE_S):
+        raise TimeoutError("no start signal")
 
 
 def _run(coro: Coroutine[Any, Any, WorkerResult], use_uvloop: bool) -> WorkerResult:
@@ -170,13 +183,13 @@ def _run(coro: Coroutine[Any, Any, WorkerResult], use_uvloop: bool) -> WorkerRes
 
 
 async def _send_all(messages: list[tuple[str, bytes]], connections: int, host: str, port: int,
-                    barrier: Barrier) -> WorkerResult:
+                    start_line: Callable[[], None]) -> WorkerResult:
     clients = [aiosmtplib.SMTP(hostname=host, port=port, local_hostname="bench.local", timeout=30)
                for _ in range(connections)]
     for client in clients:
         await client.connect()
         await client.ehlo()
-    await asyncio.to_thread(barrier.wait)
+    await asyncio.to_thread(start_line)
     started, cpu_started = time.monotonic(), _cpu_seconds()
     pending = iter(messages)
     async with asyncio.timeout(DEADLINE_S):
@@ -232,8 +245,12 @@ class SinkProcess:
         return float(times.user + times.system)
 
     def stop(self) -> dict[str, Any]:
-        self.process.send_signal(signal.SIGTERM)
+        """SIGTERM the sink and return what it wrote: ``SmtpSink.stats()`` plus ``per_recipient``."""
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
         self.process.wait(timeout=30)
+        if self.process.stdout is not None:
+            self.process.stdout.close()
         stats: dict[str, Any] = json.loads(self.stats_file.read_text(encoding="utf-8"))
         return stats
 

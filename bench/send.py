@@ -33,6 +33,7 @@ import psutil
 from sqlalchemy import insert, select
 
 from bench.raw_ceiling import RawResult, SinkProcess, measure_raw_ceiling
+from ecrm import loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
 from ecrm.db import create_engine, migrate, session_factory
@@ -242,7 +243,7 @@ def child_launch() -> None:
     settings = load_settings()
     spec = load_campaign(CAMPAIGN, settings)
     cpu0, started = time.process_time(), time.perf_counter()
-    asyncio.run(launch_in_process(settings, spec, str(CAMPAIGN)))
+    loop.run(launch_in_process(settings, spec, str(CAMPAIGN)))
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu0
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": rss}))

@@ -15,6 +15,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ecrm import loop
 from ecrm.campaigns.launch import create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, migrate, session_factory
@@ -85,7 +86,7 @@ def run(coro: Awaitable[int]) -> int:
     async def wrapped() -> int:
         return await coro
 
-    return asyncio.run(wrapped())
+    return loop.run(wrapped())
 
 
 def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
@@ -229,6 +230,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise EcrmError("`ecrm worker` needs redis_url (ECRM_REDIS_URL=redis://127.0.0.1:6379); without Redis, "
                         "`ecrm campaign launch` sends in its own process")
+    loop.use_fast_loop()
+    asyncio.set_event_loop(asyncio.new_event_loop())
     worker = make_worker(settings, burst=args.burst)
     worker.run()
     return 0
@@ -255,4 +258,4 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from ecrm.demo import run_demo
 
-    return run(run_demo(settings, args.profiles, args.out))
+    return run_demo(settings, args.profiles, args.out)

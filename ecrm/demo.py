@@ -16,6 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from ecrm import loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.report import RunReport, run_report
@@ -24,6 +25,7 @@ from ecrm.feedback.mailbox import apply_mailbox
 from ecrm.local import launch_in_process
 from ecrm.peers.smtp_sink import SmtpSink
 from ecrm.profiles.ingest import ProfileIn, upsert_profiles
+from ecrm.render.message_id import MessageIds
 from ecrm.settings import Settings
 
 CAMPAIGN = Path("campaigns/welcome.yaml")
@@ -54,11 +56,15 @@ def demo_profiles(count: int, seed: int = 7) -> list[ProfileIn]:
     return profiles
 
 
-async def run_demo(settings: Settings, count: int, out: Path) -> int:
+def run_demo(settings: Settings, count: int, out: Path) -> int:
     if not CAMPAIGN.exists():
         raise EcrmError(f"{CAMPAIGN} not found: run `ecrm demo` from the ecrm checkout")
-    started = time.perf_counter()
     shutil.rmtree(out, ignore_errors=True)
+    return loop.run(_demo(settings, count, out))
+
+
+async def _demo(settings: Settings, count: int, out: Path) -> int:
+    started = time.perf_counter()
     mail = out / "mail"
     sink = SmtpSink(capture=mail)
     port = await sink.start()
@@ -88,7 +94,7 @@ async def _run(settings: Settings, count: int, mail: Path, port: int) -> RunRepo
         spec = load_campaign(CAMPAIGN, settings)
         console.print(f"campaign   {CAMPAIGN} is valid; sending...", highlight=False)
         await launch_in_process(settings, spec, str(CAMPAIGN), engine=engine)
-        await apply_mailbox(sessions, mail)
+        await apply_mailbox(sessions, MessageIds(settings.secret_key, settings.email.message_id_domain), mail)
         return await run_report(sessions, spec.name)
     finally:
         await engine.dispose()

@@ -11,13 +11,16 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, String, func, literal, select
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.campaigns.spec import CampaignSpec
-from ecrm.db import insert_ignoring_conflicts, utcnow
+from ecrm.db import UtcDateTime, insert_ignoring_conflicts, utcnow
+from ecrm.deliveries.batches import close_batch, open_batches
 from ecrm.deliveries.models import Delivery
+from ecrm.profiles.models import Profile
 from ecrm.queue import JobQueue
 from ecrm.runtime import Runtime
 from ecrm.segments.compile import compile_audience
@@ -35,8 +38,9 @@ class RunRef:
     created: bool
 
 
-def idempotency_key(run_id: int, profile_id: int, channel: str, step: str = "main") -> str:
-    return f"{run_id}:{step}:{profile_id}:{channel}"
+def idempotency_key(run_id: int, profile_id: int, channel: str) -> str:
+    """What `_queue_members` writes in SQL: one delivery per (run, step, profile, channel)."""
+    return f"{run_id}:main:{profile_id}:{channel}"
 
 
 async def create_run(sessions: async_sessionmaker[AsyncSession], spec: CampaignSpec, source: str,
@@ -72,19 +76,22 @@ async def plan_run(runtime: Runtime, run_id: int) -> int:
     """Queue a delivery for every audience member not yet in the run; enqueue every batch."""
     spec = await load_run_spec(runtime, run_id)
     query = compile_audience(spec.audience, spec.kind)
-    size = runtime.settings.send.batch_size
     sessions = runtime.sessions
     async with sessions.begin() as session:
         plan_no = await _start(session, run_id)
-        next_batch = (await session.scalar(select(func.max(Delivery.batch)).where(Delivery.run_id == run_id)))
-    batch = -1 if next_batch is None else next_batch
-    async for ids in stream_members(sessions, query, size):
-        if await _queue_members(runtime, run_id, batch + 1, ids, spec.channel):
-            batch += 1
-    for number in range(batch + 1):
+        last = await session.scalar(select(func.max(Delivery.batch)).where(Delivery.run_id == run_id))
+    batches = 0 if last is None else last + 1
+    async for ids in stream_members(sessions, query, runtime.settings.send.batch_size):
+        if await _queue_members(runtime, run_id, batches, ids, spec.channel):
+            batches += 1
+    async with sessions.begin() as session:
+        await open_batches(session, run_id, batches)
+    for number in range(batches):
         await runtime.queue.enqueue("send_batch", run_id, number, _job_id=f"send:{run_id}:{number}:{plan_no}")
-    logger.info("run %d planned: %d batches", run_id, batch + 1)
-    return batch + 1
+    if batches == 0:
+        await close_batch(sessions, run_id, None)
+    logger.info("run %d planned: %d batches", run_id, batches)
+    return batches
 
 
 async def _start(session: AsyncSession, run_id: int) -> int:
@@ -95,14 +102,16 @@ async def _start(session: AsyncSession, run_id: int) -> int:
 
 
 async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[int], channel: str) -> int:
-    """Insert queued deliveries for `ids` (skipping any already in the run); return how many."""
-    now = utcnow()
-    rows = [{"run_id": run_id, "batch": batch, "profile_id": pid, "channel": channel, "variant": "default",
-             "idempotency_key": idempotency_key(run_id, pid, channel), "status": "queued", "attempts": 0,
-             "queued_at": now} for pid in ids]
-    stmt = insert_ignoring_conflicts(Delivery.__table__, runtime.engine.dialect.name)
+    """Queue a delivery for each profile id with one INSERT ... SELECT (rows are built in SQL),
+    skipping anyone already in the run (their idempotency key exists); return how many."""
+    key = literal(f"{run_id}:main:") + sql_cast(Profile.id, String) + literal(f":{channel}")
+    rows = select(literal(run_id), literal(batch), Profile.id, literal(channel), literal("default"), key,
+                  literal("queued"), literal(0), literal(utcnow(), UtcDateTime())).where(Profile.id.in_(ids))
+    columns = ["run_id", "batch", "profile_id", "channel", "variant", "idempotency_key", "status", "attempts",
+               "queued_at"]
+    stmt = insert_ignoring_conflicts(Delivery.__table__, runtime.engine.dialect.name).from_select(columns, rows)
     async with runtime.sessions.begin() as session:
-        result = cast(CursorResult[Any], await session.execute(stmt, rows))
+        result = cast(CursorResult[Any], await session.execute(stmt))
     return int(result.rowcount or 0)
 
 
@@ -114,15 +123,3 @@ async def load_run_spec(runtime: Runtime, run_id: int) -> CampaignSpec:
             run = await session.get_one(CampaignRun, run_id)
             spec = runtime.cache[key] = CampaignSpec.model_validate(run.spec)
     return cast(CampaignSpec, spec)
-
-
-async def finish_if_done(sessions: async_sessionmaker[AsyncSession], run_id: int) -> bool:
-    """Mark the run done once nothing in it is queued or sending."""
-    async with sessions.begin() as session:
-        open_rows = await session.scalar(select(Delivery.id).where(
-            Delivery.run_id == run_id, Delivery.status.in_(("queued", "sending"))).limit(1))
-        if open_rows is not None:
-            return False
-        await session.execute(update(CampaignRun).where(CampaignRun.id == run_id, CampaignRun.status != "done")
-                              .values(status=RunStatus.DONE, finished_at=utcnow()))
-    return True

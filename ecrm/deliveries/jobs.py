@@ -12,7 +12,8 @@ from typing import cast
 
 from arq.worker import Retry
 
-from ecrm.campaigns.launch import finish_if_done, load_run_spec
+from ecrm.campaigns.launch import load_run_spec
+from ecrm.deliveries.batches import close_batch
 from ecrm.deliveries.send import send_batch
 from ecrm.render.email import EmailComposer
 from ecrm.runtime import JobContext, Runtime
@@ -38,5 +39,5 @@ async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
         delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
         logger.info("run %d batch %d: %d to retry in %.0fs", run_id, batch, outcome.retry, delay)
         raise Retry(defer=delay)
-    await finish_if_done(runtime.sessions, run_id)
+    await close_batch(runtime.sessions, run_id, batch)
     return f"sent {outcome.sent}, failed {outcome.failed}, waiting {outcome.retry}"

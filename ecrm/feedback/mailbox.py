@@ -1,7 +1,7 @@
 """Delivery receipts from a local mailbox folder (the demo's loopback SMTP server).
 
 Each captured `.eml` file is a message that reached its mailbox; its Message-ID names the
-delivery, which moves from `sent` to `delivered`. Provider webhooks will feed the same
+delivery (see `ecrm.render.message_id`), which moves from `sent` to `delivered`. Provider webhooks will feed the same
 transition later.
 """
 
@@ -18,11 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.db import utcnow
 from ecrm.deliveries.models import Delivery
+from ecrm.render.message_id import MessageIds
 
 DELIVERIES = cast(Table, Delivery.__table__)
 _MARK_DELIVERED = (
     update(DELIVERIES)
-    .where(DELIVERIES.c.provider_message_id == bindparam("b_mid"), DELIVERIES.c.status == "sent")
+    .where(DELIVERIES.c.id == bindparam("b_id"), DELIVERIES.c.status == "sent")
     .values(status="delivered", delivered_at=bindparam("b_now"))
 )
 
@@ -38,9 +39,12 @@ def read_message_ids(folder: Path) -> list[str]:
     return ids
 
 
-async def mark_delivered(sessions: async_sessionmaker[AsyncSession], message_ids: Iterable[str]) -> int:
+async def mark_delivered(sessions: async_sessionmaker[AsyncSession], ids: MessageIds,
+                         message_ids: Iterable[str]) -> int:
+    """Move the deliveries these Message-IDs name to `delivered`; IDs not ours are ignored."""
     now = utcnow()
-    rows = [{"b_mid": mid, "b_now": now} for mid in message_ids]
+    deliveries = (ids.delivery_of(mid) for mid in message_ids)
+    rows = [{"b_id": delivery_id, "b_now": now} for delivery_id in deliveries if delivery_id is not None]
     if not rows:
         return 0
     async with sessions.begin() as session:
@@ -48,6 +52,6 @@ async def mark_delivered(sessions: async_sessionmaker[AsyncSession], message_ids
     return len(rows)
 
 
-async def apply_mailbox(sessions: async_sessionmaker[AsyncSession], folder: Path) -> int:
-    ids = await asyncio.to_thread(read_message_ids, folder)
-    return await mark_delivered(sessions, ids)
+async def apply_mailbox(sessions: async_sessionmaker[AsyncSession], ids: MessageIds, folder: Path) -> int:
+    message_ids = await asyncio.to_thread(read_message_ids, folder)
+    return await mark_delivered(sessions, ids, message_ids)

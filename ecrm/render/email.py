@@ -3,13 +3,13 @@ pre-encoded MIME skeleton. Each (template, locale) is compiled once per composer
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from typing import Any
 
 from ecrm.channels.base import OutgoingEmail
 from ecrm.feedback.unsubscribe import TokenSigner
 from ecrm.render.environment import CompiledEmail, TemplateCatalog, render_part
+from ecrm.render.message_id import MessageIds
 from ecrm.render.mime import EmailHeaders, MimeSkeleton
 from ecrm.render.recipient import Recipient
 from ecrm.settings import Settings
@@ -31,12 +31,11 @@ class EmailComposer:
     def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, campaign: str) -> None:
         self.catalog, self.template, self.campaign = catalog, template, campaign
         self.from_name, self.from_address = settings.email.from_name, settings.email.from_address
-        self.domain = settings.email.message_id_domain
         self.unsubscribe_base = settings.public_url.rstrip("/") + "/u/"
         self.mailto = f", <mailto:{settings.email.unsubscribe_mailto}?subject=unsubscribe>" \
             if settings.email.unsubscribe_mailto else ""
         self._signer = TokenSigner(settings.secret_key)
-        self._id_key = hashlib.blake2b(settings.secret_key.encode(), digest_size=32).digest()
+        self.message_ids = MessageIds(settings.secret_key, settings.email.message_id_domain)
         self._skeletons: dict[str, MimeSkeleton] = {}
 
     def context(self, recipient: Recipient, compiled: CompiledEmail, unsubscribe_url: str) -> dict[str, Any]:
@@ -57,15 +56,10 @@ class EmailComposer:
         if not recipient.email:
             raise ValueError(f"profile {recipient.external_id} has no email address")
         compiled, rendered, url = self.render(recipient)
-        message_id = self.message_id(recipient.idempotency_key)
+        message_id = self.message_ids.make(recipient.delivery_id)
         headers = EmailHeaders(recipient.email, rendered.subject, message_id, f"<{url}>{self.mailto}")
         data = self._skeleton(compiled).build(headers, rendered.text, rendered.html)
         return OutgoingEmail(self.from_address, recipient.email, data, message_id)
-
-    def message_id(self, idempotency_key: str) -> str:
-        """Deterministic per delivery, so a retried send carries the same Message-ID."""
-        digest = hashlib.blake2b(idempotency_key.encode(), key=self._id_key, digest_size=16).hexdigest()
-        return f"<{digest}@{self.domain}>"
 
     def _skeleton(self, compiled: CompiledEmail) -> MimeSkeleton:
         key = f"{compiled.folder}:{compiled.lang}"

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
-from functools import cache
 from decimal import Decimal
+from functools import cache
 from typing import Any
 
 from babel import Locale, UnknownLocaleError
@@ -16,7 +16,6 @@ from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
-
 
 # Babel localises separators but leaves digits Latin; these are CLDR's native digit sets.
 DIGITS = {"arab": "٠١٢٣٤٥٦٧٨٩", "arabext": "۰۱۲۳۴۵۶۷۸۹", "deva": "०१२३४५६७८९", "beng": "০১২৩৪৫৬৭৮৯"}

@@ -1,5 +1,6 @@
-"""Stream a compiled audience in batches of ids by keyset pagination: the database never
-returns more than one batch at a time, and no list of the whole audience is held in memory."""
+"""Stream a compiled audience in batches of ids: one query, read through a server-side cursor
+(`yield_per`), so the database evaluates the audience once and Python never holds more than
+one batch of ids."""
 
 from __future__ import annotations
 
@@ -8,17 +9,11 @@ from collections.abc import AsyncIterator
 from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.profiles.models import Profile
-
 
 async def stream_members(
     sessions: async_sessionmaker[AsyncSession], query: Select[int], batch_size: int
 ) -> AsyncIterator[list[int]]:
-    after = 0
-    while True:
-        async with sessions() as session:
-            ids = list((await session.scalars(query.where(Profile.id > after).limit(batch_size))).all())
-        if not ids:
-            return
-        yield ids
-        after = ids[-1]
+    async with sessions() as session:
+        result = await session.stream_scalars(query.execution_options(yield_per=batch_size))
+        async for ids in result.partitions(batch_size):
+            yield list(ids)

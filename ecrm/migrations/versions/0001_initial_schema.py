@@ -143,12 +143,22 @@ def upgrade() -> None:
         ),
         sa.PrimaryKeyConstraint("id", name=op.f("pk_deliveries")),
         sa.UniqueConstraint("idempotency_key", name=op.f("uq_deliveries_idempotency_key")),
+        postgresql_with={"fillfactor": 80},
     )
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
         batch_op.create_index(batch_op.f("ix_deliveries_profile_id"), ["profile_id"], unique=False)
-        batch_op.create_index(batch_op.f("ix_deliveries_provider_message_id"), ["provider_message_id"], unique=False)
-        batch_op.create_index("ix_deliveries_run_status_batch", ["run_id", "status", "batch"], unique=False)
+        batch_op.create_index("ix_deliveries_run_id_batch", ["run_id", "batch"], unique=False)
 
+    op.create_table(
+        "run_batches",
+        sa.Column("run_id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
+        sa.Column("batch", sa.Integer(), autoincrement=False, nullable=False),
+        sa.Column("done_at", ecrm.db.UtcDateTime(timezone=True), nullable=True),
+        sa.ForeignKeyConstraint(
+            ["run_id"], ["campaign_runs.id"], name=op.f("fk_run_batches_run_id_campaign_runs"), ondelete="CASCADE"
+        ),
+        sa.PrimaryKeyConstraint("run_id", "batch", name=op.f("pk_run_batches")),
+    )
     op.create_table(
         "responses",
         sa.Column("id", sa.BigInteger().with_variant(sa.Integer(), "sqlite"), nullable=False),
@@ -182,9 +192,9 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f("ix_responses_delivery_id"))
 
     op.drop_table("responses")
+    op.drop_table("run_batches")
     with op.batch_alter_table("deliveries", schema=None) as batch_op:
-        batch_op.drop_index("ix_deliveries_run_status_batch")
-        batch_op.drop_index(batch_op.f("ix_deliveries_provider_message_id"))
+        batch_op.drop_index("ix_deliveries_run_id_batch")
         batch_op.drop_index(batch_op.f("ix_deliveries_profile_id"))
 
     op.drop_table("deliveries")
