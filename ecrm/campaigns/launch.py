@@ -11,15 +11,15 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, String, func, literal, select
+from sqlalchemy import CursorResult, String, literal, select, update
 from sqlalchemy import cast as sql_cast
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.campaigns.spec import CampaignSpec
 from ecrm.db import UtcDateTime, insert_ignoring_conflicts, utcnow
-from ecrm.deliveries.batches import close_batch, open_batches
-from ecrm.deliveries.models import Delivery
+from ecrm.deliveries.batches import close_batch, reopen_batches
+from ecrm.deliveries.models import Delivery, RunBatch
 from ecrm.profiles.models import Profile
 from ecrm.queue import JobQueue
 from ecrm.runtime import Runtime
@@ -73,32 +73,37 @@ async def enqueue_plan(queue: JobQueue, run: RunRef, spec: CampaignSpec) -> None
 
 
 async def plan_run(runtime: Runtime, run_id: int) -> int:
-    """Queue a delivery for every audience member not yet in the run; enqueue every batch."""
+    """Queue a delivery for every audience member not yet in the run, batch by batch; each batch
+    is enqueued as soon as it is queued, so sending starts while the audience is still read."""
     spec = await load_run_spec(runtime, run_id)
     query = compile_audience(spec.audience, spec.kind)
     sessions = runtime.sessions
     async with sessions.begin() as session:
         plan_no = await _start(session, run_id)
-        last = await session.scalar(select(func.max(Delivery.batch)).where(Delivery.run_id == run_id))
-    batches = 0 if last is None else last + 1
+        batches = await reopen_batches(session, run_id)
+    for number in range(batches):
+        await _enqueue_batch(runtime, run_id, number, plan_no)
     async for ids in stream_members(sessions, query, runtime.settings.send.batch_size):
         if await _queue_members(runtime, run_id, batches, ids, spec.channel):
+            await _enqueue_batch(runtime, run_id, batches, plan_no)
             batches += 1
     async with sessions.begin() as session:
-        await open_batches(session, run_id, batches)
-    for number in range(batches):
-        await runtime.queue.enqueue("send_batch", run_id, number, _job_id=f"send:{run_id}:{number}:{plan_no}")
-    if batches == 0:
-        await close_batch(sessions, run_id, None)
+        await session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(planned_at=utcnow()))
+    await close_batch(sessions, run_id, None)
     logger.info("run %d planned: %d batches", run_id, batches)
     return batches
 
 
 async def _start(session: AsyncSession, run_id: int) -> int:
     run = await session.get_one(CampaignRun, run_id)
-    run.status, run.started_at, run.finished_at = RunStatus.RUNNING, run.started_at or utcnow(), None
-    run.batches += 1  # counts plans; it makes each plan's job ids new
-    return run.batches
+    run.status, run.started_at = RunStatus.RUNNING, run.started_at or utcnow()
+    run.finished_at = run.planned_at = None
+    run.plans += 1
+    return run.plans
+
+
+async def _enqueue_batch(runtime: Runtime, run_id: int, batch: int, plan_no: int) -> None:
+    await runtime.queue.enqueue("send_batch", run_id, batch, _job_id=f"send:{run_id}:{batch}:{plan_no}")
 
 
 async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[int], channel: str) -> int:
@@ -111,8 +116,10 @@ async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[in
                "queued_at"]
     stmt = insert_ignoring_conflicts(Delivery.__table__, runtime.engine.dialect.name).from_select(columns, rows)
     async with runtime.sessions.begin() as session:
-        result = cast(CursorResult[Any], await session.execute(stmt))
-    return int(result.rowcount or 0)
+        queued = int(cast(CursorResult[Any], await session.execute(stmt)).rowcount or 0)
+        if queued:
+            session.add(RunBatch(run_id=run_id, batch=batch))
+    return queued
 
 
 async def load_run_spec(runtime: Runtime, run_id: int) -> CampaignSpec:

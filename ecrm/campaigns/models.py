@@ -35,6 +35,7 @@ class CampaignRun(Base):
     spec: Mapped[dict[str, Any]] = mapped_column(Json)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.SCHEDULED)
     scheduled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    batches: Mapped[int] = mapped_column(default=0)
+    plans: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

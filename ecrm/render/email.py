@@ -39,11 +39,11 @@ class EmailComposer:
         self._skeletons: dict[str, MimeSkeleton] = {}
 
     def context(self, recipient: Recipient, compiled: CompiledEmail, unsubscribe_url: str) -> dict[str, Any]:
-        return {
+        return self.catalog.context({
             "profile": recipient.profile_fields(), "traits": recipient.traits, "campaign": self.campaign,
             "locale": recipient.locale, "lang": compiled.lang, "dir": compiled.direction,
             "unsubscribe_url": unsubscribe_url,
-        }
+        })
 
     def render(self, recipient: Recipient) -> tuple[CompiledEmail, RenderedEmail, str]:
         compiled = self.catalog.email(self.template, recipient.locale)

@@ -17,6 +17,7 @@ from typing import Any
 from babel import Locale, UnknownLocaleError
 from jinja2 import FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
+from jinja2.utils import concat
 
 from ecrm.errors import TemplateError
 from ecrm.render.filters import FILTERS
@@ -64,7 +65,14 @@ class TemplateCatalog:
             auto_reload=False,
         )
         self.env.filters.update(FILTERS)
+        self._globals = dict(self.env.globals)
         self._compiled: dict[tuple[str, str], CompiledEmail] = {}
+
+    def context(self, values: dict[str, Any]) -> dict[str, Any]:
+        """A render context: the environment's globals (range, namespace...) plus `values`."""
+        context = self._globals.copy()
+        context.update(values)
+        return context
 
     def exists(self, name: str) -> bool:
         return (self.root / name).is_dir()
@@ -109,13 +117,17 @@ class TemplateCatalog:
 
 
 def render_part(template: Template, context: dict[str, Any]) -> str:
-    """Render one part; an undefined variable or a sandbox violation becomes a TemplateError."""
+    """Render one part with a context from `TemplateCatalog.context` (shared by a recipient's
+    parts, which spares Jinja a context copy per part). An undefined variable or a sandbox
+    violation becomes a TemplateError naming the template and line."""
     try:
-        return template.render(context)
-    except TemplateError:
+        return concat(template.root_render_func(template.new_context(context, shared=True)))
+    except Exception:  # Jinja raises many types: UndefinedError, SecurityError, TypeError...
+        try:
+            template.environment.handle_exception()  # re-raises with template lines in the traceback
+        except Exception as exc:
+            raise TemplateError(template.name or "?", _describe(exc), _template_line(exc)) from exc
         raise
-    except Exception as exc:  # Jinja raises many types: UndefinedError, SecurityError, TypeError...
-        raise TemplateError(template.name or "?", _describe(exc), _template_line(exc, template)) from exc
 
 
 def _describe(exc: Exception) -> str:
@@ -123,7 +135,7 @@ def _describe(exc: Exception) -> str:
     return f"{type(exc).__name__}: {message}" if type(exc).__name__ != "UndefinedError" else message
 
 
-def _template_line(exc: Exception, template: Template) -> int | None:
+def _template_line(exc: Exception) -> int | None:
     """Jinja rewrites tracebacks so a template's frame carries the template's own line."""
     tb, line = exc.__traceback__, None
     while tb is not None:

@@ -44,9 +44,21 @@ def _native(text: str, locale: Locale) -> str:
     return text.translate(table) if table else text
 
 
+@cache
+def _int_grouping(locale: Locale) -> str | None:
+    """The group separator when plain thousands grouping formats a non-negative integer exactly."""
+    pattern = locale.decimal_formats[None]
+    if pattern.grouping != (3, 3) or pattern.prefix[0] or pattern.suffix[0]:
+        return None
+    return str(locale.number_symbols[locale.default_numbering_system]["group"])
+
+
 @pass_context
 def number(ctx: Context, value: float | Decimal | int) -> str:
     locale = _locale(ctx)
+    group = _int_grouping(locale) if type(value) is int and value >= 0 else None
+    if group is not None:  # the common case (counts, points), without Babel's general pattern engine
+        return _native(f"{value:,}".replace(",", group), locale)
     return _native(format_decimal(value, locale=locale, numbering_system="default"), locale)
 
 

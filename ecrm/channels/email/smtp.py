@@ -41,7 +41,9 @@ class SmtpEmail:
             healthy = False
             try:
                 with _map_errors(message.recipient):
-                    await client.sendmail(message.sender, [message.recipient], message.data)
+                    # One deadline for the whole transaction: cheaper than aiosmtplib's per-command wait_for.
+                    async with asyncio.timeout(self.config.timeout):
+                        await client.sendmail(message.sender, [message.recipient], message.data, timeout=None)
                 healthy = True
             finally:
                 await self._release(client, healthy)

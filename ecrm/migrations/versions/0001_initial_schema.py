@@ -74,8 +74,9 @@ def upgrade() -> None:
         sa.Column("spec", sa.JSON().with_variant(postgresql.JSONB(astext_type=Text()), "postgresql"), nullable=False),
         sa.Column("status", sa.String(length=16), nullable=False),
         sa.Column("scheduled_at", ecrm.db.UtcDateTime(timezone=True), nullable=False),
-        sa.Column("batches", sa.Integer(), nullable=False),
+        sa.Column("plans", sa.Integer(), nullable=False),
         sa.Column("started_at", ecrm.db.UtcDateTime(timezone=True), nullable=True),
+        sa.Column("planned_at", ecrm.db.UtcDateTime(timezone=True), nullable=True),
         sa.Column("finished_at", ecrm.db.UtcDateTime(timezone=True), nullable=True),
         sa.ForeignKeyConstraint(
             ["campaign_id"], ["campaigns.id"], name=op.f("fk_campaign_runs_campaign_id_campaigns"), ondelete="CASCADE"
