@@ -14,26 +14,27 @@ before the cancellation goes on, so the retried job starts from exactly what is 
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Select, Table, bindparam, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
 from ecrm.db import utcnow
 from ecrm.deliveries.models import Delivery
+from ecrm.deliveries.store import Change, write_changes
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError
 from ecrm.profiles.models import Profile
 from ecrm.render.email import EmailComposer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
+from ecrm.types import DeliveryStatus
 
 INTERRUPTED = ("interrupted while being handed to the provider; not resent, because it may have "
                "been delivered already")
-DELIVERIES = cast(Table, Delivery.__table__)
 
 
 @dataclass(frozen=True)
@@ -44,25 +45,27 @@ class BatchOutcome:
     retry_after: float | None = None
 
 
-def recipients_query(run_id: int, batch: int) -> Select[*tuple[Any, ...]]:
-    return (
-        select(Delivery.id, Delivery.idempotency_key, Profile.id, Profile.external_id, Profile.email, Profile.phone,
-               Profile.first_name, Profile.last_name, Profile.locale, Profile.time_zone, Profile.traits)
-        .join(Profile, Profile.id == Delivery.profile_id)
-        .where(Delivery.run_id == run_id, Delivery.batch == batch, Delivery.status == "sending")
-        .order_by(Delivery.id)
-    )
+RECIPIENT_COLUMNS = (Delivery.id, Delivery.idempotency_key, Profile.id, Profile.external_id, Profile.email,
+                     Profile.phone, Profile.first_name, Profile.last_name, Profile.locale, Profile.time_zone,
+                     Profile.traits)
 
 
 async def claim(session: AsyncSession, run_id: int, batch: int) -> list[Recipient]:
-    now = utcnow()
+    """Fail what a crashed attempt left in `sending`, then claim the batch's queued rows and read
+    their recipients (on PostgreSQL in the same statement: UPDATE ... FROM profiles RETURNING)."""
     in_batch = (Delivery.run_id == run_id) & (Delivery.batch == batch)
     await session.execute(update(Delivery).where(in_batch, Delivery.status == "sending")
-                          .values(status="failed", failed_at=now, error=INTERRUPTED))
-    await session.execute(update(Delivery).where(in_batch, Delivery.status == "queued")
-                          .values(status="sending", attempts=Delivery.attempts + 1))
-    rows = (await session.execute(recipients_query(run_id, batch))).all()
-    return [Recipient(*row) for row in rows]
+                          .values(status="failed", failed_at=utcnow(), error=INTERRUPTED))
+    claimed = (update(Delivery).where(in_batch, Delivery.status == "queued", Delivery.profile_id == Profile.id)
+               .values(status="sending", attempts=Delivery.attempts + 1)
+               .execution_options(synchronize_session=False))
+    if session.get_bind().dialect.name == "postgresql":
+        rows = (await session.execute(claimed.returning(*RECIPIENT_COLUMNS))).all()
+    else:  # SQLite's RETURNING cannot name the FROM table's columns
+        await session.execute(claimed)
+        rows = (await session.execute(select(*RECIPIENT_COLUMNS).join(Profile, Profile.id == Delivery.profile_id)
+                                      .where(in_batch, Delivery.status == "sending"))).all()
+    return sorted((Recipient(*row) for row in rows), key=lambda r: r.delivery_id)
 
 
 def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) -> tuple[list[Any], list[Outcome]]:
@@ -89,7 +92,7 @@ async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, bat
     try:
         sent = await send_many(channel, messages)
     except SendInterrupted as stop:
-        await asyncio.shield(record(runtime, recipients, merge(outcomes, stop.outcomes), interrupted=True))
+        await asyncio.shield(record(runtime, recipients, merge(outcomes, stop.outcomes)))
         raise asyncio.CancelledError from None
     return await record(runtime, recipients, merge(outcomes, sent))
 
@@ -98,41 +101,21 @@ def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
     return [a if a is not None else b for a, b in zip(first, second, strict=True)]
 
 
-async def record(runtime: Runtime, recipients: Sequence[Recipient], outcomes: Sequence[Outcome],
-                 interrupted: bool = False) -> BatchOutcome:
-    """Write every outcome with one grouped UPDATE per kind of outcome, in one transaction."""
-    now = utcnow()
-    sent, failed, retry = [], [], []
-    retry_after: float | None = None
-    for recipient, outcome in zip(recipients, outcomes, strict=True):
-        if isinstance(outcome, SendResult):
-            sent.append({"b_id": recipient.delivery_id, "b_ref": outcome.provider_message_id,
-                         "b_provider": outcome.provider})
-        elif isinstance(outcome, PermanentSendError):
-            failed.append({"b_id": recipient.delivery_id, "b_error": outcome.reason})
-        else:
-            reason = outcome.reason if isinstance(outcome, SendError) else "not attempted (job interrupted)"
-            retry.append({"b_id": recipient.delivery_id, "b_error": reason})
-            if isinstance(outcome, TransientSendError) and outcome.retry_after:
-                retry_after = max(retry_after or 0.0, outcome.retry_after)
+async def record(runtime: Runtime, recipients: Sequence[Recipient], outcomes: Sequence[Outcome]) -> BatchOutcome:
+    """Write every outcome of the batch in one transaction."""
+    changes = [_change(recipient.delivery_id, outcome) for recipient, outcome in zip(recipients, outcomes, strict=True)]
     async with runtime.sessions.begin() as session:
-        await _write(session, sent, failed, retry, now)
-    return BatchOutcome(len(sent), len(failed), len(retry), retry_after)
+        await write_changes(session, changes, utcnow())
+    waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
+    count = Counter(c.status for c in changes)
+    return BatchOutcome(count[DeliveryStatus.SENT], count[DeliveryStatus.FAILED], count[DeliveryStatus.QUEUED],
+                        max(waits, default=None))
 
 
-_MARK_SENT = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
-    status="sent", sent_at=bindparam("b_now"), provider=bindparam("b_provider"),
-    provider_message_id=bindparam("b_ref"), error=None)
-_MARK_FAILED = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
-    status="failed", failed_at=bindparam("b_now"), error=bindparam("b_error"))
-_MARK_RETRY = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
-    status="queued", error=bindparam("b_error"))
-
-
-async def _write(session: AsyncSession, sent: list[dict[str, Any]], failed: list[dict[str, Any]],
-                 retry: list[dict[str, Any]], now: datetime) -> None:
-    for statement, rows in ((_MARK_SENT, sent), (_MARK_FAILED, failed), (_MARK_RETRY, retry)):
-        if rows:
-            for row in rows:
-                row["b_now"] = now
-            await session.execute(statement, rows)
+def _change(delivery_id: int, outcome: Outcome) -> Change:
+    if isinstance(outcome, SendResult):
+        return Change(delivery_id, DeliveryStatus.SENT, outcome.provider, outcome.provider_message_id)
+    if isinstance(outcome, PermanentSendError):
+        return Change(delivery_id, DeliveryStatus.FAILED, error=outcome.reason)
+    reason = outcome.reason if isinstance(outcome, SendError) else "not attempted (job interrupted)"
+    return Change(delivery_id, DeliveryStatus.QUEUED, error=reason)
