@@ -7,13 +7,15 @@ import argparse
 import asyncio
 import logging
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm import loop
 from ecrm.campaigns.launch import create_run, enqueue_plan
@@ -122,23 +124,31 @@ def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
     return run(launch(settings, spec, str(args.file), args.run))
 
 
+@asynccontextmanager
+async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
+    """An engine on a database that carries this version's schema, disposed afterwards."""
+    engine = create_engine(settings.database_url)
+    try:
+        await ensure_schema(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
 async def launch(settings: Settings, spec: Any, source: str, run_key: str | None) -> int:
     from ecrm.local import launch_in_process
 
-    engine = create_engine(settings.database_url)
-    await ensure_schema(engine)
-    if settings.redis_url:
-        return await _launch_on_redis(settings, engine, spec, source, run_key)
-    console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
-    try:
+    async with database(settings) as engine:
+        if settings.redis_url:
+            return await _launch_on_redis(settings, engine, spec, source, run_key)
+        console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine)
         print_report(await run_report(session_factory(engine), spec.name, ref.run_key))
-    finally:
-        await engine.dispose()
     return 1 if queue.failed else 0
 
 
-async def _launch_on_redis(settings: Settings, engine: Any, spec: Any, source: str, run_key: str | None) -> int:
+async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, source: str,
+                           run_key: str | None) -> int:
     from arq import create_pool
     from arq.connections import RedisSettings
 
@@ -150,7 +160,6 @@ async def _launch_on_redis(settings: Settings, engine: Any, spec: Any, source: s
         await enqueue_plan(ArqQueue(redis), ref, spec)
     finally:
         await redis.aclose()
-        await engine.dispose()
     console.print(f"run '{ref.run_key}' of '{ref.campaign}' queued on {settings.redis_url}; "
                   f"`ecrm worker` sends it; follow with `ecrm campaign status {ref.campaign}`", highlight=False)
     return 0
@@ -158,12 +167,8 @@ async def _launch_on_redis(settings: Settings, engine: Any, spec: Any, source: s
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     async def go() -> int:
-        engine = create_engine(settings.database_url)
-        try:
-            await ensure_schema(engine)
+        async with database(settings) as engine:
             print_report(await run_report(session_factory(engine), args.name, args.run))
-        finally:
-            await engine.dispose()
         return 0
 
     return run(go())
@@ -188,23 +193,19 @@ def print_report(report: RunReport) -> None:
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
     from ecrm.profiles.csv_import import import_csv
 
-    async def go() -> int:
-        engine = create_engine(settings.database_url)
-        await ensure_schema(engine)
+    async def go(total: int | None) -> int:
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
-        try:
+        async with database(settings) as engine:
             with Progress(*columns, console=console) as progress:
-                task = progress.add_task("import", total=_count_rows(args.csv))
+                task = progress.add_task("import", total=total)
                 report = await import_csv(session_factory(engine), args.csv,
                                           progress=lambda n: progress.advance(task, n))
-        finally:
-            await engine.dispose()
         for error in report.errors[:50]:
             err_console.print(f"  {error}", highlight=False, markup=False)
         console.print(f"imported {report.imported}, skipped {report.skipped}", highlight=False)
         return 1 if report.errors else 0
 
-    return run(go())
+    return run(go(_count_rows(args.csv)))
 
 
 def _count_rows(path: Path) -> int | None:
@@ -241,13 +242,8 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
     from ecrm.api.apikeys import create_api_key
 
     async def go() -> int:
-        engine = create_engine(settings.database_url)
-        try:
-            await ensure_schema(engine)
-            async with session_factory(engine).begin() as session:
-                key = await create_api_key(session, args.name)
-        finally:
-            await engine.dispose()
+        async with database(settings) as engine, session_factory(engine).begin() as session:
+            key = await create_api_key(session, args.name)
         console.print(f"API key '{args.name}' (shown once, store it now):", highlight=False)
         sys.stdout.write(key + "\n")
         return 0

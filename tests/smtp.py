@@ -51,7 +51,7 @@ class CapturingHandler:
 
     def messages(self) -> dict[str, EmailMessage]:
         parser = BytesParser(policy=policy.default)
-        return {rcpt: parser.parsebytes(data) for rcpt, data in self.received}  # type: ignore[misc]
+        return {rcpt: parser.parsebytes(data) for rcpt, data in self.received}
 
 
 class SmtpServer:

@@ -60,7 +60,8 @@ def test_an_invalid_campaign_is_refused_and_nothing_is_stored_or_sent(
 ) -> None:
     seed(config, 3)
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: bad\nchannel: email\ntemplate: welcome\naudience:\n  rules:\n    - field: nope\n      value: 1\n")
+    bad.write_text("name: bad\nchannel: email\ntemplate: welcome\n"
+                   "audience:\n  rules:\n    - field: nope\n      value: 1\n")
     assert main(["--config", str(config), "campaign", "launch", str(bad)]) == 1
     err = capsys.readouterr().err
     assert f"{bad}:6 audience.rules[0]: field 'nope' is not a profile field" in err

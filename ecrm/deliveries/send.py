@@ -5,7 +5,7 @@
    `queued` rows become `sending`.
 2. Compose every claimed recipient (render + MIME), then hand the messages to the channel
    with its bounded concurrency.
-3. Record every outcome in one transaction of grouped UPDATEs: sent (with the provider's
+3. Record every outcome in one transaction (`deliveries.store`): sent (with the provider's
    message id), failed (permanent), or back to queued (transient, retried by the job).
 If the job is cancelled mid-send, messages in flight finish and what completed is recorded
 before the cancellation goes on, so the retried job starts from exactly what is left.

@@ -8,7 +8,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import pytest
@@ -62,7 +62,7 @@ async def work_until_idle(settings: Settings) -> None:
 async def status_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     async with sessions() as session:
         rows = await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
-        return {status: count for status, count in rows}
+        return dict(rows.tuples().all())
 
 
 async def test_an_arq_worker_sends_a_run_once_and_a_relaunch_sends_nothing_new(
@@ -88,13 +88,12 @@ def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
                                 stdout=out, stderr=subprocess.STDOUT)
 
 
-async def wait_for(predicate: object, timeout: float = 20.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while not predicate():  # type: ignore[operator]
-        if loop.time() > deadline:
-            raise TimeoutError("condition not reached")
-        await asyncio.sleep(0.01)
+async def wait_for(predicate: Callable[[], bool]) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            if predicate():
+                return
+            await asyncio.sleep(0.01)
 
 
 async def test_a_worker_stopped_mid_batch_leaves_the_rest_to_the_next_worker_and_nobody_gets_two(
