@@ -62,7 +62,7 @@ async def work_until_idle(settings: Settings) -> None:
 async def status_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
     async with sessions() as session:
         rows = await session.execute(select(Delivery.status, func.count()).group_by(Delivery.status))
-        return dict(rows.tuples().all())
+        return {str(status): int(count) for status, count in rows}
 
 
 async def test_an_arq_worker_sends_a_run_once_and_a_relaunch_sends_nothing_new(
