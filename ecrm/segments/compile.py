@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, Select, and_, exists, not_, select, true
+from sqlalchemy import ColumnElement, Select, and_, exists, not_, or_, select, true
 
 from ecrm.profiles.models import Consent, Profile
 from ecrm.segments.rules import Audience, ConsentPolicy, Op, Rule
@@ -31,6 +31,8 @@ def has_consent(channel: ChannelKind) -> ColumnElement[bool]:
 
 
 def compile_rule(rule: Rule) -> ColumnElement[bool]:
+    if rule.field == "language":
+        return _language(rule)
     column = _column(rule.field, rule.value)
     if rule.op is Op.EXISTS:
         return column.is_not(None)
@@ -43,6 +45,14 @@ def compile_rule(rule: Rule) -> ColumnElement[bool]:
         return (column.is_(None)) | not_(positive)
     compare: ColumnElement[bool] = _COMPARE[rule.op](column, rule.value)
     return compare
+
+
+def _language(rule: Rule) -> ColumnElement[bool]:
+    """`fa` matches the locales `fa` and `fa_<region>` (locales are stored normalised, e.g. fa_IR)."""
+    languages = rule.value if isinstance(rule.value, list) else [rule.value]
+    match = or_(*(Profile.locale == str(lang) for lang in languages),
+                *(Profile.locale.startswith(f"{lang}_", autoescape=True) for lang in languages))
+    return not_(match) if rule.op in (Op.NE, Op.NOT_IN) else match
 
 
 _COMPARE: dict[Op, Any] = {

@@ -6,8 +6,8 @@
         - {field: traits.vip, op: eq, value: true}
       consent: required            # the channel's consent must be granted (the default)
 
-`field` is a profile column or `traits.<name>`. The full rule language (events, time
-windows, any/none) grows from this model.
+`field` is a profile column, `language` (the locale's language: `fa` matches `fa` and `fa_IR`)
+or `traits.<name>`. The full rule language (events, time windows, any/none) grows from this model.
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-PROFILE_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "locale", "time_zone", "created_at")
+PROFILE_FIELDS = ("external_id", "email", "phone", "first_name", "last_name", "locale", "language", "time_zone",
+                  "created_at")
 
 
 class Op(StrEnum):
@@ -55,6 +56,8 @@ class Rule(BaseModel):
         if not self.field.startswith("traits.") and self.field not in PROFILE_FIELDS:
             raise ValueError(f"field '{self.field}' is not a profile field; use one of "
                              f"{', '.join(PROFILE_FIELDS)} or traits.<name>")
+        if self.field == "language" and self.op not in (Op.EQ, Op.NE, *LIST_OPS):
+            raise ValueError("field 'language' takes eq, ne, in or not_in")
         if self.op in LIST_OPS and not isinstance(self.value, list):
             raise ValueError(f"op '{self.op}' needs a list value, e.g. [en, fa]")
         if self.op in NO_VALUE_OPS and self.value is not None:

@@ -41,6 +41,19 @@ async def test_rules_on_columns_and_traits_combine_with_consent(sessions: async_
     assert await members(sessions, [{"field": "email", "op": "contains", "value": "plain"}]) == {"plain-th"}
 
 
+async def test_language_matches_the_bare_language_and_its_regional_locales(
+    sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    for external_id, locale in (("fa", "fa"), ("fa-ir", "fa_IR"), ("fil", "fil"), ("en-us", "en_US"), ("th", "th")):
+        await add_profile(sessions, external_id=external_id, locale=locale)
+
+    assert await members(sessions, [{"field": "language", "op": "in", "value": ["fa", "en"]}]) == \
+        {"fa", "fa-ir", "en-us"}
+    assert await members(sessions, [{"field": "language", "value": "fi"}]) == set()
+    assert await members(sessions, [{"field": "language", "op": "not_in", "value": ["fa"]}]) == \
+        {"fil", "en-us", "th"}
+
+
 async def test_profiles_without_an_address_are_left_out(sessions: async_sessionmaker[AsyncSession]) -> None:
     await add_profile(sessions, external_id="has-email")
     pid = await add_profile(sessions, external_id="no-email")
