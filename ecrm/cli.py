@@ -26,14 +26,14 @@ from ecrm.errors import EcrmError, SpecError
 from ecrm.schema import ensure_schema
 from ecrm.settings import Settings, load_settings
 
-console = Console()
+console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s %(message)s")
     try:
         settings = load_settings(args.config)
         result: int = args.handler(settings, args)
@@ -46,6 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except EcrmError as exc:
         err_console.print(f"error: {exc}", highlight=False, markup=False)
         return 1
+    except KeyboardInterrupt:
+        err_console.print("interrupted: messages not yet handed over stay queued; launch the same run again to "
+                          "resume", highlight=False, markup=False)
+        return 130
 
 
 def parser() -> argparse.ArgumentParser:
@@ -143,8 +147,9 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
             return await _launch_on_redis(settings, engine, spec, source, run_key)
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine)
-        print_report(await run_report(session_factory(engine), spec.name, ref.run_key))
-    return 1 if queue.failed else 0
+        report = await run_report(session_factory(engine), spec.name, ref.run_key)
+        print_report(report)
+    return 1 if queue.failed or report.total("queued") else 0
 
 
 async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, source: str,

@@ -34,10 +34,15 @@ async def composer_for(runtime: Runtime, run_id: int) -> EmailComposer:
 async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
     runtime = ctx["runtime"]
     outcome = await send_batch(runtime, await composer_for(runtime, run_id), run_id, batch)
-    job_try = ctx.get("job_try", 1)
-    if outcome.retry and job_try < runtime.settings.send.max_tries:
+    job_try, max_tries = ctx.get("job_try", 1), runtime.settings.send.max_tries
+    if outcome.retry and job_try < max_tries:
         delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
-        logger.info("run %d batch %d: %d to retry in %.0fs", run_id, batch, outcome.retry, delay)
+        logger.warning("run %d batch %d: %d message(s) not handed over (%s); retrying in %.0f s (try %d of %d)",
+                       run_id, batch, outcome.retry, outcome.retry_reason, delay, job_try + 1, max_tries)
         raise Retry(defer=delay)
+    if outcome.retry:
+        logger.error("run %d batch %d: %d message(s) still not handed over after %d tries (%s); they stay "
+                     "queued: launch the run again to resume", run_id, batch, outcome.retry, job_try,
+                     outcome.retry_reason)
     await close_batch(runtime.sessions, run_id, batch)
     return f"sent {outcome.sent}, failed {outcome.failed}, waiting {outcome.retry}"

@@ -43,6 +43,7 @@ class BatchOutcome:
     failed: int
     retry: int
     retry_after: float | None = None
+    retry_reason: str | None = None
 
 
 # Core tables, not ORM entities: the hot path skips the ORM's per-statement and per-row work.
@@ -109,9 +110,10 @@ async def record(runtime: Runtime, recipients: Sequence[Recipient], outcomes: Se
     async with runtime.sessions.begin() as session:
         await write_changes(session, changes, utcnow())
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
+    reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)
     return BatchOutcome(count[DeliveryStatus.SENT], count[DeliveryStatus.FAILED], count[DeliveryStatus.QUEUED],
-                        max(waits, default=None))
+                        max(waits, default=None), reasons[0] if reasons else None)
 
 
 def _change(delivery_id: int, outcome: Outcome) -> Change:
