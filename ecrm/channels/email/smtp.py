@@ -1,14 +1,19 @@
 """Email over SMTP (RFC 5321) with aiosmtplib: a small pool of persistent connections.
 
 Connections open lazily, are reused across batches, and are replaced after an error.
-Replies map to our errors by their class (RFC 5321 4.2.1): 4xx and dropped connections are
-transient, 5xx are permanent.
+Replies to a message map to our errors by their class (RFC 5321 4.2.1): 4xx and dropped
+connections are transient, 5xx are permanent. Failing to connect, to start TLS or to log in is
+always transient: it says nothing about the message, so the message waits for the server (or
+the settings) to be fixed instead of being failed. After such a failure the adapter refuses
+new sessions for `RECONNECT_PAUSE` seconds, so a batch fails fast instead of timing out
+once per message.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Iterator
 from typing import ClassVar
 
@@ -18,6 +23,8 @@ from ecrm.channels.base import OutgoingEmail, SendResult
 from ecrm.errors import PermanentSendError, TransientSendError
 from ecrm.settings import Settings, SmtpSettings
 from ecrm.types import ChannelKind
+
+RECONNECT_PAUSE = 5.0
 
 
 class SmtpEmail:
@@ -30,6 +37,7 @@ class SmtpEmail:
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._open: set[aiosmtplib.SMTP] = set()
         self._slots = asyncio.Semaphore(config.connections)  # shared by every batch of this process
+        self._down: tuple[float, TransientSendError] | None = None
 
     @classmethod
     def from_settings(cls, settings: Settings) -> SmtpEmail:
@@ -63,8 +71,17 @@ class SmtpEmail:
             use_tls=self.config.tls, start_tls=self.config.starttls or None,
             username=self.config.username, password=self.config.password,
         )
-        with _map_errors(None):
+        now = time.monotonic()
+        if self._down is not None and now < self._down[0]:
+            raise self._down[1]
+        try:
             await client.connect()
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            error = TransientSendError(f"cannot open an SMTP session with {self.config.host}:{self.config.port}: "
+                                       f"{exc}")
+            self._down = (time.monotonic() + RECONNECT_PAUSE, error)
+            raise error from exc
+        self._down = None
         self._open.add(client)
         return client
 
@@ -78,7 +95,7 @@ class SmtpEmail:
 
 
 @contextlib.contextmanager
-def _map_errors(recipient: str | None) -> Iterator[None]:
+def _map_errors(recipient: str) -> Iterator[None]:
     """The one place where aiosmtplib's exceptions become ours."""
     try:
         yield
