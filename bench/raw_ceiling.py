@@ -1,11 +1,13 @@
-"""Raw transport ceiling: pre-built messages through aiosmtplib to the lean SMTP sink, no DB, queue or rendering.
+"""Raw transport ceiling: pre-built messages through the SMTP client to the lean sink, no DB, queue or rendering.
 
 Benchmark stage. It bounds what the email send path can reach on this box: N distinct ~3 KB
 multipart/alternative messages (personalised To, List-Unsubscribe one-click, utf-8 en/fa/th bodies) are
-built once per process before the clock starts, then sent with ``SMTP.sendmail`` over C reused
-connections in each of P spawned processes. Run ``python -m bench.raw_ceiling`` from the repository root:
-it starts ``python -m ecrm.peers.smtp_sink`` in its own process, measures, checks the sink counted
-exactly one message per recipient, and prints one line of figures.
+built once per process before the clock starts, then sent over C reused connections in each of P
+spawned processes, through the same client the send jobs use: ecrm's ``SmtpEmail`` adapter and
+``send_many`` (aiosmtplib sets the session up; RFC 2920 pipelining sends). ``--client sendmail`` sends
+with plain aiosmtplib ``SMTP.sendmail`` instead, for comparison. Run ``python -m bench.raw_ceiling``
+from the repository root: it starts ``python -m ecrm.peers.smtp_sink`` in its own process, measures,
+checks the sink counted exactly one message per recipient, and prints one line of figures.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ from typing import Any, TypeVar
 
 import aiosmtplib
 import psutil
+
+from ecrm.channels.base import OutgoingEmail, send_many
+from ecrm.channels.email.smtp import SmtpEmail
+from ecrm.errors import SendError
+from ecrm.settings import SmtpSettings
 
 ROOT = Path(__file__).resolve().parent.parent
 SENDER = "news@shop.example.test"
@@ -114,14 +121,14 @@ def build_message(i: int) -> bytes:
 
 
 def measure_raw_ceiling(n: int, processes: int, connections: int, host: str, port: int,
-                        *, use_uvloop: bool = True) -> RawResult:
+                        *, use_uvloop: bool = True, client: str = "adapter") -> RawResult:
     """Send recipients ``0..n-1`` once each from ``processes`` spawned processes, ``connections`` each."""
     ctx = mp.get_context("spawn")
     go = ctx.Event()
     ready: mp.Queue[int] = ctx.Queue()
     results: mp.Queue[WorkerResult] = ctx.Queue()
     workers = [ctx.Process(target=_worker, args=(index, n, processes, connections, host, port, use_uvloop,
-                                                  ready, go, results), daemon=True)
+                                                  client, ready, go, results), daemon=True)
                for index in range(processes)]
     for worker in workers:
         worker.start()
@@ -162,9 +169,10 @@ def _summarise(collected: list[WorkerResult], processes: int, connections: int) 
 
 
 def _worker(index: int, n: int, processes: int, connections: int, host: str, port: int, use_uvloop: bool,
-            ready: mp.Queue[int], go: EventType, results: mp.Queue[WorkerResult]) -> None:
+            client: str, ready: mp.Queue[int], go: EventType, results: mp.Queue[WorkerResult]) -> None:
     messages = [(recipient(i), build_message(i)) for i in range(index, n, processes)]
-    results.put(_run(_send_all(messages, connections, host, port, lambda: _ready(index, ready, go)), use_uvloop))
+    send_all = _send_through_adapter if client == "adapter" else _send_all
+    results.put(_run(send_all(messages, connections, host, port, lambda: _ready(index, ready, go)), use_uvloop))
 
 
 def _ready(index: int, ready: mp.Queue[int], go: EventType) -> None:
@@ -197,6 +205,24 @@ async def _send_all(messages: list[tuple[str, bytes]], connections: int, host: s
     finished, cpu_s = time.monotonic(), _cpu_seconds() - cpu_started
     for client in clients:
         await client.quit()
+    peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return WorkerResult(len(messages) - errors, errors, started, finished, cpu_s, peak_rss_kb)
+
+
+async def _send_through_adapter(messages: list[tuple[str, bytes]], connections: int, host: str, port: int,
+                                start_line: Callable[[], None]) -> WorkerResult:
+    """The same path as ecrm's send jobs minus database, queue and rendering: `SmtpEmail` (the
+    email channel adapter: pooled connections, RFC 2920 pipelining when offered) and `send_many`."""
+    channel = SmtpEmail(SmtpSettings(host=host, port=port, connections=connections))
+    await channel.warm_up()
+    outgoing = [OutgoingEmail(SENDER, to, data, "") for to, data in messages]
+    await asyncio.to_thread(start_line)
+    started, cpu_started = time.monotonic(), _cpu_seconds()
+    async with asyncio.timeout(DEADLINE_S):
+        outcomes = await send_many(channel, outgoing)
+    finished, cpu_s = time.monotonic(), _cpu_seconds() - cpu_started
+    await channel.close()
+    errors = sum(1 for outcome in outcomes if isinstance(outcome, SendError))
     peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return WorkerResult(len(messages) - errors, errors, started, finished, cpu_s, peak_rss_kb)
 
@@ -269,6 +295,8 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--processes", "-p", type=int, default=2)
     parser.add_argument("--connections", "-c", type=int, default=8, help="connections per process")
     parser.add_argument("--no-uvloop", action="store_true", help="use the stdlib asyncio loop in the senders")
+    parser.add_argument("--client", choices=["adapter", "sendmail"], default="adapter",
+                        help="ecrm's SmtpEmail adapter (default), or plain aiosmtplib sendmail")
     return parser.parse_args(argv)
 
 
@@ -279,12 +307,12 @@ def main(argv: list[str] | None = None) -> int:
         try:
             sink_cpu_started = sink.cpu_seconds()
             result = measure_raw_ceiling(args.n, args.processes, args.connections, "127.0.0.1", sink.port,
-                                         use_uvloop=not args.no_uvloop)
+                                         use_uvloop=not args.no_uvloop, client=args.client)
             sink_cpu_ms_per_msg = (sink.cpu_seconds() - sink_cpu_started) * 1000 / max(result.messages, 1)
         finally:
             stats = sink.stop()
     lost, duplicated = lost_and_duplicated(stats["per_recipient"], args.n)
-    print(f"raw_ceiling n={args.n} processes={args.processes} connections={args.connections} "
+    print(f"raw_ceiling client={args.client} n={args.n} processes={args.processes} connections={args.connections} "
           f"uvloop={not args.no_uvloop}: {result.line()} sink_cpu_ms_per_msg={sink_cpu_ms_per_msg:.3f} "
           f"sink_messages={stats['messages']} lost={lost} duplicated={duplicated}")
     return 0 if lost == duplicated == result.errors == 0 else 1

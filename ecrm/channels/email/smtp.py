@@ -1,6 +1,8 @@
 """Email over SMTP (RFC 5321) with aiosmtplib: a small pool of persistent connections.
 
-Connections open lazily, are reused across batches, and are replaced after an error.
+Connections open lazily, are reused across batches, and are replaced after an error. When the
+server advertises PIPELINING (RFC 2920), aiosmtplib only sets the session up and
+`pipelining.PipelinedSmtp` sends, in two round trips per message instead of four.
 Replies to a message map to our errors by their class (RFC 5321 4.2.1): 4xx and dropped
 connections are transient, 5xx are permanent. Failing to connect, to start TLS or to log in is
 always transient: it says nothing about the message, so the message waits for the server (or
@@ -15,16 +17,53 @@ import asyncio
 import contextlib
 import time
 from collections.abc import Iterator
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import aiosmtplib
 
 from ecrm.channels.base import OutgoingEmail, SendResult
+from ecrm.channels.email.pipelining import PipelinedSmtp
 from ecrm.errors import PermanentSendError, TransientSendError
 from ecrm.settings import Settings, SmtpSettings
 from ecrm.types import ChannelKind
 
 RECONNECT_PAUSE = 5.0
+
+
+class _Session:
+    """One pooled SMTP connection: pipelined when the server allows it, aiosmtplib's sendmail if not."""
+
+    def __init__(self, client: aiosmtplib.SMTP) -> None:
+        self.client = client
+        transport = client.protocol.transport if client.protocol is not None else None
+        # uvloop's transports do not subclass asyncio.Transport, so ask for the one method needed.
+        pipelining = client.supports_extension("pipelining") and hasattr(transport, "set_protocol")
+        self.pipe = PipelinedSmtp(cast(asyncio.Transport, transport)) if pipelining else None
+
+    @property
+    def usable(self) -> bool:
+        return self.pipe.usable if self.pipe is not None else self.client.is_connected
+
+    async def send(self, message: OutgoingEmail) -> None:
+        if self.pipe is not None:
+            await self.pipe.send(message.sender, message.recipient, message.data)
+            return
+        with _map_errors(message.recipient):
+            await self.client.sendmail(message.sender, [message.recipient], message.data, timeout=None)
+
+    async def close(self) -> None:
+        if self.pipe is not None:
+            self.pipe.close()
+            return
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            await self.client.quit()
+
+    def abort(self) -> None:
+        if self.pipe is not None:
+            self.pipe.transport.abort()
+            return
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
+            self.client.close()
 
 
 class SmtpEmail:
@@ -34,8 +73,8 @@ class SmtpEmail:
     def __init__(self, config: SmtpSettings) -> None:
         self.config = config
         self.max_concurrency = config.connections
-        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
-        self._open: set[aiosmtplib.SMTP] = set()
+        self._idle: asyncio.LifoQueue[_Session] = asyncio.LifoQueue()
+        self._open: set[_Session] = set()
         self._slots = asyncio.Semaphore(config.connections)  # shared by every batch of this process
         self._down: tuple[float, TransientSendError] | None = None
 
@@ -45,53 +84,63 @@ class SmtpEmail:
 
     async def send(self, message: OutgoingEmail) -> SendResult:
         async with self._slots:
-            client = await self._acquire()
+            session = await self._acquire()
             healthy = False
             try:
-                with _map_errors(message.recipient):
-                    # One deadline for the whole transaction: cheaper than aiosmtplib's per-command wait_for.
-                    async with asyncio.timeout(self.config.timeout):
-                        await client.sendmail(message.sender, [message.recipient], message.data, timeout=None)
+                async with asyncio.timeout(self.config.timeout):  # one deadline for the whole transaction
+                    await session.send(message)
                 healthy = True
+            except PermanentSendError:
+                healthy = True  # the message was refused, not the connection
+                raise
+            except TimeoutError as exc:
+                raise TransientSendError(f"SMTP server did not answer within {self.config.timeout} s") from exc
             finally:
-                await self._release(client, healthy)
+                self._release(session, healthy)
         return SendResult(self.provider, message.message_id)
 
-    async def close(self) -> None:
-        clients, self._open = list(self._open), set()
-        for client in clients:
-            with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-                await client.quit()
+    async def warm_up(self, count: int | None = None) -> None:
+        """Open `count` (default: all) connections now rather than on the first sends."""
+        sessions = [await self._acquire() for _ in range(count or self.config.connections)]
+        for session in sessions:
+            self._release(session, healthy=True)
 
-    async def _acquire(self) -> aiosmtplib.SMTP:
+    async def close(self) -> None:
+        sessions, self._open = list(self._open), set()
+        for session in sessions:
+            await session.close()
+
+    async def _acquire(self) -> _Session:
         if not self._idle.empty():
             return self._idle.get_nowait()
+        if self._down is not None and time.monotonic() < self._down[0]:
+            raise self._down[1]
         client = aiosmtplib.SMTP(
             hostname=self.config.host, port=self.config.port, timeout=self.config.timeout,
             use_tls=self.config.tls, start_tls=self.config.starttls or None,
             username=self.config.username, password=self.config.password,
         )
-        now = time.monotonic()
-        if self._down is not None and now < self._down[0]:
-            raise self._down[1]
         try:
             await client.connect()
+            if client.last_ehlo_response is None:
+                await client.ehlo()
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             error = TransientSendError(f"cannot open an SMTP session with {self.config.host}:{self.config.port}: "
                                        f"{exc}")
             self._down = (time.monotonic() + RECONNECT_PAUSE, error)
+            client.close()
             raise error from exc
         self._down = None
-        self._open.add(client)
-        return client
+        session = _Session(client)
+        self._open.add(session)
+        return session
 
-    async def _release(self, client: aiosmtplib.SMTP, healthy: bool) -> None:
-        if healthy and client.is_connected:
-            self._idle.put_nowait(client)
+    def _release(self, session: _Session, healthy: bool) -> None:
+        if healthy and session.usable:
+            self._idle.put_nowait(session)
             return
-        self._open.discard(client)
-        with contextlib.suppress(aiosmtplib.SMTPException, OSError):
-            client.close()
+        self._open.discard(session)
+        session.abort()
 
 
 @contextlib.contextmanager

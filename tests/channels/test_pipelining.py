@@ -1,0 +1,82 @@
+"""The pipelined send path (RFC 2920) against the lean sink, which advertises PIPELINING."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from email import policy
+from email.parser import BytesParser
+from pathlib import Path
+
+import pytest
+
+from ecrm.channels.base import OutgoingEmail, send_many
+from ecrm.channels.email.pipelining import _dot_stuff
+from ecrm.channels.email.smtp import SmtpEmail
+from ecrm.errors import PermanentSendError, TransientSendError
+from ecrm.peers.smtp_sink import SmtpSink
+from ecrm.settings import SmtpSettings
+
+BODY = b"From: shop@example.com\r\nTo: {to}\r\nSubject: hi\r\n\r\n.starts with a dot\r\n..two dots\r\nend"
+
+
+def email(to: str) -> OutgoingEmail:
+    return OutgoingEmail("shop@example.com", to, BODY.replace(b"{to}", to.encode()), f"<{to}>")
+
+
+@pytest.fixture
+async def sink(tmp_path: Path) -> AsyncIterator[tuple[SmtpSink, int]]:
+    server = SmtpSink(capture=tmp_path / "mail", reject={"gone@example.com"})
+    port = await server.start()
+    yield server, port
+    await server.close()
+
+
+def channel_for(port: int, connections: int = 3) -> SmtpEmail:
+    return SmtpEmail(SmtpSettings(port=port, connections=connections, timeout=5))
+
+
+def test_dot_stuffing_doubles_line_leading_dots_and_terminates() -> None:
+    assert _dot_stuff(b".a\r\nb\r\n.c") == b"..a\r\nb\r\n..c\r\n.\r\n"
+    assert _dot_stuff(b"x\r\n") == b"x\r\n.\r\n"
+
+
+async def test_many_messages_on_few_connections_arrive_once_each_and_intact(
+    sink: tuple[SmtpSink, int], tmp_path: Path
+) -> None:
+    server, port = sink
+    channel = channel_for(port)
+    try:
+        outcomes = await send_many(channel, [email(f"u{i}@example.com") for i in range(60)])
+    finally:
+        await channel.close()
+    assert all(o is not None and not isinstance(o, Exception) for o in outcomes)
+    assert server.per_recipient == {f"u{i}@example.com": 1 for i in range(60)}
+    assert server.connections == 3
+    message = BytesParser(policy=policy.default).parsebytes((tmp_path / "mail" / "1.eml").read_bytes())
+    assert message.get_content().replace("\r\n", "\n") == ".starts with a dot\n..two dots\nend\n"
+
+
+async def test_a_refused_recipient_is_permanent_and_the_connection_goes_on(sink: tuple[SmtpSink, int]) -> None:
+    server, port = sink
+    channel = channel_for(port, connections=1)
+    try:
+        outcomes = await send_many(channel, [email("a@example.com"), email("gone@example.com"), email("b@example.com")])
+    finally:
+        await channel.close()
+    assert isinstance(outcomes[1], PermanentSendError) and "550" in outcomes[1].reason
+    assert server.per_recipient == {"a@example.com": 1, "b@example.com": 1}
+    assert server.connections == 1
+
+
+async def test_a_421_and_a_dropped_connection_are_transient_and_the_pool_reconnects(tmp_path: Path) -> None:
+    sink = SmtpSink(fail_after=2, fail_count=2)
+    port = await sink.start()
+    channel = SmtpEmail(SmtpSettings(port=port, connections=1, timeout=5))
+    try:
+        outcomes = await send_many(channel, [email(f"u{i}@example.com") for i in range(6)])
+    finally:
+        await channel.close()
+        await sink.close()
+    transient = [i for i, o in enumerate(outcomes) if isinstance(o, TransientSendError)]
+    assert transient == [2, 3]
+    assert sorted(sink.per_recipient) == [f"u{i}@example.com" for i in (0, 1, 4, 5)]
