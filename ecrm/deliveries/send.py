@@ -71,17 +71,23 @@ async def claim(session: AsyncSession, run_id: int, batch: int) -> list[Recipien
     return sorted((Recipient(*row) for row in rows), key=lambda r: r.delivery_id)
 
 
-def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) -> tuple[list[Any], list[Outcome]]:
-    """Messages to send (None where composing failed) and the failures, index by index."""
+COMPOSE_SLICE = 32  # recipients composed between two yields to the event loop
+
+
+async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) -> tuple[list[Any], list[Outcome]]:
+    """Messages to send (None where composing failed) and the failures, index by index. Yields to
+    the event loop every few recipients so other batches' SMTP replies are not kept waiting."""
     messages: list[Any] = []
     outcomes: list[Outcome] = []
-    for recipient in recipients:
+    for index, recipient in enumerate(recipients, 1):
         try:
             messages.append(composer.compose(recipient))
             outcomes.append(None)
         except (TemplateError, ValueError) as exc:
             messages.append(None)
             outcomes.append(PermanentSendError(f"could not compose: {exc}"))
+        if index % COMPOSE_SLICE == 0:
+            await asyncio.sleep(0)
     return messages, outcomes
 
 
@@ -90,7 +96,7 @@ async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, bat
         recipients = await claim(session, run_id, batch)
     if not recipients:
         return BatchOutcome(0, 0, 0)
-    messages, outcomes = compose_all(composer, recipients)
+    messages, outcomes = await compose_all(composer, recipients)
     channel = runtime.channels.for_kind(composer.kind)
     try:
         sent = await send_many(channel, messages)
