@@ -282,7 +282,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--db", nargs="+", choices=["postgresql", "sqlite"], default=["postgresql", "sqlite"])
     parser.add_argument("--workers", type=int, default=2, help="ecrm worker processes on PostgreSQL")
     parser.add_argument("--connections", type=int, default=8, help="SMTP connections per process")
-    parser.add_argument("--batch", type=int, default=500, help="recipients per send job")
+    parser.add_argument("--batch", type=int, default=1000, help="recipients per send job")
     parser.add_argument("--repeat", type=int, default=1, help="runs per database; prints the median ratio")
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)

@@ -44,7 +44,7 @@ class EmailSettings(_Section):
 
 
 class SendSettings(_Section):
-    batch_size: int = Field(500, ge=1, le=10_000)
+    batch_size: int = Field(1000, ge=1, le=10_000)
     max_tries: int = Field(8, ge=1)
     retry_delay: float = Field(30.0, ge=0)
 
