@@ -1,12 +1,12 @@
 """Send one batch of a run, exactly once per delivery.
 
-1. Claim: in one transaction, rows a crashed attempt left in `sending` become `failed`
-   (they may have reached the provider, so resending could double them), and the batch's
-   `queued` rows become `sending`.
-2. Compose every claimed recipient (render + MIME), then hand the messages to the channel
-   with its bounded concurrency.
-3. Record every outcome in one transaction (`deliveries.store`): sent (with the provider's
-   message id), failed (permanent), or back to queued (transient, retried by the job).
+1. Read: rows a crashed attempt left in `sending` become `failed` (they may have reached the
+   provider, so resending could double them); the batch's `queued` recipients are read.
+2. Then chunk by chunk (`CLAIM_CHUNK` recipients): claim the chunk's rows (`queued` ->
+   `sending`), compose them (render + MIME), hand them to the channel with its bounded
+   concurrency, and record every outcome in one transaction (`deliveries.store`): sent (with
+   the provider's message id), failed (permanent), or back to queued (transient, retried by the
+   job). A worker killed outright leaves at most one chunk in doubt, never the whole batch.
 If the job is cancelled mid-send, messages in flight finish and what completed is recorded
 before the cancellation goes on, so the retried job starts from exactly what is left.
 """
@@ -45,6 +45,11 @@ class BatchOutcome:
     retry_after: float | None = None
     retry_reason: str | None = None
 
+    def __add__(self, other: BatchOutcome) -> BatchOutcome:
+        waits = [w for w in (self.retry_after, other.retry_after) if w is not None]
+        return BatchOutcome(self.sent + other.sent, self.failed + other.failed, self.retry + other.retry,
+                            max(waits, default=None), self.retry_reason or other.retry_reason)
+
 
 # Core tables, not ORM entities: the hot path skips the ORM's per-statement and per-row work.
 D = cast(Table, Delivery.__table__).c
@@ -54,21 +59,24 @@ RECIPIENT_COLUMNS = (D.id, D.idempotency_key, P.id, P.external_id, P.email, P.ph
                      P.locale, P.time_zone, P.traits)
 
 
-async def claim(session: AsyncSession, run_id: int, batch: int) -> list[Recipient]:
-    """Fail what a crashed attempt left in `sending`, then claim the batch's queued rows and read
-    their recipients (on PostgreSQL in the same statement: UPDATE ... FROM profiles RETURNING)."""
+CLAIM_CHUNK = 200  # recipients claimed, sent and recorded together
+
+
+async def read_batch(session: AsyncSession, run_id: int, batch: int) -> list[Recipient]:
+    """Fail what a crashed attempt left in `sending`; return the batch's queued recipients."""
     in_batch = (D.run_id == run_id) & (D.batch == batch)
     await session.execute(update(DELIVERIES).where(in_batch, D.status == "sending")
                           .values(status="failed", failed_at=utcnow(), error=INTERRUPTED))
-    claimed = (update(DELIVERIES).where(in_batch, D.status == "queued", D.profile_id == P.id)
-               .values(status="sending", attempts=D.attempts + 1))
-    if session.get_bind().dialect.name == "postgresql":
-        rows = (await session.execute(claimed.returning(*RECIPIENT_COLUMNS))).all()
-    else:  # SQLite's RETURNING cannot name the FROM table's columns
-        await session.execute(claimed)
-        rows = (await session.execute(select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
-                                      .where(in_batch, D.status == "sending"))).all()
-    return sorted((Recipient(*row) for row in rows), key=lambda r: r.delivery_id)
+    rows = (await session.execute(select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
+                                  .where(in_batch, D.status == "queued").order_by(D.id))).all()
+    return [Recipient(*row) for row in rows]
+
+
+async def claim(session: AsyncSession, delivery_ids: list[int]) -> set[int]:
+    """Move these deliveries from `queued` to `sending`; return the ids this attempt now owns."""
+    claimed = (update(DELIVERIES).where(D.id.in_(delivery_ids), D.status == "queued")
+               .values(status="sending", attempts=D.attempts + 1).returning(D.id))
+    return set((await session.execute(claimed)).scalars())
 
 
 COMPOSE_SLICE = 32  # recipients composed between two yields to the event loop
@@ -93,7 +101,17 @@ async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) 
 
 async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, batch: int) -> BatchOutcome:
     async with runtime.sessions.begin() as session:
-        recipients = await claim(session, run_id, batch)
+        recipients = await read_batch(session, run_id, batch)
+    total = BatchOutcome(0, 0, 0)
+    for start in range(0, len(recipients), CLAIM_CHUNK):
+        total += await send_chunk(runtime, composer, recipients[start : start + CLAIM_CHUNK])
+    return total
+
+
+async def send_chunk(runtime: Runtime, composer: EmailComposer, recipients: list[Recipient]) -> BatchOutcome:
+    async with runtime.sessions.begin() as session:
+        owned = await claim(session, [r.delivery_id for r in recipients])
+    recipients = [r for r in recipients if r.delivery_id in owned]
     if not recipients:
         return BatchOutcome(0, 0, 0)
     messages, outcomes = await compose_all(composer, recipients)
