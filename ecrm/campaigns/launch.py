@@ -38,9 +38,15 @@ class RunRef:
     created: bool
 
 
+def key_parts(run_id: int, channel: str, step: str = "main") -> tuple[str, str]:
+    """A delivery's idempotency key is `prefix + profile id + suffix`: one per (run, step,
+    profile, channel). `_queue_members` builds it in SQL from these parts."""
+    return f"{run_id}:{step}:", f":{channel}"
+
+
 def idempotency_key(run_id: int, profile_id: int, channel: str) -> str:
-    """What `_queue_members` writes in SQL: one delivery per (run, step, profile, channel)."""
-    return f"{run_id}:main:{profile_id}:{channel}"
+    prefix, suffix = key_parts(run_id, channel)
+    return f"{prefix}{profile_id}{suffix}"
 
 
 async def create_run(sessions: async_sessionmaker[AsyncSession], spec: CampaignSpec, source: str,
@@ -109,7 +115,8 @@ async def _enqueue_batch(runtime: Runtime, run_id: int, batch: int, plan_no: int
 async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[int], channel: str) -> int:
     """Queue a delivery for each profile id with one INSERT ... SELECT (rows are built in SQL),
     skipping anyone already in the run (their idempotency key exists); return how many."""
-    key = literal(f"{run_id}:main:") + sql_cast(Profile.id, String) + literal(f":{channel}")
+    prefix, suffix = key_parts(run_id, channel)
+    key = literal(prefix) + sql_cast(Profile.id, String) + literal(suffix)
     rows = select(literal(run_id), literal(batch), Profile.id, literal(channel), literal("default"), key,
                   literal("queued"), literal(0), literal(utcnow(), UtcDateTime())).where(Profile.id.in_(ids))
     columns = ["run_id", "batch", "profile_id", "channel", "variant", "idempotency_key", "status", "attempts",
