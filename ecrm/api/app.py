@@ -1,4 +1,4 @@
-"""The aiohttp application: `create_app(settings)` for tests and the CLI, `serve` to run it.
+"""The aiohttp application: `create_app(settings)`, served by `ecrm serve` and used by the tests.
 
 The database engine lives in a cleanup context, so it opens with the app and is disposed when
 the app stops. Middlewares run errors first (outermost), then authentication.
@@ -6,8 +6,6 @@ the app stops. Middlewares run errors first (outermost), then authentication.
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -19,7 +17,6 @@ from ecrm.api.keys import ENGINE, SESSIONS, SETTINGS
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
-logger = logging.getLogger(__name__)
 ROUTES = (health.routes, profiles.routes, events.routes, unsubscribe.routes)
 
 
@@ -38,15 +35,3 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[SESSIONS] = session_factory(engine)
     yield
     await engine.dispose()
-
-
-async def serve(settings: Settings, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve the API until cancelled (for `ecrm serve` and the demo)."""
-    runner = web.AppRunner(create_app(settings))
-    await runner.setup()
-    try:
-        await web.TCPSite(runner, host, port).start()
-        logger.info("API listening on http://%s:%d", host, port)
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
