@@ -1,15 +1,19 @@
-"""The application shell: JSON errors for unknown routes and methods, and `serve`."""
+"""The application shell: JSON errors for unknown routes and methods, and `ecrm serve`."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import socket
+import subprocess
+import sys
 
 import aiohttp
 
-from ecrm.api.app import serve
 from ecrm.settings import Settings
 from tests.api.conftest import Client
+from tests.conftest import ROOT
 
 
 async def test_an_unknown_route_with_a_key_answers_404_in_json(api: Client, auth: dict[str, str]) -> None:
@@ -32,9 +36,15 @@ def _free_port() -> int:
         return port
 
 
-async def test_serve_answers_on_its_port_until_cancelled(settings: Settings) -> None:
+def start_server(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+    env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url}
+    return subprocess.Popen([sys.executable, "-m", "ecrm", "serve", "--port", str(port)], env=env, cwd=ROOT,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+async def test_ecrm_serve_answers_on_its_port_until_stopped(settings: Settings) -> None:
     port = _free_port()
-    server = asyncio.create_task(serve(settings, "127.0.0.1", port))
+    server = start_server(settings, port)
     try:
         async with aiohttp.ClientSession() as client:
             for _ in range(100):
@@ -47,5 +57,5 @@ async def test_serve_answers_on_its_port_until_cancelled(settings: Settings) -> 
             else:
                 raise AssertionError("the server never answered")
     finally:
-        server.cancel()
-        await asyncio.gather(server, return_exceptions=True)
+        server.send_signal(signal.SIGINT)
+        assert await asyncio.to_thread(server.wait, 20) == 0
