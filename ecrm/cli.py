@@ -18,7 +18,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm import loop
-from ecrm.campaigns.launch import create_run, enqueue_plan
+from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.report import RunReport, run_report
@@ -147,6 +147,7 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
             return await _launch_on_redis(settings, engine, spec, source, run_key)
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine)
+        _say_if_resumed(ref)
         report = await run_report(session_factory(engine), spec.name, ref.run_key)
         print_report(report)
     return 1 if queue.failed or report.total("queued") else 0
@@ -165,9 +166,16 @@ async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, s
         await enqueue_plan(ArqQueue(redis), ref, spec)
     finally:
         await redis.aclose()
+    _say_if_resumed(ref)
     console.print(f"run '{ref.run_key}' of '{ref.campaign}' queued on {settings.redis_url}; "
                   f"`ecrm worker` sends it; follow with `ecrm campaign status {ref.campaign}`", highlight=False)
     return 0
+
+
+def _say_if_resumed(ref: RunRef) -> None:
+    if not ref.created:
+        console.print(f"run '{ref.run_key}' already existed: it was resumed as first launched (nobody gets it twice); "
+                      "edits to the file apply to a new run, e.g. --run 2", highlight=False)
 
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:

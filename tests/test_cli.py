@@ -48,6 +48,9 @@ def test_launch_sends_the_campaign_and_status_reports_it(config: Path, smtp: Smt
     seed(config, 6)
     assert main(["--config", str(config), "campaign", "launch", str(ROOT / "campaigns" / "welcome.yaml")]) == 0
     assert len(smtp.handler.received) == 6
+    assert main(["--config", str(config), "campaign", "launch", str(ROOT / "campaigns" / "welcome.yaml")]) == 0
+    assert "run 'now' already existed: it was resumed" in capsys.readouterr().out
+    assert len(smtp.handler.received) == 6
     assert main(["--config", str(config), "campaign", "status", "welcome"]) == 0
     out = capsys.readouterr().out
     assert "welcome / run now: done" in out
