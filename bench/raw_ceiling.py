@@ -281,9 +281,8 @@ class SinkProcess:
         return stats
 
 
-def lost_and_duplicated(per_recipient: dict[str, int], n: int) -> tuple[int, int]:
+def lost_and_duplicated(per_recipient: dict[str, int], expected: set[str]) -> tuple[int, int]:
     """Recipients the sink never saw, and messages beyond one per recipient (strangers count as duplicates)."""
-    expected = {recipient(i) for i in range(n)}
     lost = sum(1 for address in expected if per_recipient.get(address, 0) == 0)
     duplicated = sum(count - 1 if address in expected else count for address, count in per_recipient.items())
     return lost, duplicated
@@ -311,7 +310,7 @@ def main(argv: list[str] | None = None) -> int:
             sink_cpu_ms_per_msg = (sink.cpu_seconds() - sink_cpu_started) * 1000 / max(result.messages, 1)
         finally:
             stats = sink.stop()
-    lost, duplicated = lost_and_duplicated(stats["per_recipient"], args.n)
+    lost, duplicated = lost_and_duplicated(stats["per_recipient"], {recipient(i) for i in range(args.n)})
     print(f"raw_ceiling client={args.client} n={args.n} processes={args.processes} connections={args.connections} "
           f"uvloop={not args.no_uvloop}: {result.line()} sink_cpu_ms_per_msg={sink_cpu_ms_per_msg:.3f} "
           f"sink_messages={stats['messages']} lost={lost} duplicated={duplicated}")

@@ -34,7 +34,7 @@ import asyncpg
 import psutil
 from sqlalchemy import insert, select
 
-from bench.raw_ceiling import RawResult, SinkProcess, measure_raw_ceiling
+from bench.raw_ceiling import RawResult, SinkProcess, lost_and_duplicated, measure_raw_ceiling
 from ecrm import loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
@@ -140,11 +140,7 @@ def peak_rss_mb(process: psutil.Process) -> float:
 
 
 def tally(stats: dict[str, Any], n: int) -> tuple[int, int]:
-    seen: dict[str, int] = stats.get("per_recipient", {})
-    lost = sum(1 for i in range(n) if seen.get(bench_address(i), 0) == 0)
-    expected = {bench_address(i) for i in range(n)}
-    duplicated = sum(count - 1 if addr in expected else count for addr, count in seen.items())
-    return lost, duplicated
+    return lost_and_duplicated(stats.get("per_recipient", {}), {bench_address(i) for i in range(n)})
 
 
 async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:

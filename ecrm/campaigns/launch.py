@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.campaigns.spec import CampaignSpec
-from ecrm.db import UtcDateTime, insert_ignoring_conflicts, utcnow
+from ecrm.db import UtcDateTime, dialect_insert, utcnow
 from ecrm.deliveries.batches import close_batch, reopen_batches
-from ecrm.deliveries.models import Delivery, RunBatch
+from ecrm.deliveries.models import DELIVERIES, RunBatch
 from ecrm.profiles.models import Profile
 from ecrm.queue import JobQueue
 from ecrm.runtime import Runtime
@@ -121,8 +121,8 @@ async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[in
                   literal("queued"), literal(0), literal(utcnow(), UtcDateTime())).where(Profile.id.in_(ids))
     columns = ["run_id", "batch", "profile_id", "channel", "variant", "idempotency_key", "status", "attempts",
                "queued_at"]
-    stmt = insert_ignoring_conflicts(Delivery.__table__, runtime.engine.dialect.name).from_select(columns, rows)
     async with runtime.sessions.begin() as session:
+        stmt = dialect_insert(session, DELIVERIES).from_select(columns, rows).on_conflict_do_nothing()
         queued = int(cast(CursorResult[Any], await session.execute(stmt)).rowcount or 0)
         if queued:
             session.add(RunBatch(run_id=run_id, batch=batch))

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
 from ecrm.db import utcnow
-from ecrm.deliveries.models import Delivery
+from ecrm.deliveries.models import DELIVERIES
 from ecrm.deliveries.store import Change, write_changes
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError
 from ecrm.profiles.models import Profile
@@ -52,9 +52,8 @@ class BatchOutcome:
 
 
 # Core tables, not ORM entities: the hot path skips the ORM's per-statement and per-row work.
-D = cast(Table, Delivery.__table__).c
-P = cast(Table, Profile.__table__).c
-DELIVERIES, PROFILES = cast(Table, Delivery.__table__), cast(Table, Profile.__table__)
+PROFILES = cast(Table, Profile.__table__)
+D, P = DELIVERIES.c, PROFILES.c
 RECIPIENT_COLUMNS = (D.id, D.idempotency_key, P.id, P.external_id, P.email, P.phone, P.first_name, P.last_name,
                      P.locale, P.time_zone, P.traits)
 

@@ -10,15 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, cast
+from typing import Any
 
-from sqlalchemy import Table, bindparam, text, update
+from sqlalchemy import bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.deliveries.models import Delivery
+from ecrm.deliveries.models import DELIVERIES
 from ecrm.types import DeliveryStatus
-
-DELIVERIES = cast(Table, Delivery.__table__)
 
 
 @dataclass(frozen=True, slots=True)

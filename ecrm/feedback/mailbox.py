@@ -11,16 +11,14 @@ import asyncio
 from collections.abc import Iterable
 from email.parser import BytesHeaderParser
 from pathlib import Path
-from typing import cast
 
-from sqlalchemy import Table, bindparam, update
+from sqlalchemy import bindparam, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.db import utcnow
-from ecrm.deliveries.models import Delivery
+from ecrm.deliveries.models import DELIVERIES
 from ecrm.render.message_id import MessageIds
 
-DELIVERIES = cast(Table, Delivery.__table__)
 _MARK_DELIVERED = (
     update(DELIVERIES)
     .where(DELIVERIES.c.id == bindparam("b_id"), DELIVERIES.c.status == "sent")

@@ -11,10 +11,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.db import Base, utcnow
+from ecrm.db import dialect_insert, utcnow
 from ecrm.profiles.models import Consent
 from ecrm.types import ChannelKind, ConsentState
 
@@ -25,13 +24,6 @@ class ConsentChange:
     channel: ChannelKind
     state: ConsentState
     source: str
-
-
-def dialect_insert(session: AsyncSession, entity: type[Base]) -> postgresql.Insert | sqlite.Insert:
-    """An INSERT that takes ON CONFLICT clauses, which both our databases spell the same way."""
-    if session.get_bind().dialect.name == "postgresql":
-        return postgresql.insert(entity)
-    return sqlite.insert(entity)
 
 
 async def set_consents(session: AsyncSession, changes: Sequence[ConsentChange]) -> None:

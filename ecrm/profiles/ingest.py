@@ -31,8 +31,8 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.db import utcnow
-from ecrm.profiles.consent import ConsentChange, dialect_insert, set_consents
+from ecrm.db import dialect_insert, utcnow
+from ecrm.profiles.consent import ConsentChange, set_consents
 from ecrm.profiles.models import Event, Profile
 from ecrm.types import ChannelKind, ConsentState
 
