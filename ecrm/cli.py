@@ -187,7 +187,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return run(go())
 
 
-STATUS_COLUMNS = ("queued", "sending", "sent", "delivered", "failed", "bounced")
+STATUS_COLUMNS = ("queued", "sent", "delivered", "failed", "bounced")
 
 
 def print_report(report: RunReport) -> None:

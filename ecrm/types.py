@@ -15,7 +15,6 @@ class DeliveryStatus(StrEnum):
     """Where one message to one person stands; each state has its own timestamp column."""
 
     QUEUED = "queued"
-    SENDING = "sending"
     SENT = "sent"
     DELIVERED = "delivered"
     FAILED = "failed"

@@ -18,8 +18,6 @@ from ecrm.db import utcnow
 from ecrm.deliveries.models import Delivery, RunBatch
 from ecrm.types import RunStatus
 
-OPEN = ("queued", "sending")
-
 
 async def reopen_batches(session: AsyncSession, run_id: int) -> int:
     """Reopen every batch a run already has (a re-launch resends what is still queued in them);
@@ -35,7 +33,7 @@ async def close_batch(sessions: async_sessionmaker[AsyncSession], run_id: int, b
         await session.execute(update(CampaignRun).where(CampaignRun.id == run_id)
                               .values(finished_at=CampaignRun.finished_at))  # the lock, see module doc
         if batch is not None:
-            still_open = exists().where(Delivery.run_id == run_id, Delivery.batch == batch, Delivery.status.in_(OPEN))
+            still_open = exists().where(Delivery.run_id == run_id, Delivery.batch == batch, Delivery.status == "queued")
             await session.execute(update(RunBatch).where(RunBatch.run_id == run_id, RunBatch.batch == batch,
                                                          RunBatch.done_at.is_(None), ~still_open).values(done_at=now))
         planned = await session.scalar(select(CampaignRun.planned_at).where(CampaignRun.id == run_id))

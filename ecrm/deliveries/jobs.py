@@ -14,6 +14,7 @@ from arq.worker import Retry
 
 from ecrm.campaigns.launch import load_run_spec
 from ecrm.deliveries.batches import close_batch
+from ecrm.deliveries.claims import SupersededError
 from ecrm.deliveries.send import send_batch
 from ecrm.render.email import EmailComposer
 from ecrm.runtime import JobContext, Runtime
@@ -33,7 +34,11 @@ async def composer_for(runtime: Runtime, run_id: int) -> EmailComposer:
 
 async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
     runtime = ctx["runtime"]
-    outcome = await send_batch(runtime, await composer_for(runtime, run_id), run_id, batch)
+    try:
+        outcome = await send_batch(runtime, await composer_for(runtime, run_id), run_id, batch)
+    except SupersededError as superseded:
+        logger.info("%s; it stops here and the newer attempt sends the rest", superseded)
+        return "superseded"
     job_try, max_tries = ctx.get("job_try", 1), runtime.settings.send.max_tries
     if outcome.retry and job_try < max_tries:
         delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))

@@ -13,7 +13,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import ForeignKey, Index, String, Table, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Table, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrm.db import Base, Id, UtcDateTime, utcnow
@@ -51,10 +51,14 @@ DELIVERIES = cast(Table, Delivery.__table__)
 
 
 class RunBatch(Base):
-    """One batch of a run: open while any of its deliveries is queued, done when none is."""
+    """One batch of a run: open while any of its deliveries is queued, done when none is.
+    `attempt` and the in-flight range are the send job's claim (see `deliveries.claims`)."""
 
     __tablename__ = "run_batches"
 
     run_id: Mapped[int] = mapped_column(ForeignKey("campaign_runs.id", ondelete="CASCADE"), primary_key=True)
     batch: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    attempt: Mapped[int] = mapped_column(default=0, server_default="0")
+    inflight_first: Mapped[int | None] = mapped_column(BigInteger)
+    inflight_last: Mapped[int | None] = mapped_column(BigInteger)

@@ -1,12 +1,14 @@
 """Send one batch of a run, exactly once per delivery.
 
-1. Read: rows a crashed attempt left in `sending` become `failed` (they may have reached the
-   provider, so resending could double them); the batch's `queued` recipients are read.
-2. Then chunk by chunk (`CLAIM_CHUNK` recipients): claim the chunk's rows (`queued` ->
-   `sending`), compose them (render + MIME), hand them to the channel with its bounded
-   concurrency, and record every outcome in one transaction (`deliveries.store`): sent (with
-   the provider's message id), failed (permanent), or back to queued (transient, retried by the
-   job). A worker killed outright leaves at most one chunk in doubt, never the whole batch.
+1. Take the batch over (`deliveries.claims`): what a dead attempt left in flight becomes
+   `failed` (it may have reached the provider, so resending could double it), and the batch's
+   `queued` recipients are read, in delivery id order.
+2. Then chunk by chunk (`CLAIM_CHUNK` recipients): compose them (render + MIME), hand them to
+   the channel with its bounded concurrency, and in one transaction record every outcome
+   (`deliveries.store`: sent with the provider's message id, failed, or still queued for a
+   retry) and mark the next chunk in flight. A worker killed outright leaves at most one chunk
+   in doubt, never the whole batch; an attempt taken over by a newer one stops at its next
+   chunk.
 If the job is cancelled mid-send, messages in flight finish and what completed is recorded
 before the cancellation goes on, so the retried job starts from exactly what is left.
 """
@@ -14,16 +16,18 @@ before the cancellation goes on, so the retried job starts from exactly what is 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, select, update
+from sqlalchemy import Table, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
 from ecrm.db import utcnow
+from ecrm.deliveries.claims import Owner, SupersededError, mark_in_flight, still_owner, take_over
 from ecrm.deliveries.models import DELIVERIES
 from ecrm.deliveries.store import Change, write_changes
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError
@@ -32,9 +36,6 @@ from ecrm.render.email import EmailComposer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
 from ecrm.types import DeliveryStatus
-
-INTERRUPTED = ("interrupted while being handed to the provider; not resent, because it may have "
-               "been delivered already")
 
 
 @dataclass(frozen=True)
@@ -58,24 +59,19 @@ RECIPIENT_COLUMNS = (D.id, D.idempotency_key, P.id, P.external_id, P.email, P.ph
                      P.locale, P.time_zone, P.traits)
 
 
-CLAIM_CHUNK = 200  # recipients claimed, sent and recorded together
+CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
 
 
-async def read_batch(session: AsyncSession, run_id: int, batch: int) -> list[Recipient]:
-    """Fail what a crashed attempt left in `sending`; return the batch's queued recipients."""
-    in_batch = (D.run_id == run_id) & (D.batch == batch)
-    await session.execute(update(DELIVERIES).where(in_batch, D.status == "sending")
-                          .values(status="failed", failed_at=utcnow(), error=INTERRUPTED))
+async def read_queued(session: AsyncSession, run_id: int, batch: int) -> list[Recipient]:
+    """The batch's recipients still queued, in delivery id order (chunks are id ranges)."""
     rows = (await session.execute(select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
-                                  .where(in_batch, D.status == "queued").order_by(D.id))).all()
+                                  .where(D.run_id == run_id, D.batch == batch, D.status == "queued")
+                                  .order_by(D.id))).all()
     return [Recipient(*row) for row in rows]
 
 
-async def claim(session: AsyncSession, delivery_ids: list[int]) -> set[int]:
-    """Move these deliveries from `queued` to `sending`; return the ids this attempt now owns."""
-    claimed = (update(DELIVERIES).where(D.id.in_(delivery_ids), D.status == "queued")
-               .values(status="sending", attempts=D.attempts + 1).returning(D.id))
-    return set((await session.execute(claimed)).scalars())
+def span(chunk: Sequence[Recipient] | None) -> tuple[int, int] | None:
+    return (chunk[0].delivery_id, chunk[-1].delivery_id) if chunk else None
 
 
 COMPOSE_SLICE = 32  # recipients composed between two yields to the event loop
@@ -99,39 +95,47 @@ async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) 
 
 
 async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, batch: int) -> BatchOutcome:
+    """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
     async with runtime.sessions.begin() as session:
-        recipients = await read_batch(session, run_id, batch)
+        owner = await take_over(session, run_id, batch)
+        recipients = await read_queued(session, run_id, batch)
+        chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
+        await mark_in_flight(session, owner, span(chunks[0] if chunks else None))
     total = BatchOutcome(0, 0, 0)
-    for start in range(0, len(recipients), CLAIM_CHUNK):
-        total += await send_chunk(runtime, composer, recipients[start : start + CLAIM_CHUNK])
+    for index, chunk in enumerate(chunks):
+        following = chunks[index + 1] if index + 1 < len(chunks) else None
+        total += await send_chunk(runtime, composer, owner, chunk, following)
     return total
 
 
-async def send_chunk(runtime: Runtime, composer: EmailComposer, recipients: list[Recipient]) -> BatchOutcome:
-    async with runtime.sessions.begin() as session:
-        owned = await claim(session, [r.delivery_id for r in recipients])
-    recipients = [r for r in recipients if r.delivery_id in owned]
-    if not recipients:
-        return BatchOutcome(0, 0, 0)
+async def send_chunk(runtime: Runtime, composer: EmailComposer, owner: Owner, recipients: list[Recipient],
+                     following: list[Recipient] | None) -> BatchOutcome:
+    """Send a chunk already marked in flight; record it and mark `following` in flight."""
     messages, outcomes = await compose_all(composer, recipients)
     channel = runtime.channels.for_kind(composer.kind)
     try:
         sent = await send_many(channel, messages)
     except SendInterrupted as stop:
-        await asyncio.shield(record(runtime, recipients, merge(outcomes, stop.outcomes)))
+        with contextlib.suppress(SupersededError):
+            await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
         raise asyncio.CancelledError from None
-    return await record(runtime, recipients, merge(outcomes, sent))
+    return await record(runtime, owner, recipients, merge(outcomes, sent), following)
 
 
 def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
     return [a if a is not None else b for a, b in zip(first, second, strict=True)]
 
 
-async def record(runtime: Runtime, recipients: Sequence[Recipient], outcomes: Sequence[Outcome]) -> BatchOutcome:
-    """Write every outcome of the batch in one transaction."""
+async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient], outcomes: Sequence[Outcome],
+                 following: Sequence[Recipient] | None) -> BatchOutcome:
+    """Write every outcome of the chunk and mark the following chunk in flight, in one
+    transaction; the outcomes are kept even when the batch turns out to be taken over."""
     changes = [_change(recipient.delivery_id, outcome) for recipient, outcome in zip(recipients, outcomes, strict=True)]
     async with runtime.sessions.begin() as session:
         await write_changes(session, changes, utcnow())
+        owned = await still_owner(session, owner, span(following))
+    if not owned:
+        raise SupersededError(owner)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)

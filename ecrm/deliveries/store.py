@@ -40,6 +40,7 @@ async def write_changes(session: AsyncSession, changes: Sequence[Change], now: d
 _UNNEST = text("""
 UPDATE deliveries AS d SET
     status = v.status,
+    attempts = d.attempts + 1,
     provider = COALESCE(v.provider, d.provider),
     provider_message_id = COALESCE(v.ref, d.provider_message_id),
     error = v.error,
@@ -62,14 +63,14 @@ async def _write_postgresql(session: AsyncSession, changes: Sequence[Change], no
     })
 
 
+_BY_ID = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(attempts=DELIVERIES.c.attempts + 1)
 _GROUPED = {
-    DeliveryStatus.SENT: update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
-        status="sent", sent_at=bindparam("b_now"), provider=bindparam("b_provider"),
-        provider_message_id=bindparam("b_ref"), error=None),
-    DeliveryStatus.FAILED: update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
-        status="failed", failed_at=bindparam("b_now"), error=bindparam("b_error")),
-    DeliveryStatus.QUEUED: update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(
-        status="queued", error=bindparam("b_error")),
+    DeliveryStatus.SENT: _BY_ID.values(status="sent", sent_at=bindparam("b_now"),
+                                       provider=bindparam("b_provider"), provider_message_id=bindparam("b_ref"),
+                                       error=None),
+    DeliveryStatus.FAILED: _BY_ID.values(status="failed", failed_at=bindparam("b_now"),
+                                         error=bindparam("b_error")),
+    DeliveryStatus.QUEUED: _BY_ID.values(status="queued", error=bindparam("b_error")),
 }
 
 

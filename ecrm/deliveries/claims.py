@@ -1,0 +1,79 @@
+"""Who owns a batch, and which of its deliveries are in flight.
+
+A send job owns its batch by a number: taking a batch over increments `run_batches.attempt`,
+and every later step of that job is conditional on the number being unchanged, so an older
+attempt still running (arq retried the job after a timeout, a re-launch enqueued it again)
+stops at its next step instead of sending alongside.
+
+Before a chunk is handed to the provider, its delivery ids are written on the batch row
+(`inflight_first`..`inflight_last`); recording the chunk's outcomes clears or advances them in
+the same transaction. If a worker dies in between, the next owner finds the range and fails
+what is still queued in it as "interrupted" (it may have reached the provider; SMTP has no
+idempotency key, so resending could double it). One small row update per chunk replaces a
+`queued -> sending` update of every delivery row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, cast
+
+from sqlalchemy import CursorResult, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from ecrm.db import utcnow
+from ecrm.deliveries.models import DELIVERIES, RunBatch
+
+INTERRUPTED = ("interrupted while being handed to the provider; not resent, because it may have "
+               "been delivered already")
+
+
+@dataclass(frozen=True, slots=True)
+class Owner:
+    """One attempt at sending one batch."""
+
+    run_id: int
+    batch: int
+    attempt: int
+
+
+class SupersededError(Exception):
+    """A newer attempt took this batch over; this one stops without sending more."""
+
+    def __init__(self, owner: Owner) -> None:
+        super().__init__(f"run {owner.run_id} batch {owner.batch}: attempt {owner.attempt} was taken over by a "
+                         "newer one")
+
+
+def _batch_row(run_id: int, batch: int) -> Any:
+    return (RunBatch.run_id == run_id) & (RunBatch.batch == batch)
+
+
+async def take_over(session: AsyncSession, run_id: int, batch: int) -> Owner:
+    """Become the batch's owner, and fail what a dead owner left in flight."""
+    taken = (await session.execute(
+        update(RunBatch).where(_batch_row(run_id, batch)).values(attempt=RunBatch.attempt + 1)
+        .returning(RunBatch.attempt, RunBatch.inflight_first, RunBatch.inflight_last))).one()
+    attempt, first, last = taken
+    if first is not None:
+        d = DELIVERIES.c
+        await session.execute(update(DELIVERIES).where(
+            d.run_id == run_id, d.batch == batch, d.status == "queued", d.id.between(first, last),
+        ).values(status="failed", failed_at=utcnow(), error=INTERRUPTED, attempts=d.attempts + 1))
+    return Owner(run_id, batch, attempt)
+
+
+async def still_owner(session: AsyncSession, owner: Owner, ids: tuple[int, int] | None) -> bool:
+    """If `owner` still owns the batch, write the (first, last) delivery ids about to be sent,
+    or clear them (None), and return True; return False if a newer attempt owns it."""
+    first, last = ids if ids is not None else (None, None)
+    result = await session.execute(
+        update(RunBatch).where(_batch_row(owner.run_id, owner.batch), RunBatch.attempt == owner.attempt)
+        .values(inflight_first=first, inflight_last=last))
+    return bool(cast(CursorResult[Any], result).rowcount)
+
+
+async def mark_in_flight(session: AsyncSession, owner: Owner, ids: tuple[int, int] | None) -> None:
+    """`still_owner`, raising SupersededError if not."""
+    if not await still_owner(session, owner, ids):
+        raise SupersededError(owner)
