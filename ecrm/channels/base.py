@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Protocol, TypeVar
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from ecrm.errors import SendError, TransientSendError
 from ecrm.types import ChannelKind
@@ -31,6 +31,7 @@ class SendResult:
     provider_message_id: str
 
 
+M = TypeVar("M")
 M_contra = TypeVar("M_contra", contravariant=True)
 
 
@@ -47,6 +48,37 @@ class Channel(Protocol[M_contra]):
 Outcome = SendResult | SendError | None
 
 
+class Work(Generic[M]):
+    """The messages of one `send_many` call, handed out one at a time to whoever sends them.
+    `take` returns (index, message) or None once everything is taken or the send is stopping;
+    `done` records a message's outcome at its index."""
+
+    def __init__(self, messages: Sequence[M | None]) -> None:
+        self.messages = messages
+        self.outcomes: list[Outcome] = [None] * len(messages)
+        self.stopping = False
+        self._indexes = iter(range(len(messages)))
+
+    def take(self) -> tuple[int, M] | None:
+        if self.stopping:
+            return None
+        for index in self._indexes:
+            message = self.messages[index]
+            if message is not None:
+                return index, message
+        return None
+
+    def done(self, index: int, outcome: SendResult | SendError) -> None:
+        self.outcomes[index] = outcome
+
+
+@runtime_checkable
+class StreamingChannel(Protocol[M]):
+    """A channel that sends a whole `Work` itself (e.g. several messages per round trip)."""
+
+    async def send_work(self, work: Work[M]) -> None: ...
+
+
 async def send_many(channel: Channel[M_contra], messages: Sequence[M_contra | None]) -> list[Outcome]:
     """Send every message (None entries are skipped) with at most `max_concurrency` in flight.
 
@@ -54,26 +86,25 @@ async def send_many(channel: Channel[M_contra], messages: Sequence[M_contra | No
     the outcomes gathered so far are returned through `SendInterrupted`, so the caller can
     record exactly what was handed over before it gives up.
     """
-    outcomes: list[Outcome] = [None] * len(messages)
-    pending = iter(range(len(messages)))
-    stop = asyncio.Event()
-
-    async def drain() -> None:
-        for index in pending:
-            if stop.is_set():
-                return
-            message = messages[index]
-            if message is not None:
-                outcomes[index] = await _send_one(channel, message)
-
-    drainers = asyncio.gather(*(drain() for _ in range(max(1, min(channel.max_concurrency, len(messages))))))
+    work: Work[M_contra] = Work(messages)
+    sending: asyncio.Future[Any]
+    if isinstance(channel, StreamingChannel):
+        sending = asyncio.ensure_future(channel.send_work(work))
+    else:
+        lanes = max(1, min(channel.max_concurrency, len(messages)))
+        sending = asyncio.gather(*(_send_each(channel, work) for _ in range(lanes)))
     try:
-        await asyncio.shield(drainers)
+        await asyncio.shield(sending)
     except asyncio.CancelledError:
-        stop.set()
-        await drainers
-        raise SendInterrupted(outcomes) from None
-    return outcomes
+        work.stopping = True
+        await sending
+        raise SendInterrupted(work.outcomes) from None
+    return work.outcomes
+
+
+async def _send_each(channel: Channel[M_contra], work: Work[M_contra]) -> None:
+    while (item := work.take()) is not None:
+        work.done(item[0], await _send_one(channel, item[1]))
 
 
 async def _send_one(channel: Channel[M_contra], message: M_contra) -> SendResult | SendError:

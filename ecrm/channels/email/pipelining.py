@@ -1,19 +1,28 @@
 """RFC 2920 command pipelining on a connection that aiosmtplib opened.
 
 aiosmtplib does the session set-up (greeting, EHLO, STARTTLS, AUTH) and then hands its
-transport to `PipelinedSmtp`, which sends each message in two round trips instead of four:
-MAIL FROM, RCPT TO and DATA in one write, then the dot-stuffed content. Replies are read in
-order as they arrive. Used only when the server advertises PIPELINING.
+transport to `PipelinedSmtp`, which streams messages with one write and one round trip per
+message: the dot-stuffed content of one message goes out together with MAIL FROM, RCPT TO
+and DATA of the next (RFC 2920 section 3.1 lets the content start a group; the client only
+has to wait for 354 before sending content). Replies are matched in order as they arrive.
+After a refused envelope the transaction is reset (RSET) and the connection goes on. Used
+only when the server advertises PIPELINING.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Callable
 
+from ecrm.channels.base import OutgoingEmail
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
 
 MAX_REPLY = 64 * 1024
+
+Item = tuple[int, OutgoingEmail]  # a message and its index in the caller's list
+Take = Callable[[], Item | None]
+Done = Callable[[Item, SendError | None], None]
 
 
 class PipelinedSmtp(asyncio.Protocol):
@@ -29,36 +38,75 @@ class PipelinedSmtp(asyncio.Protocol):
     def usable(self) -> bool:
         return self._lost is None and not self.transport.is_closing()
 
-    async def send(self, sender: str, recipient: str, data: bytes) -> None:
-        """Send one message; raise TransientSendError or PermanentSendError with the server's reply.
-        After a refusal the transaction is reset (RSET), so the connection stays usable."""
+    async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
+        """Send `first`, then messages from `take` until it returns None, reporting each to
+        `done` (None when accepted), waiting at most `reply_wait` seconds for each message's
+        replies. Return False if the connection broke (what was in flight is reported as a
+        transient failure), True if it is still usable."""
+        current: Item | None = first
+        following: Item | None = None
+        loop = asyncio.get_running_loop()
         try:
-            await self._transaction(sender, recipient, data)
-        except SendError:
-            if self.usable:
-                await self._reset()
-            raise
+            envelope = self._envelope(first[1])
+            async with asyncio.timeout(None) as deadline:
+                while current is not None:
+                    deadline.reschedule(loop.time() + reply_wait)
+                    message = current[1]
+                    refusal = await self._envelope_refusal(envelope, message.recipient)
+                    if refusal is not None:
+                        done(current, refusal)
+                        current = None
+                        await self._reset()
+                        current = take()
+                        envelope = self._envelope(current[1]) if current is not None else []
+                        continue
+                    following = take()
+                    end, envelope = self._content(message.data, following[1] if following is not None else None)
+                    done(current, _refusal(await end, (250,), "end of data"))
+                    current, following = following, None
+        except (TransientSendError, TimeoutError) as exc:
+            error = exc if isinstance(exc, TransientSendError) else TransientSendError(
+                f"SMTP server did not answer within {reply_wait} s")
+            for item in (current, following):
+                if item is not None:
+                    done(item, error)
+            self.transport.abort()
+            return False
+        return self.usable
+
+    def _envelope(self, message: OutgoingEmail) -> list[asyncio.Future[tuple[int, str]]]:
+        replies = self._expect(3)
+        self._write(_envelope_bytes(message))
+        return replies
+
+    def _content(self, data: bytes, following: OutgoingEmail | None) -> tuple[
+            asyncio.Future[tuple[int, str]], list[asyncio.Future[tuple[int, str]]]]:
+        """Write a message's content, and the next message's envelope in the same write."""
+        (end,) = self._expect(1)
+        if following is None:
+            self._write(_dot_stuff(data))
+            return end, []
+        envelope = self._expect(3)
+        self._write(_dot_stuff(data) + _envelope_bytes(following))
+        return end, envelope
+
+    async def _envelope_refusal(self, envelope: list[asyncio.Future[tuple[int, str]]],
+                                recipient: str) -> SendError | None:
+        mail, rcpt, start = [await reply for reply in envelope]
+        if start[0] == 354 and (mail[0] != 250 or rcpt[0] not in (250, 251)):
+            (end,) = self._expect(1)
+            self._write(b".\r\n")  # the server opened DATA anyway; send an empty message to close it
+            await end
+        return (_refusal(mail, (250,), "MAIL FROM") or _refusal(rcpt, (250, 251), f"RCPT TO {recipient}")
+                or _refusal(start, (354,), "DATA"))
 
     async def _reset(self) -> None:
+        if not self.usable:
+            raise TransientSendError(f"SMTP connection lost: {self._lost}")
         (reply,) = self._expect(1)
         self._write(b"RSET\r\n")
         if (await reply)[0] != 250:
             self.transport.close()
-
-    async def _transaction(self, sender: str, recipient: str, data: bytes) -> None:
-        mail, rcpt, start = self._expect(3)
-        self._write(b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (sender.encode(), recipient.encode()))
-        replies = [await mail, await rcpt, await start]
-        if replies[2][0] == 354 and (replies[0][0] != 250 or replies[1][0] not in (250, 251)):
-            (end,) = self._expect(1)
-            self._write(b".\r\n")  # the server opened DATA anyway; send an empty message to close it
-            await end
-        _check(replies[0], 250, "MAIL FROM")
-        _check(replies[1], (250, 251), f"RCPT TO {recipient}")
-        _check(replies[2], 354, "DATA")
-        (end,) = self._expect(1)
-        self._write(_dot_stuff(data))
-        _check(await end, 250, "end of data")
 
     def close(self) -> None:
         if self.usable:
@@ -116,10 +164,13 @@ def _dot_stuff(data: bytes) -> bytes:
     return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
 
 
-def _check(reply: tuple[int, str], expected: int | tuple[int, ...], step: str) -> None:
+def _envelope_bytes(message: OutgoingEmail) -> bytes:
+    return b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (message.sender.encode(), message.recipient.encode())
+
+
+def _refusal(reply: tuple[int, str], expected: tuple[int, ...], step: str) -> SendError | None:
+    """None if the reply is one of `expected`; else the error its class means (RFC 5321 4.2.1)."""
     code, text = reply
-    if code == expected or (isinstance(expected, tuple) and code in expected):
-        return
-    error: SendError = (PermanentSendError if 500 <= code < 600 else TransientSendError)(
-        f"{step} refused: {code} {text}")
-    raise error
+    if code in expected:
+        return None
+    return (PermanentSendError if 500 <= code < 600 else TransientSendError)(f"{step} refused: {code} {text}")

@@ -2,7 +2,8 @@
 
 Connections open lazily, are reused across batches, and are replaced after an error. When the
 server advertises PIPELINING (RFC 2920), aiosmtplib only sets the session up and
-`pipelining.PipelinedSmtp` sends, in two round trips per message instead of four.
+`pipelining.PipelinedSmtp` streams messages, one write and one round trip per message instead
+of four round trips.
 Replies to a message map to our errors by their class (RFC 5321 4.2.1): 4xx and dropped
 connections are transient, 5xx are permanent. Failing to connect, to start TLS or to log in is
 always transient: it says nothing about the message, so the message waits for the server (or
@@ -21,9 +22,9 @@ from typing import ClassVar, cast
 
 import aiosmtplib
 
-from ecrm.channels.base import OutgoingEmail, SendResult
-from ecrm.channels.email.pipelining import PipelinedSmtp
-from ecrm.errors import PermanentSendError, TransientSendError
+from ecrm.channels.base import OutgoingEmail, SendResult, Work, send_many
+from ecrm.channels.email.pipelining import Done, Item, PipelinedSmtp, Take
+from ecrm.errors import PermanentSendError, SendError, TransientSendError
 from ecrm.settings import Settings, SmtpSettings
 from ecrm.types import ChannelKind
 
@@ -44,10 +45,28 @@ class _Session:
     def usable(self) -> bool:
         return self.pipe.usable if self.pipe is not None else self.client.is_connected
 
-    async def send(self, message: OutgoingEmail) -> None:
+    async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
+        """Send `first`, then whatever `take` hands out, on this connection; return whether the
+        connection is still healthy."""
         if self.pipe is not None:
-            await self.pipe.send(message.sender, message.recipient, message.data)
-            return
+            return await self.pipe.stream(first, take, done, reply_wait)
+        item: Item | None = first
+        while item is not None:
+            try:
+                async with asyncio.timeout(reply_wait):
+                    await self._sendmail(item[1])
+            except PermanentSendError as refused:
+                done(item, refused)  # the message was refused, not the connection
+            except (TransientSendError, TimeoutError) as exc:
+                done(item, exc if isinstance(exc, TransientSendError) else TransientSendError(
+                    f"SMTP server did not answer within {reply_wait} s"))
+                return False
+            else:
+                done(item, None)
+            item = take()
+        return self.usable
+
+    async def _sendmail(self, message: OutgoingEmail) -> None:
         with _map_errors(message.recipient):
             await self.client.sendmail(message.sender, [message.recipient], message.data, timeout=None)
 
@@ -83,21 +102,32 @@ class SmtpEmail:
         return cls(settings.smtp)
 
     async def send(self, message: OutgoingEmail) -> SendResult:
-        async with self._slots:
-            session = await self._acquire()
-            healthy = False
-            try:
-                async with asyncio.timeout(self.config.timeout):  # one deadline for the whole transaction
-                    await session.send(message)
-                healthy = True
-            except PermanentSendError:
-                healthy = True  # the message was refused, not the connection
-                raise
-            except TimeoutError as exc:
-                raise TransientSendError(f"SMTP server did not answer within {self.config.timeout} s") from exc
-            finally:
+        outcome = (await send_many(self, [message]))[0]
+        if isinstance(outcome, SendError):
+            raise outcome
+        return cast(SendResult, outcome)
+
+    async def send_work(self, work: Work[OutgoingEmail]) -> None:
+        """Send on up to `connections` connections at once, each streaming messages until the
+        work runs out (pipelined: one round trip per message)."""
+        await asyncio.gather(*(self._lane(work) for _ in range(self.max_concurrency)))
+
+    async def _lane(self, work: Work[OutgoingEmail]) -> None:
+        def done(item: Item, error: SendError | None) -> None:
+            work.done(item[0], error or SendResult(self.provider, item[1].message_id))
+
+        while True:
+            async with self._slots:  # shared by every batch of this process
+                first = work.take()
+                if first is None:
+                    return
+                try:
+                    session = await self._acquire()
+                except TransientSendError as exc:
+                    work.done(first[0], exc)
+                    continue
+                healthy = await session.stream(first, work.take, done, self.config.timeout)
                 self._release(session, healthy)
-        return SendResult(self.provider, message.message_id)
 
     async def warm_up(self, count: int | None = None) -> None:
         """Open `count` (default: all) connections now rather than on the first sends."""
