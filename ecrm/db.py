@@ -3,15 +3,15 @@ PostgreSQL, the async engine and session factory, and Alembic migrations run fro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, BigInteger, Connection, DateTime, Integer, MetaData, event
+from sqlalchemy import JSON, BigInteger, ColumnElement, Connection, DateTime, Integer, MetaData, any_, bindparam, event
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.interfaces import Dialect
@@ -103,6 +103,16 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
 
+
+
+def among(session: AsyncSession, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:
+    """`column IN ids`: on PostgreSQL one array parameter (`= ANY(:ids)`), which spares
+    SQLAlchemy expanding (and PostgreSQL parsing) a thousand bind parameters per batch."""
+    if session.get_bind().dialect.name == "postgresql":
+        condition = column == any_(bindparam("ids", list(ids), type_=postgresql.ARRAY(BigInteger())))
+    else:
+        condition = column.in_(ids)
+    return cast(ColumnElement[bool], condition)
 
 
 def dialect_insert(session: AsyncSession, target: Any) -> postgresql.Insert | sqlite.Insert:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.campaigns.spec import CampaignSpec
-from ecrm.db import UtcDateTime, dialect_insert, utcnow
+from ecrm.db import UtcDateTime, among, dialect_insert, utcnow
 from ecrm.deliveries.batches import close_batch, reopen_batches
 from ecrm.deliveries.models import DELIVERIES, RunBatch
 from ecrm.profiles.models import Profile
@@ -118,10 +118,11 @@ async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[in
     prefix, suffix = key_parts(run_id, channel)
     key = literal(prefix) + sql_cast(Profile.id, String) + literal(suffix)
     rows = select(literal(run_id), literal(batch), Profile.id, literal(channel), literal("default"), key,
-                  literal("queued"), literal(0), literal(utcnow(), UtcDateTime())).where(Profile.id.in_(ids))
+                  literal("queued"), literal(0), literal(utcnow(), UtcDateTime()))
     columns = ["run_id", "batch", "profile_id", "channel", "variant", "idempotency_key", "status", "attempts",
                "queued_at"]
     async with runtime.sessions.begin() as session:
+        rows = rows.where(among(session, Profile.id, ids))
         stmt = dialect_insert(session, DELIVERIES).from_select(columns, rows).on_conflict_do_nothing()
         queued = int(cast(CursorResult[Any], await session.execute(stmt)).rowcount or 0)
         if queued:

@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, update
+from sqlalchemy import CursorResult, Table, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.db import utcnow
@@ -45,15 +45,19 @@ class SupersededError(Exception):
                          "newer one")
 
 
+BATCHES = cast(Table, RunBatch.__table__)  # Core statements: no ORM bulk-update work per chunk
+B = BATCHES.c
+
+
 def _batch_row(run_id: int, batch: int) -> Any:
-    return (RunBatch.run_id == run_id) & (RunBatch.batch == batch)
+    return (B.run_id == run_id) & (B.batch == batch)
 
 
 async def take_over(session: AsyncSession, run_id: int, batch: int) -> Owner:
     """Become the batch's owner, and fail what a dead owner left in flight."""
     taken = (await session.execute(
-        update(RunBatch).where(_batch_row(run_id, batch)).values(attempt=RunBatch.attempt + 1)
-        .returning(RunBatch.attempt, RunBatch.inflight_first, RunBatch.inflight_last))).one()
+        update(BATCHES).where(_batch_row(run_id, batch)).values(attempt=B.attempt + 1)
+        .returning(B.attempt, B.inflight_first, B.inflight_last))).one()
     attempt, first, last = taken
     if first is not None:
         d = DELIVERIES.c
@@ -68,7 +72,7 @@ async def still_owner(session: AsyncSession, owner: Owner, ids: tuple[int, int] 
     or clear them (None), and return True; return False if a newer attempt owns it."""
     first, last = ids if ids is not None else (None, None)
     result = await session.execute(
-        update(RunBatch).where(_batch_row(owner.run_id, owner.batch), RunBatch.attempt == owner.attempt)
+        update(BATCHES).where(_batch_row(owner.run_id, owner.batch), B.attempt == owner.attempt)
         .values(inflight_first=first, inflight_last=last))
     return bool(cast(CursorResult[Any], result).rowcount)
 
