@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, Table, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ecrm.db import utcnow
 from ecrm.deliveries.models import DELIVERIES, RunBatch
@@ -53,31 +53,31 @@ def _batch_row(run_id: int, batch: int) -> Any:
     return (B.run_id == run_id) & (B.batch == batch)
 
 
-async def take_over(session: AsyncSession, run_id: int, batch: int) -> Owner:
+async def take_over(connection: AsyncConnection, run_id: int, batch: int) -> Owner:
     """Become the batch's owner, and fail what a dead owner left in flight."""
-    taken = (await session.execute(
+    taken = (await connection.execute(
         update(BATCHES).where(_batch_row(run_id, batch)).values(attempt=B.attempt + 1)
         .returning(B.attempt, B.inflight_first, B.inflight_last))).one()
     attempt, first, last = taken
     if first is not None:
         d = DELIVERIES.c
-        await session.execute(update(DELIVERIES).where(
+        await connection.execute(update(DELIVERIES).where(
             d.run_id == run_id, d.batch == batch, d.status == "queued", d.id.between(first, last),
         ).values(status="failed", failed_at=utcnow(), error=INTERRUPTED, attempts=d.attempts + 1))
     return Owner(run_id, batch, attempt)
 
 
-async def still_owner(session: AsyncSession, owner: Owner, ids: tuple[int, int] | None) -> bool:
+async def still_owner(connection: AsyncConnection, owner: Owner, ids: tuple[int, int] | None) -> bool:
     """If `owner` still owns the batch, write the (first, last) delivery ids about to be sent,
     or clear them (None), and return True; return False if a newer attempt owns it."""
     first, last = ids if ids is not None else (None, None)
-    result = await session.execute(
+    result = await connection.execute(
         update(BATCHES).where(_batch_row(owner.run_id, owner.batch), B.attempt == owner.attempt)
         .values(inflight_first=first, inflight_last=last))
     return bool(cast(CursorResult[Any], result).rowcount)
 
 
-async def mark_in_flight(session: AsyncSession, owner: Owner, ids: tuple[int, int] | None) -> None:
+async def mark_in_flight(connection: AsyncConnection, owner: Owner, ids: tuple[int, int] | None) -> None:
     """`still_owner`, raising SupersededError if not."""
-    if not await still_owner(session, owner, ids):
+    if not await still_owner(connection, owner, ids):
         raise SupersededError(owner)

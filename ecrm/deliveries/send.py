@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from sqlalchemy import Table, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
 from ecrm.db import utcnow
@@ -62,9 +62,9 @@ RECIPIENT_COLUMNS = (D.id, D.idempotency_key, P.id, P.external_id, P.email, P.ph
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
 
 
-async def read_queued(session: AsyncSession, run_id: int, batch: int) -> list[Recipient]:
+async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> list[Recipient]:
     """The batch's recipients still queued, in delivery id order (chunks are id ranges)."""
-    rows = (await session.execute(select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
+    rows = (await connection.execute(select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
                                   .where(D.run_id == run_id, D.batch == batch, D.status == "queued")
                                   .order_by(D.id))).all()
     return [Recipient(*row) for row in rows]
@@ -96,11 +96,11 @@ async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) 
 
 async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, batch: int) -> BatchOutcome:
     """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
-    async with runtime.sessions.begin() as session:
-        owner = await take_over(session, run_id, batch)
-        recipients = await read_queued(session, run_id, batch)
+    async with runtime.engine.begin() as connection:
+        owner = await take_over(connection, run_id, batch)
+        recipients = await read_queued(connection, run_id, batch)
         chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
-        await mark_in_flight(session, owner, span(chunks[0] if chunks else None))
+        await mark_in_flight(connection, owner, span(chunks[0] if chunks else None))
     total = BatchOutcome(0, 0, 0)
     for index, chunk in enumerate(chunks):
         following = chunks[index + 1] if index + 1 < len(chunks) else None
@@ -131,9 +131,9 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
     """Write every outcome of the chunk and mark the following chunk in flight, in one
     transaction; the outcomes are kept even when the batch turns out to be taken over."""
     changes = [_change(recipient.delivery_id, outcome) for recipient, outcome in zip(recipients, outcomes, strict=True)]
-    async with runtime.sessions.begin() as session:
-        await write_changes(session, changes, utcnow())
-        owned = await still_owner(session, owner, span(following))
+    async with runtime.engine.begin() as connection:
+        await write_changes(connection, changes, utcnow())
+        owned = await still_owner(connection, owner, span(following))
     if not owned:
         raise SupersededError(owner)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]

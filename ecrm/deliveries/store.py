@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import bindparam, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ecrm.deliveries.models import DELIVERIES
 from ecrm.types import DeliveryStatus
@@ -28,13 +28,13 @@ class Change:
     error: str | None = None
 
 
-async def write_changes(session: AsyncSession, changes: Sequence[Change], now: datetime) -> None:
+async def write_changes(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
     if not changes:
         return
-    if session.get_bind().dialect.name == "postgresql":
-        await _write_postgresql(session, changes, now)
+    if connection.dialect.name == "postgresql":
+        await _write_postgresql(connection, changes, now)
     else:
-        await _write_grouped(session, changes, now)
+        await _write_grouped(connection, changes, now)
 
 
 _UNNEST = text("""
@@ -52,8 +52,8 @@ WHERE d.id = v.id
 """)
 
 
-async def _write_postgresql(session: AsyncSession, changes: Sequence[Change], now: datetime) -> None:
-    await session.execute(_UNNEST, {
+async def _write_postgresql(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
+    await connection.execute(_UNNEST, {
         "now": now,
         "ids": [c.delivery_id for c in changes],
         "statuses": [c.status.value for c in changes],
@@ -74,10 +74,10 @@ _GROUPED = {
 }
 
 
-async def _write_grouped(session: AsyncSession, changes: Sequence[Change], now: datetime) -> None:
+async def _write_grouped(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
     for status, statement in _GROUPED.items():
         rows: list[dict[str, Any]] = [
             {"b_id": c.delivery_id, "b_now": now, "b_provider": c.provider, "b_ref": c.provider_message_id,
              "b_error": c.error} for c in changes if c.status is status]
         if rows:
-            await session.execute(statement, rows)
+            await connection.execute(statement, rows)

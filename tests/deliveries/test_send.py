@@ -53,10 +53,10 @@ async def test_a_hard_crash_leaves_one_chunk_in_doubt_and_the_retry_sends_the_re
 ) -> None:
     emails = await add_profiles(sessions, CLAIM_CHUNK + 50, ("en", "fa", "th"))
     run = await planned_run(runtime)
-    async with runtime.sessions.begin() as session:  # a first attempt marks its first chunk in flight, then dies
-        owner = await take_over(session, run.run_id, 0)
-        first = (await read_queued(session, run.run_id, 0))[:CLAIM_CHUNK]
-        await mark_in_flight(session, owner, span(first))
+    async with runtime.engine.begin() as connection:  # a first attempt marks its first chunk in flight, then dies
+        owner = await take_over(connection, run.run_id, 0)
+        first = (await read_queued(connection, run.run_id, 0))[:CLAIM_CHUNK]
+        await mark_in_flight(connection, owner, span(first))
 
     outcome = await send_batch(runtime, await composer_for(runtime, run.run_id), run.run_id, 0)
 
