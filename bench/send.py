@@ -63,6 +63,7 @@ class PipelineResult:
     peak_rss_mb: list[float]
     lost: int
     duplicated: int
+    sink_ms: float = 0.0  # the sink's CPU ms per message, to tell how busy the host was
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -163,6 +164,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
         workers_before = [cpu_seconds([p]) for p in procs]
         servers_before = {name: server_cpu(name) for name in ("postgres", "redis-server")}
         engine = create_engine(url)
+        sink_before = sink.cpu_seconds()
         started = time.perf_counter()
         spec = load_campaign(CAMPAIGN, settings)
         ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
@@ -173,6 +175,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
         cpu = {f"worker{i}": (cpu_seconds([p]) - workers_before[i]) for i, p in enumerate(procs)}
         cpu |= {name.split("-")[0]: cpu_since(name, before) for name, before in servers_before.items()}
         rss = [peak_rss_mb(p) for p in procs]
+        sink_ms = (sink.cpu_seconds() - sink_before) * 1000 / args.n
         await engine.dispose()
     finally:
         for w in workers:
@@ -183,7 +186,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
         stats = sink.stop()
     lost, duplicated = tally(stats, args.n)
     return PipelineResult("postgresql + arq", args.n, seconds, {k: v * 1000 / args.n for k, v in cpu.items()},
-                          rss, lost, duplicated)
+                          rss, lost, duplicated, sink_ms)
 
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
@@ -221,15 +224,18 @@ def run_sqlite(args: argparse.Namespace, work: Path) -> PipelineResult:
     asyncio.run(seed(url, args.n))
     sink = SinkProcess(work / "sink-sqlite.json")
     settings = bench_settings(url, sink.port, args, None)
+    sink_before = sink.cpu_seconds()
     try:
         out = subprocess.run([sys.executable, "-m", "bench.send", "--child-launch"], env=settings_env(settings),
                              cwd=ROOT, check=True, capture_output=True, text=True).stdout
+        sink_ms = (sink.cpu_seconds() - sink_before) * 1000 / args.n
     finally:
         stats = sink.stop()
     child = json.loads(out.strip().splitlines()[-1])
     lost, duplicated = tally(stats, args.n)
     return PipelineResult("sqlite + in-process", args.n, child["seconds"],
-                          {"launcher": child["cpu_s"] * 1000 / args.n}, [child["peak_rss_mb"]], lost, duplicated)
+                          {"launcher": child["cpu_s"] * 1000 / args.n}, [child["peak_rss_mb"]], lost, duplicated,
+                          sink_ms)
 
 
 def child_launch() -> None:
@@ -253,9 +259,11 @@ def report(result: PipelineResult, raw: RawResult) -> str:
     ours = sum(result.cpu_ms.values())
     cpu = ", ".join(f"{k} {v:.3f}" for k, v in result.cpu_ms.items())
     rss = ", ".join(f"{r:.0f}" for r in result.peak_rss_mb)
+    busy = (ours + result.sink_ms) * rate / 1000 / (os.cpu_count() or 1)
     return (f"{result.label}: {result.messages} messages in {result.seconds:.2f} s = {rate:,.0f} msg/s end to end; "
             f"raw {raw_rate:,.0f} msg/s; ratio {rate / raw_rate:.0%}; CPU ms/msg: {cpu} "
-            f"(total {ours:.3f}, sink excluded); peak RSS per worker MB: {rss}; "
+            f"(total {ours:.3f}, sink excluded; sink {result.sink_ms:.3f}); cores busy {busy:.0%}; "
+            f"peak RSS per worker MB: {rss}; "
             f"lost {result.lost}, duplicated {result.duplicated}")
 
 
