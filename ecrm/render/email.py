@@ -50,7 +50,8 @@ class EmailComposer:
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
         ctx = self.context(recipient, compiled, url)
         subject = render_part(compiled.subject, ctx).strip()
-        return compiled, RenderedEmail(subject, render_part(compiled.text, ctx), render_part(compiled.html, ctx)), url
+        html = render_part(compiled.fast_html, ctx, as_written=compiled.html)
+        return compiled, RenderedEmail(subject, render_part(compiled.text, ctx), html), url
 
     def compose(self, recipient: Recipient) -> OutgoingEmail:
         if not recipient.email:

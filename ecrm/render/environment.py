@@ -21,13 +21,15 @@ from jinja2.utils import concat
 
 from ecrm.errors import TemplateError
 from ecrm.render.filters import FILTERS
+from ecrm.render.flatten import flatten
 
 EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
 
 
 @dataclass(frozen=True)
 class CompiledEmail:
-    """The three compiled parts of one email template in one locale."""
+    """The three compiled parts of one email template in one locale. `fast_html` renders the
+    same as `html`, with its layout inlined when `flatten` could (else it is `html` itself)."""
 
     name: str
     folder: str
@@ -36,6 +38,7 @@ class CompiledEmail:
     subject: Template
     html: Template
     text: Template
+    fast_html: Template
 
 
 @cache
@@ -105,7 +108,8 @@ class TemplateCatalog:
         folder = self.folder_for(name, locale)
         subject, html, text = (self._load(f"{folder}/{part}") for part in EMAIL_PARTS)
         lang = locale.replace("_", "-")
-        return CompiledEmail(name, folder, lang, text_direction(locale), subject, html, text)
+        fast_html = flatten(self.env, f"{folder}/body.html") or html
+        return CompiledEmail(name, folder, lang, text_direction(locale), subject, html, text, fast_html)
 
     def _load(self, path: str) -> Template:
         try:
@@ -116,13 +120,19 @@ class TemplateCatalog:
             raise TemplateError(path, exc.message or "syntax error", exc.lineno) from exc
 
 
-def render_part(template: Template, context: dict[str, Any]) -> str:
+def render_part(template: Template, context: dict[str, Any], as_written: Template | None = None) -> str:
     """Render one part with a context from `TemplateCatalog.context` (shared by a recipient's
     parts, which spares Jinja a context copy per part). An undefined variable or a sandbox
-    violation becomes a TemplateError naming the template and line."""
+    violation becomes a TemplateError naming the template and line.
+
+    When `template` was derived from another (a flattened layout, `CompiledEmail.fast_html`),
+    pass that one as `as_written`: on an error it is rendered again, so the error names the
+    marketer's own file and line, not the derived template's."""
     try:
         return concat(template.root_render_func(template.new_context(context, shared=True)))
     except Exception:  # Jinja raises many types: UndefinedError, SecurityError, TypeError...
+        if as_written is not None and as_written is not template:
+            render_part(as_written, context)  # raises the same error, located in the file as written
         try:
             template.environment.handle_exception()  # re-raises with template lines in the traceback
         except Exception as exc:
