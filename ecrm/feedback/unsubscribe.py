@@ -7,39 +7,38 @@ run) and carries an HMAC-SHA256 tag truncated to 16 bytes, so it cannot be forge
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import struct
 
 _PACK = struct.Struct(">QQ")
 _TAG_BYTES = 16
+_DOMAIN = b"unsubscribe:"  # keeps these tags apart from any other HMAC made with the same secret
 
 
 class InvalidTokenError(ValueError):
     pass
 
 
-def _signer(secret: str) -> hmac.HMAC:
-    return hmac.new(secret.encode(), b"unsubscribe:", hashlib.sha256)
+def _tag(key: bytes, body: bytes) -> bytes:
+    """HMAC-SHA256 of `unsubscribe:` + body, truncated. One-shot `hmac.digest` runs in C, about
+    twice as fast as copying a keyed `hmac.HMAC` and updating it; the bytes are the same."""
+    return hmac.digest(key, _DOMAIN + body, "sha256")[:_TAG_BYTES]
 
 
-def make_token(secret: str, delivery_id: int, profile_id: int, signer: hmac.HMAC | None = None) -> str:
-    """URL-safe token for one delivery; pass a `signer` from `_signer` to skip re-keying per call."""
-    body = _PACK.pack(delivery_id, profile_id)
-    mac = (signer or _signer(secret)).copy()
-    mac.update(body)
-    return base64.urlsafe_b64encode(body + mac.digest()[:_TAG_BYTES]).rstrip(b"=").decode()
+def make_token(secret: str, delivery_id: int, profile_id: int) -> str:
+    """URL-safe token for one delivery."""
+    return TokenSigner(secret).sign(delivery_id, profile_id)
 
 
 class TokenSigner:
-    """Keys the HMAC once; `sign` then costs one copy and one update per recipient."""
+    """Encodes the key once; `sign` then costs one HMAC and one base64 pass per recipient."""
 
     def __init__(self, secret: str) -> None:
-        self._secret = secret
-        self._base = _signer(secret)
+        self._key = secret.encode()
 
     def sign(self, delivery_id: int, profile_id: int) -> str:
-        return make_token(self._secret, delivery_id, profile_id, self._base)
+        body = _PACK.pack(delivery_id, profile_id)
+        return base64.urlsafe_b64encode(body + _tag(self._key, body)).rstrip(b"=").decode()
 
 
 def read_token(secret: str, token: str) -> tuple[int, int]:
@@ -51,9 +50,7 @@ def read_token(secret: str, token: str) -> tuple[int, int]:
     if len(raw) != _PACK.size + _TAG_BYTES:
         raise InvalidTokenError("unsubscribe link is malformed")
     body, tag = raw[: _PACK.size], raw[_PACK.size :]
-    mac = _signer(secret)
-    mac.update(body)
-    if not hmac.compare_digest(mac.digest()[:_TAG_BYTES], tag):
+    if not hmac.compare_digest(_tag(secret.encode(), body), tag):
         raise InvalidTokenError("unsubscribe link signature does not match")
     delivery_id, profile_id = _PACK.unpack(body)
     return delivery_id, profile_id
