@@ -3,6 +3,10 @@ already sent must keep verifying after any change to how they are computed."""
 
 from __future__ import annotations
 
+import base64
+import hmac
+import struct
+
 import pytest
 
 from ecrm.feedback.unsubscribe import InvalidTokenError, TokenSigner, make_token, read_token
@@ -35,3 +39,13 @@ def test_message_ids_are_the_same_as_ever_and_read_back(delivery_id: int, messag
     assert ids.delivery_of(message_id) == delivery_id
     assert ids.delivery_of(message_id.replace(".", ".0", 1)) is None
     assert MessageIds("another-secret-key-of-16+", "shop.example").delivery_of(message_id) is None
+
+
+@pytest.mark.parametrize("secret", ["k", SECRET, "x" * 64, "y" * 65, "ünïcode-secret-" * 9])
+def test_the_precomputed_signer_is_plain_hmac_sha256(secret: str) -> None:
+    for ids in [(0, 0), (1, 2), (2**63, 7), (2**64 - 1, 2**64 - 1)]:
+        token = TokenSigner(secret).sign(*ids)
+        body = struct.pack(">QQ", *ids)
+        expected = hmac.digest(secret.encode(), b"unsubscribe:" + body, "sha256")[:16]
+        assert base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)) == body + expected
+        assert read_token(secret, token) == ids
