@@ -45,20 +45,26 @@ def _native(text: str, locale: Locale) -> str:
 
 
 @cache
-def _int_grouping(locale: Locale) -> str | None:
-    """The group separator when plain thousands grouping formats a non-negative integer exactly."""
+def _int_format(tag: str) -> tuple[str, dict[int, int] | None] | None:
+    """(group separator, native digit table) when plain thousands grouping formats a non-negative
+    integer exactly in locale `tag`, else None. Keyed by the tag string: hashing a babel Locale
+    (as `_digit_table` does) costs more than formatting the integer."""
+    locale = _parse(tag)
     pattern = locale.decimal_formats[None]
     if pattern.grouping != (3, 3) or pattern.prefix[0] or pattern.suffix[0]:
         return None
-    return str(locale.number_symbols[locale.default_numbering_system]["group"])
+    return str(locale.number_symbols[locale.default_numbering_system]["group"]), _digit_table(locale)
 
 
 @pass_context
 def number(ctx: Context, value: float | Decimal | int) -> str:
-    locale = _locale(ctx)
-    group = _int_grouping(locale) if type(value) is int and value >= 0 else None
-    if group is not None:  # the common case (counts, points), without Babel's general pattern engine
-        return _native(f"{value:,}".replace(",", group), locale)
+    tag = str(ctx.get("locale") or "en")
+    fast = _int_format(tag) if type(value) is int and value >= 0 else None
+    if fast is not None:  # the common case (counts, points), without Babel's general pattern engine
+        group, digits = fast
+        text = f"{value:,}".replace(",", group)
+        return text.translate(digits) if digits else text
+    locale = _parse(tag)
     return _native(format_decimal(value, locale=locale, numbering_system="default"), locale)
 
 
