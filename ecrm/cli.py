@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecrm import loop
+from ecrm import heap, loop
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, migrate, session_factory
@@ -146,6 +146,7 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
         if settings.redis_url:
             return await _launch_on_redis(settings, engine, spec, source, run_key)
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
+        heap.settle()
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine)
         _say_if_resumed(ref)
         report = await run_report(session_factory(engine), spec.name, ref.run_key)
@@ -247,6 +248,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = make_worker(settings, burst=args.burst)
+    heap.settle()
     worker.run()
     return 0
 

@@ -16,7 +16,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from ecrm import loop
+from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.report import RunReport, run_report
@@ -93,6 +93,7 @@ async def _run(settings: Settings, count: int, mail: Path, port: int) -> RunRepo
         console.print(f"smtp       ecrm sink on 127.0.0.1:{port}, capturing to {mail}/", highlight=False)
         spec = load_campaign(CAMPAIGN, settings)
         console.print(f"campaign   {CAMPAIGN} is valid; sending...", highlight=False)
+        heap.settle()
         await launch_in_process(settings, spec, str(CAMPAIGN), engine=engine)
         await apply_mailbox(sessions, MessageIds(settings.secret_key, settings.email.message_id_domain), mail)
         return await run_report(sessions, spec.name)
