@@ -66,3 +66,13 @@ def test_numbers_and_money_follow_the_recipients_locale(tmp_path: Path) -> None:
     compiled = TemplateCatalog(tmp_path).email("promo", "en")
     assert render_part(compiled.subject, {"locale": "en"}) == "1,234.5 / €20.00"
     assert render_part(compiled.subject, {"locale": "fa"}).startswith("۱٬۲۳۴٫۵")
+
+
+def test_attribute_lookup_on_dicts_prefers_dict_attributes_like_jinja(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "{{ p.name }}|{{ p.items is callable }}|{{ p.missing | default('-') }}|{{ p.__class__ }}")
+    compiled = TemplateCatalog(tmp_path).email("promo", "en")
+    with pytest.raises(TemplateError):  # the sandbox still refuses internals, key or not
+        render_part(compiled.subject, {"p": {"name": "Sara", "items": 3, "__class__": "x"}})
+    make(tmp_path, "plain", "{{ p.name }}|{{ p.items is callable }}|{{ p.missing | default('-') }}")
+    compiled = TemplateCatalog(tmp_path).email("plain", "en")
+    assert render_part(compiled.subject, {"p": {"name": "Sara", "items": 3}}) == "Sara|True|-"
