@@ -17,7 +17,7 @@ from ecrm.errors import SendError, TransientSendError
 from ecrm.types import ChannelKind
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class OutgoingEmail:
     sender: str
     recipient: str
@@ -25,7 +25,7 @@ class OutgoingEmail:
     message_id: str
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class SendResult:
     provider: str
     provider_message_id: str

@@ -19,7 +19,7 @@ from ecrm.deliveries.models import DELIVERIES
 from ecrm.types import DeliveryStatus
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class Change:
     delivery_id: int
     status: DeliveryStatus  # SENT, FAILED, or QUEUED again for a retry

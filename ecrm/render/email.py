@@ -16,7 +16,7 @@ from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class RenderedEmail:
     subject: str
     text: str

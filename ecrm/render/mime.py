@@ -20,7 +20,7 @@ _MAX_PLAIN_HEADER = 76
 _WORD_BYTES = 39  # 52 base64 chars: one encoded word per folded line stays under 78
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class EmailHeaders:
     """What differs per recipient apart from the bodies."""
 

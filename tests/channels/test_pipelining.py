@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from ecrm.channels.base import OutgoingEmail, SendInterrupted, SendResult, send_many
-from ecrm.channels.email.pipelining import _dot_stuff
+from ecrm.channels.email.pipelining import _dot_stuff, _extend
 from ecrm.channels.email.smtp import SmtpEmail
 from ecrm.errors import PermanentSendError, TransientSendError
 from ecrm.peers.smtp_sink import SmtpSink
@@ -129,3 +129,14 @@ async def test_a_server_that_stops_answering_is_transient_after_the_timeout() ->
         server.close()
         await server.wait_closed()
     assert all(isinstance(o, TransientSendError) and "did not answer within 0.3 s" in o.reason for o in outcomes)
+
+
+async def test_the_reply_deadline_moves_in_tenths_so_every_message_gets_nine_tenths_of_the_wait() -> None:
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    async with asyncio.timeout_at(start + 10) as deadline:
+        _extend(deadline, start + 0.5, 10)
+        assert deadline.when() == start + 10  # half a second later: not worth a new timer
+        _extend(deadline, start + 1.5, 10)
+        assert deadline.when() == start + 11.5
+        await asyncio.sleep(0)

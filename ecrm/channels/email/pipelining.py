@@ -40,17 +40,18 @@ class PipelinedSmtp(asyncio.Protocol):
 
     async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
         """Send `first`, then messages from `take` until it returns None, reporting each to
-        `done` (None when accepted), waiting at most `reply_wait` seconds for each message's
-        replies. Return False if the connection broke (what was in flight is reported as a
+        `done` (None when accepted). A message whose replies take longer than `reply_wait`
+        seconds (less a tenth at most: the deadline moves in steps, see `_extend`) fails the
+        connection. Return False if the connection broke (what was in flight is reported as a
         transient failure), True if it is still usable."""
         current: Item | None = first
         following: Item | None = None
         loop = asyncio.get_running_loop()
         try:
             envelope = self._envelope(first[1])
-            async with asyncio.timeout(None) as deadline:
+            async with asyncio.timeout_at(loop.time() + reply_wait) as deadline:
                 while current is not None:
-                    deadline.reschedule(loop.time() + reply_wait)
+                    _extend(deadline, loop.time(), reply_wait)
                     message = current[1]
                     refusal = await self._envelope_refusal(envelope, message.recipient)
                     if refusal is not None:
@@ -162,6 +163,14 @@ def _dot_stuff(data: bytes) -> bytes:
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
+
+
+def _extend(deadline: asyncio.Timeout, now: float, reply_wait: float) -> None:
+    """Move the deadline to `now + reply_wait` when it would gain more than a tenth of that;
+    rescheduling replaces a timer handle, too much to pay for every message."""
+    when = deadline.when()
+    if when is not None and now + reply_wait - when > reply_wait / 10:
+        deadline.reschedule(now + reply_wait)
 
 
 def _envelope_bytes(message: OutgoingEmail) -> bytes:
