@@ -47,6 +47,9 @@ class SendSettings(_Section):
     batch_size: int = Field(1000, ge=1, le=10_000)
     max_tries: int = Field(8, ge=1)
     retry_delay: float = Field(30.0, ge=0)
+    # Seconds a send job may run. If its worker dies, arq hands the job to another worker
+    # about 10 s after this has passed (the job's in-progress mark expires).
+    job_timeout: float = Field(300.0, ge=1)
 
 
 class Settings(_Section):

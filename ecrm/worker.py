@@ -50,6 +50,7 @@ def make_worker(settings: Settings, **options: Any) -> Worker:
     if not settings.redis_url:
         raise ValueError("the arq worker needs redis_url (ECRM_REDIS_URL)")
     options.setdefault("max_jobs", WorkerSettings.max_jobs)
+    options.setdefault("job_timeout", settings.send.job_timeout)
     options.setdefault("poll_delay", WorkerSettings.poll_delay)
     return Worker(functions=WorkerSettings.functions, redis_settings=RedisSettings.from_dsn(settings.redis_url),
                   on_startup=make_startup(settings), on_shutdown=shutdown, **options)

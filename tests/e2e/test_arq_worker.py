@@ -19,10 +19,12 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.launch import create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
+from ecrm.deliveries.claims import INTERRUPTED
 from ecrm.deliveries.models import Delivery, RunBatch
+from ecrm.profiles.models import Profile
 from ecrm.queue import ArqQueue
 from ecrm.settings import Settings
-from ecrm.worker import make_worker
+from ecrm.worker import WorkerSettings, make_worker
 from tests.conftest import REDIS_URL, ROOT
 from tests.factories import add_profiles
 from tests.smtp import SmtpServer
@@ -83,7 +85,8 @@ def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
            "ECRM_REDIS_URL": settings.redis_url or "", "ECRM_SMTP__PORT": str(settings.smtp.port),
            "ECRM_SMTP__CONNECTIONS": "2", "ECRM_SEND__BATCH_SIZE": "25", "ECRM_SECRET_KEY": settings.secret_key,
-           "ECRM_TEMPLATES_DIR": str(settings.templates_dir), "ECRM_PUBLIC_URL": settings.public_url}
+           "ECRM_TEMPLATES_DIR": str(settings.templates_dir), "ECRM_PUBLIC_URL": settings.public_url,
+           "ECRM_SEND__JOB_TIMEOUT": str(settings.send.job_timeout)}
     with log.open("wb") as out:
         return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker"], env=env, cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
@@ -116,3 +119,40 @@ async def test_a_worker_stopped_mid_batch_leaves_the_rest_to_the_next_worker_and
 
     assert smtp.handler.per_recipient() == dict.fromkeys(emails, 1)
     assert await status_counts(sessions) == {"sent": 60}
+
+
+async def test_a_worker_killed_outright_gives_up_only_its_chunks_in_flight_and_nobody_gets_two(
+    arq_settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer,
+    tmp_path: Path
+) -> None:
+    settings = arq_settings.model_copy(update={"send": arq_settings.send.model_copy(update={"job_timeout": 1})})
+    emails = await add_profiles(sessions, 150, ("en", "fa", "th"))  # 6 batches of 25; a worker runs 4 at once
+    smtp.handler.delay = 0.03
+    await launch_on_arq(settings, redis, sessions)
+    process = worker_process(settings, tmp_path / "worker.log")
+    try:
+        await wait_for(lambda: len(smtp.handler.received) >= 5)
+        process.kill()  # SIGKILL: nothing is recorded for the chunks in flight
+        await asyncio.to_thread(process.wait, 30)
+    finally:
+        process.kill()
+    async with sessions() as session:
+        marks = await session.execute(select(RunBatch.inflight_first, RunBatch.inflight_last)
+                                      .where(RunBatch.inflight_first.is_not(None)))
+        in_doubt = [(int(first or 0), int(last or 0)) for first, last in marks]
+    assert 0 < len(in_doubt) <= WorkerSettings.max_jobs  # one chunk per job that was running
+
+    smtp.handler.delay = 0
+    await work_until_idle(settings)  # runs the killed jobs once arq's in-progress marks expire (~11 s)
+
+    received = smtp.handler.per_recipient()
+    assert set(received.values()) == {1}  # nobody got two
+    async with sessions() as session:
+        rows = (await session.execute(select(Delivery.id, Delivery.status, Delivery.error, Profile.email)
+                                      .join(Profile, Profile.id == Delivery.profile_id))).all()
+    doubtful = {email for id_, _, _, email in rows if any(first <= id_ <= last for first, last in in_doubt)}
+    given_up = {email for _, status, error, email in rows if status == "failed" and error == INTERRUPTED}
+    sent = {email for _, status, _, email in rows if status == "sent"}
+    assert given_up <= doubtful and sent == set(emails) - given_up  # nothing else failed, nothing queued
+    assert set(emails) - doubtful <= set(received)  # everything outside the chunks in doubt went out once
+    assert sent <= set(received)
