@@ -35,7 +35,7 @@ from ecrm.channels.base import SendResult
 from ecrm.db import utcnow
 from ecrm.deliveries.batches import close_batch
 from ecrm.deliveries.claims import Owner, mark_in_flight, take_over
-from ecrm.deliveries.send import CLAIM_CHUNK, _change, read_queued, span
+from ecrm.deliveries.send import CLAIM_CHUNK, change_for, read_queued, span
 from ecrm.deliveries.store import write_changes
 from ecrm.queue import ArqQueue
 from ecrm.render.recipient import Recipient
@@ -125,7 +125,7 @@ class Stages:
             chunks = [queued[i : i + CLAIM_CHUNK] for i in range(0, len(queued), CLAIM_CHUNK)]
             for index, chunk in enumerate(chunks):
                 following = chunks[index + 1] if index + 1 < len(chunks) else None
-                changes = [_change(r.delivery_id, SendResult("smtp", f"<{r.delivery_id}@bench>")) for r in chunk]
+                changes = [change_for(r.delivery_id, SendResult("smtp", f"<{r.delivery_id}@b>")) for r in chunk]
                 async with self.runtime.engine.begin() as connection:
                     await write_changes(connection, changes, utcnow())
                     await mark_in_flight(connection, self.owners[batch], span(following))

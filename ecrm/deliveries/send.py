@@ -64,9 +64,9 @@ CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
 
 async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> list[Recipient]:
     """The batch's recipients still queued, in delivery id order (chunks are id ranges)."""
-    rows = (await connection.execute(select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
-                                  .where(D.run_id == run_id, D.batch == batch, D.status == "queued")
-                                  .order_by(D.id))).all()
+    query = (select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
+             .where(D.run_id == run_id, D.batch == batch, D.status == "queued").order_by(D.id))
+    rows = (await connection.execute(query)).all()
     return [Recipient(*row) for row in rows]
 
 
@@ -130,7 +130,7 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
                  following: Sequence[Recipient] | None) -> BatchOutcome:
     """Write every outcome of the chunk and mark the following chunk in flight, in one
     transaction; the outcomes are kept even when the batch turns out to be taken over."""
-    changes = [_change(recipient.delivery_id, outcome) for recipient, outcome in zip(recipients, outcomes, strict=True)]
+    changes = [change_for(r.delivery_id, outcome) for r, outcome in zip(recipients, outcomes, strict=True)]
     async with runtime.engine.begin() as connection:
         await write_changes(connection, changes, utcnow())
         owned = await still_owner(connection, owner, span(following))
@@ -143,7 +143,8 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
                         max(waits, default=None), reasons[0] if reasons else None)
 
 
-def _change(delivery_id: int, outcome: Outcome) -> Change:
+def change_for(delivery_id: int, outcome: Outcome) -> Change:
+    """The row change an outcome means: sent, failed for good, or queued again for a retry."""
     if isinstance(outcome, SendResult):
         return Change(delivery_id, DeliveryStatus.SENT, outcome.provider, outcome.provider_message_id)
     if isinstance(outcome, PermanentSendError):
