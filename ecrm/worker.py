@@ -12,6 +12,7 @@ from arq import Worker, func
 from arq.connections import RedisSettings
 from arq.worker import Function
 
+from ecrm import heap
 from ecrm.campaigns.jobs import plan_run_job
 from ecrm.deliveries.jobs import send_batch_job
 from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
@@ -23,9 +24,14 @@ JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_bat
 ARQ_MAX_TRIES = 1000
 
 
-def make_startup(settings: Settings | None) -> Any:
+def make_startup(settings: Settings | None, settle: bool = False) -> Any:
+    """arq's on_startup: build the runtime; `settle` the heap too when this is the process's own
+    start-up (`ecrm worker` settles before arq starts; tests run workers inside pytest)."""
+
     async def startup(ctx: dict[str, Any]) -> None:
         ctx["runtime"] = open_runtime(settings or load_settings(), ArqQueue(ctx["redis"]))
+        if settle:
+            heap.settle()
 
     return startup
 
@@ -39,7 +45,7 @@ class WorkerSettings:
     """arq settings (`arq ecrm.worker.WorkerSettings` works too); settings load at start-up."""
 
     functions: ClassVar[list[Function]] = [func(job, name=name, max_tries=ARQ_MAX_TRIES) for name, job in JOBS.items()]  # type: ignore[arg-type]
-    on_startup = make_startup(None)
+    on_startup = make_startup(None, settle=True)
     on_shutdown = shutdown
     max_jobs = 4
     poll_delay = 0.05  # seconds; arq's 0.5 s default leaves a worker idle while batches wait
