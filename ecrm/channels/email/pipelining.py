@@ -106,8 +106,9 @@ class PipelinedSmtp(asyncio.Protocol):
             raise TransientSendError(f"SMTP connection lost: {self._lost}")
         (reply,) = self._expect(1)
         self._write(b"RSET\r\n")
-        if (await reply)[0] != 250:
-            self.transport.close()
+        code, text = await reply
+        if code != 250:
+            raise TransientSendError(f"RSET refused: {code} {text}")  # the caller drops the connection
 
     def close(self) -> None:
         if self.usable:
