@@ -132,7 +132,7 @@ class Stages:
 
     async def close(self) -> None:
         for batch in range(self.batches):
-            await close_batch(self.runtime.sessions, self.run_id, batch)
+            await close_batch(self.runtime.engine, self.run_id, batch)
 
 
 async def _stages(runtime: Runtime, n: int, batch_size: int) -> list[Stage]:

@@ -95,7 +95,7 @@ async def plan_run(runtime: Runtime, run_id: int) -> int:
             batches += 1
     async with sessions.begin() as session:
         await session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(planned_at=utcnow()))
-    await close_batch(sessions, run_id, None)
+    await close_batch(runtime.engine, run_id, None)
     logger.info("run %d planned: %d batches", run_id, batches)
     return batches
 

@@ -49,5 +49,5 @@ async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
         logger.error("run %d batch %d: %d message(s) still not handed over after %d tries (%s); they stay "
                      "queued: launch the run again to resume", run_id, batch, outcome.retry, job_try,
                      outcome.retry_reason)
-    await close_batch(runtime.sessions, run_id, batch)
+    await close_batch(runtime.engine, run_id, batch)
     return f"sent {outcome.sent}, failed {outcome.failed}, waiting {outcome.retry}"

@@ -62,3 +62,6 @@ class RunBatch(Base):
     attempt: Mapped[int] = mapped_column(default=0, server_default="0")
     inflight_first: Mapped[int | None] = mapped_column(BigInteger)
     inflight_last: Mapped[int | None] = mapped_column(BigInteger)
+
+
+RUN_BATCHES = cast(Table, RunBatch.__table__)

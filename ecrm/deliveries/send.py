@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, select
+from sqlalchemy import Table, bindparam, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
@@ -62,11 +62,14 @@ RECIPIENT_COLUMNS = (D.id, D.idempotency_key, P.id, P.external_id, P.email, P.ph
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
 
 
+_QUEUED = (select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
+           .where(D.run_id == bindparam("b_run"), D.batch == bindparam("b_batch"), D.status == "queued")
+           .order_by(D.id))  # built once, see deliveries.claims
+
+
 async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> list[Recipient]:
     """The batch's recipients still queued, in delivery id order (chunks are id ranges)."""
-    query = (select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
-             .where(D.run_id == run_id, D.batch == batch, D.status == "queued").order_by(D.id))
-    rows = (await connection.execute(query)).all()
+    rows = (await connection.execute(_QUEUED, {"b_run": run_id, "b_batch": batch})).all()
     return [Recipient(*row) for row in rows]
 
 
