@@ -66,8 +66,7 @@ class PipelinedSmtp(asyncio.Protocol):
                     done(current, _refusal(await end, (250,), "end of data"))
                     current, following = following, None
         except (TransientSendError, TimeoutError) as exc:
-            error = exc if isinstance(exc, TransientSendError) else TransientSendError(
-                f"SMTP server did not answer within {reply_wait} s")
+            error = exc if isinstance(exc, TransientSendError) else no_answer(reply_wait)
             for item in (current, following):
                 if item is not None:
                     done(item, error)
@@ -164,6 +163,10 @@ def _dot_stuff(data: bytes) -> bytes:
     if stuffed.startswith(b"."):
         stuffed = b"." + stuffed
     return stuffed + (b".\r\n" if stuffed.endswith(b"\r\n") else b"\r\n.\r\n")
+
+
+def no_answer(reply_wait: float) -> TransientSendError:
+    return TransientSendError(f"SMTP server did not answer within {reply_wait} s")
 
 
 def _extend(deadline: asyncio.Timeout, now: float, reply_wait: float) -> None:

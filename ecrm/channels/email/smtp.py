@@ -23,7 +23,7 @@ from typing import ClassVar, cast
 import aiosmtplib
 
 from ecrm.channels.base import OutgoingEmail, SendResult, Work, send_many
-from ecrm.channels.email.pipelining import Done, Item, PipelinedSmtp, Take
+from ecrm.channels.email.pipelining import Done, Item, PipelinedSmtp, Take, no_answer
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
 from ecrm.settings import Settings, SmtpSettings
 from ecrm.types import ChannelKind
@@ -58,8 +58,7 @@ class _Session:
             except PermanentSendError as refused:
                 done(item, refused)  # the message was refused, not the connection
             except (TransientSendError, TimeoutError) as exc:
-                done(item, exc if isinstance(exc, TransientSendError) else TransientSendError(
-                    f"SMTP server did not answer within {reply_wait} s"))
+                done(item, exc if isinstance(exc, TransientSendError) else no_answer(reply_wait))
                 return False
             else:
                 done(item, None)
