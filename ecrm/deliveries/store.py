@@ -1,8 +1,11 @@
-"""Write a batch's outcomes in one go.
+"""Write a chunk's outcomes in one go: one statement per kind of outcome in it.
 
-PostgreSQL gets one `UPDATE ... FROM unnest(arrays)` statement for the whole batch: one plan,
-one execution, and (with no index on the changed columns) HOT updates that touch no index.
-SQLite gets one executemany per kind of outcome, in the same transaction.
+A chunk's outcomes are grouped by kind (sent through one provider, failed, queued again for a
+retry); a typical chunk is one group. Each group is one statement over the values that differ
+per row: on PostgreSQL an `UPDATE ... FROM unnest(ids, values)` (one plan, one execution, and
+HOT updates since no index covers a changed column), on SQLite an executemany. Passing only the
+columns that differ matters: asyncpg encodes each text array element at about 0.8 µs of
+client CPU, more than the update itself costs the server.
 """
 
 from __future__ import annotations
@@ -10,10 +13,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
-from sqlalchemy import bindparam, text, update
+from sqlalchemy import TextClause, bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.dml import Update
 
 from ecrm.deliveries.models import DELIVERIES
 from ecrm.types import DeliveryStatus
@@ -28,56 +31,47 @@ class Change:
     error: str | None = None
 
 
+# One group: (status, provider) -> (delivery ids, the per-row value: message id if sent, else error)
+Groups = dict[tuple[DeliveryStatus, str | None], tuple[list[int], list[str | None]]]
+
+
+def group(changes: Sequence[Change]) -> Groups:
+    groups: Groups = {}
+    for change in changes:
+        sent = change.status is DeliveryStatus.SENT
+        ids, values = groups.setdefault((change.status, change.provider if sent else None), ([], []))
+        ids.append(change.delivery_id)
+        values.append(change.provider_message_id if sent else change.error)
+    return groups
+
+
 async def write_changes(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
-    if not changes:
-        return
-    if connection.dialect.name == "postgresql":
-        await _write_postgresql(connection, changes, now)
-    else:
-        await _write_grouped(connection, changes, now)
+    postgresql = connection.dialect.name == "postgresql"
+    for (status, provider), (ids, values) in group(changes).items():
+        if postgresql:
+            await connection.execute(_UNNEST[status], {"now": now, "provider": provider, "ids": ids, "vals": values})
+        else:
+            rows = [{"b_id": i, "b_val": v, "b_now": now, "b_provider": provider}
+                    for i, v in zip(ids, values, strict=True)]
+            await connection.execute(_BY_ID[status], rows)
 
 
-_UNNEST = text("""
-UPDATE deliveries AS d SET
-    status = v.status,
-    attempts = d.attempts + 1,
-    provider = COALESCE(v.provider, d.provider),
-    provider_message_id = COALESCE(v.ref, d.provider_message_id),
-    error = v.error,
-    sent_at = CASE WHEN v.status = 'sent' THEN :now ELSE d.sent_at END,
-    failed_at = CASE WHEN v.status = 'failed' THEN :now ELSE d.failed_at END
-FROM unnest(CAST(:ids AS bigint[]), CAST(:statuses AS text[]), CAST(:providers AS text[]),
-            CAST(:refs AS text[]), CAST(:errors AS text[])) AS v(id, status, provider, ref, error)
-WHERE d.id = v.id
-""")
-
-
-async def _write_postgresql(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
-    await connection.execute(_UNNEST, {
-        "now": now,
-        "ids": [c.delivery_id for c in changes],
-        "statuses": [c.status.value for c in changes],
-        "providers": [c.provider for c in changes],
-        "refs": [c.provider_message_id for c in changes],
-        "errors": [c.error for c in changes],
-    })
-
-
-_BY_ID = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(attempts=DELIVERIES.c.attempts + 1)
-_GROUPED = {
-    DeliveryStatus.SENT: _BY_ID.values(status="sent", sent_at=bindparam("b_now"),
-                                       provider=bindparam("b_provider"), provider_message_id=bindparam("b_ref"),
-                                       error=None),
-    DeliveryStatus.FAILED: _BY_ID.values(status="failed", failed_at=bindparam("b_now"),
-                                         error=bindparam("b_error")),
-    DeliveryStatus.QUEUED: _BY_ID.values(status="queued", error=bindparam("b_error")),
+_SET = {  # what each kind of outcome sets, besides attempts + 1; v.val is the per-row value
+    DeliveryStatus.SENT: "status = 'sent', provider = :provider, provider_message_id = v.val, error = NULL, "
+                         "sent_at = :now",
+    DeliveryStatus.FAILED: "status = 'failed', error = v.val, failed_at = :now",
+    DeliveryStatus.QUEUED: "status = 'queued', error = v.val",
+}
+_UNNEST: dict[DeliveryStatus, TextClause] = {
+    status: text(f"UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
+                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:vals AS text[])) AS v(id, val) WHERE d.id = v.id")
+    for status, assignments in _SET.items()
 }
 
-
-async def _write_grouped(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
-    for status, statement in _GROUPED.items():
-        rows: list[dict[str, Any]] = [
-            {"b_id": c.delivery_id, "b_now": now, "b_provider": c.provider, "b_ref": c.provider_message_id,
-             "b_error": c.error} for c in changes if c.status is status]
-        if rows:
-            await connection.execute(statement, rows)
+_ONE = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(attempts=DELIVERIES.c.attempts + 1)
+_BY_ID: dict[DeliveryStatus, Update] = {
+    DeliveryStatus.SENT: _ONE.values(status="sent", provider=bindparam("b_provider"),
+                                     provider_message_id=bindparam("b_val"), error=None, sent_at=bindparam("b_now")),
+    DeliveryStatus.FAILED: _ONE.values(status="failed", error=bindparam("b_val"), failed_at=bindparam("b_now")),
+    DeliveryStatus.QUEUED: _ONE.values(status="queued", error=bindparam("b_val")),
+}
