@@ -10,8 +10,12 @@ the PostgreSQL CPU (all its processes) and Redis CPU in µs per message:
 - plan: the same stream plus one `INSERT ... SELECT` per batch (queued deliveries);
 - queue: one arq job enqueued per batch on real Redis;
 - read: per batch, take the batch over, read its queued recipients, mark the first chunk;
-- record: per chunk, write every outcome (as sent) and mark the next chunk, as a send job does;
+- record: per chunk, write every outcome (as sent, with a real-length Message-ID) and mark the
+  next chunk, as a send job does;
 - close: per batch, close it and check whether the run is done.
+
+Then how many of the deliveries' updates were HOT (the new row version on the same page, no
+index written), from PostgreSQL's statistics once the connections are closed.
 """
 
 from __future__ import annotations
@@ -26,18 +30,20 @@ from typing import Any
 
 from arq import create_pool
 from arq.connections import RedisSettings
+from sqlalchemy import text
 
 from bench.send import CAMPAIGN, REDIS_URL, ROOT, cpu_since, fresh_postgres, seed, server_cpu
 from ecrm import loop
 from ecrm.campaigns.launch import create_run, plan_run
 from ecrm.campaigns.load import load_campaign
 from ecrm.channels.base import SendResult
-from ecrm.db import utcnow
+from ecrm.db import create_engine, utcnow
 from ecrm.deliveries.batches import close_batch
 from ecrm.deliveries.claims import Owner, mark_in_flight, take_over
 from ecrm.deliveries.send import CLAIM_CHUNK, change_for, read_queued, span
 from ecrm.deliveries.store import write_changes
 from ecrm.queue import ArqQueue
+from ecrm.render.message_id import MessageIds
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime, open_runtime
 from ecrm.segments.compile import compile_audience
@@ -76,16 +82,27 @@ async def timed(name: str, n: int, work: Callable[[], Awaitable[None]]) -> Stage
                  cpu_since("redis-server", servers["redis-server"]) * per, seconds)
 
 
-async def run(n: int, batch_size: int) -> list[Stage]:
+async def run(n: int, batch_size: int) -> tuple[list[Stage], tuple[int, int]]:
     url = await fresh_postgres("ecrm_bench_stages")
     await seed(url, n)
     settings = load_settings(Path("/nonexistent"), environ={}, database_url=url, templates_dir=ROOT / "templates",
                              send={"batch_size": batch_size})
     runtime = open_runtime(settings, NoQueue())
     try:
-        return await _stages(runtime, n, batch_size)
+        stages = await _stages(runtime, n, batch_size)
     finally:
-        await runtime.close()
+        await runtime.close()  # backends exit and flush their statistics
+    return stages, await updates(url)
+
+
+async def updates(url: str) -> tuple[int, int]:
+    """(updates, HOT updates) of the deliveries table."""
+    engine = create_engine(url)
+    async with engine.connect() as connection:
+        row = (await connection.execute(text(
+            "SELECT n_tup_upd, n_tup_hot_upd FROM pg_stat_user_tables WHERE relname = 'deliveries'"))).one()
+    await engine.dispose()
+    return int(row[0]), int(row[1])
 
 
 class Stages:
@@ -95,6 +112,7 @@ class Stages:
         self.runtime, self.run_id, self.batches, self.batch_size = runtime, run_id, batches, batch_size
         self.spec = load_campaign(CAMPAIGN, runtime.settings)
         self.owners: dict[int, Owner] = {}
+        self.message_ids = MessageIds(runtime.settings.secret_key, runtime.settings.email.message_id_domain)
         self.recipients: dict[int, list[Recipient]] = {}
 
     async def segment(self) -> None:
@@ -125,7 +143,8 @@ class Stages:
             chunks = [queued[i : i + CLAIM_CHUNK] for i in range(0, len(queued), CLAIM_CHUNK)]
             for index, chunk in enumerate(chunks):
                 following = chunks[index + 1] if index + 1 < len(chunks) else None
-                changes = [change_for(r.delivery_id, SendResult("smtp", f"<{r.delivery_id}@b>")) for r in chunk]
+                changes = [change_for(r.delivery_id, SendResult("smtp", self.message_ids.make(r.delivery_id)))
+                           for r in chunk]
                 async with self.runtime.engine.begin() as connection:
                     await write_changes(connection, changes, utcnow())
                     await mark_in_flight(connection, self.owners[batch], span(following))
@@ -148,13 +167,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("-n", type=int, default=20_000)
     parser.add_argument("--batch", type=int, default=1000)
     args = parser.parse_args(argv)
-    stages = loop.run(run(args.n, args.batch))
+    stages, (updated, hot) = loop.run(run(args.n, args.batch))
     print(f"{args.n} messages in batches of {args.batch}, chunks of {CLAIM_CHUNK}, PostgreSQL:")
     for stage in stages:
         print(stage.line())
     total = [sum(getattr(s, f) for s in stages if s.name != "segment query") for f in ("client_us", "postgres_us")]
     print(f"{'all but segment':14} client {total[0]:6.1f} µs/msg   postgres {total[1]:6.1f} µs/msg "
           "(plan includes the segment query)")
+    print(f"deliveries: {hot} of {updated} updates HOT ({100 * hot / max(updated, 1):.0f}%)")
     return 0
 
 

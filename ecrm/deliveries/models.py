@@ -4,8 +4,13 @@ The history is a timestamp per state (queued, sent, delivered, failed, bounced),
 tells when it reached each state without a second table to write on the hot path.
 
 No index covers a column that changes while sending (status, provider ids, timestamps), and
-pages keep free space (fillfactor), so PostgreSQL records each send as a HOT update without
-touching any index. Rows are found by (run, batch); a batch has at most a few hundred rows.
+pages keep free space, so PostgreSQL records each send as a HOT update without touching any
+index. A row grows by about 60 bytes when sent (provider, Message-ID, sent_at), from about 90
+to 150: the new version only fits on its page if the page was filled to at most 90/(90+150),
+hence fillfactor 35. At 80, three updates in four found no room, moved to another page and
+wrote all four indexes: recording cost PostgreSQL about 3 times the CPU it costs at 35, and
+the table ended up no smaller (BENCHMARKS.md, "Database and queue"). Rows are found by (run,
+batch); a batch has at most a few hundred rows.
 
 `run_id` has no foreign key. PostgreSQL checks one row by row, and each check locks the run's
 row (FOR KEY SHARE): on the plan's bulk insert that cost 8-17 µs of server CPU per delivery,
@@ -31,7 +36,7 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_run_id_batch", "run_id", "batch"),
-        {"postgresql_with": {"fillfactor": 80}},
+        {"postgresql_with": {"fillfactor": 35}},
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
