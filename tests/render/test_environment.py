@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from jinja2 import StrictUndefined
+from jinja2.sandbox import SandboxedEnvironment
 
 from ecrm.errors import TemplateError
 from ecrm.render.environment import TemplateCatalog, locale_chain, render_part, text_direction
@@ -76,3 +78,21 @@ def test_attribute_lookup_on_dicts_prefers_dict_attributes_like_jinja(tmp_path: 
     make(tmp_path, "plain", "{{ p.name }}|{{ p.items is callable }}|{{ p.missing | default('-') }}")
     compiled = TemplateCatalog(tmp_path).email("plain", "en")
     assert render_part(compiled.subject, {"p": {"name": "Sara", "items": 3}}) == "Sara|True|-"
+
+
+class _Html:
+    def __html__(self) -> str:
+        return "<i>safe</i>"
+
+
+def test_output_escaping_renders_what_jinjas_own_escape_renders(tmp_path: Path) -> None:
+    html = ("{{ s }}|{{ s | safe }}|{{ n }}|{{ none }}|{{ obj }}|{{ s | upper }}|{{ s ~ n }}|"
+            "{% set cap %}<b>{{ s }}</b>{% endset %}{{ cap }}|{% filter upper %}{{ s }}{% endfilter %}|"
+            "{% macro m(x) %}<u>{{ x }}</u>{% endmacro %}{{ m(s) }}|{% autoescape false %}{{ s }}{% endautoescape %}")
+    make(tmp_path, "promo", "{{ s }}", html=html)
+    values = {"s": "<a href='x'>Tom & \"Jerry\"</a>", "n": 5, "none": None, "obj": _Html()}
+    compiled = TemplateCatalog(tmp_path).email("promo", "en")
+    plain = SandboxedEnvironment(autoescape=True, undefined=StrictUndefined)
+    rendered = render_part(compiled.html, values)
+    assert rendered == plain.from_string(html).render(values)
+    assert rendered.startswith("&lt;a href=&#39;x&#39;&gt;Tom &amp; &#34;Jerry&#34;&lt;/a&gt;|<a href='x'>")
