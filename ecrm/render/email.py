@@ -8,7 +8,7 @@ from typing import Any
 
 from ecrm.channels.base import OutgoingEmail
 from ecrm.feedback.unsubscribe import TokenSigner
-from ecrm.render.environment import CompiledEmail, TemplateCatalog, render_part
+from ecrm.render.environment import CompiledEmail, TemplateCatalog
 from ecrm.render.message_id import MessageIds
 from ecrm.render.mime import EmailHeaders, MimeSkeleton
 from ecrm.render.recipient import Recipient
@@ -49,9 +49,9 @@ class EmailComposer:
         compiled = self.catalog.email(self.template, recipient.locale)
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
         ctx = self.context(recipient, compiled, url)
-        subject = render_part(compiled.subject, ctx).strip()
-        html = render_part(compiled.fast_html, ctx, as_written=compiled.html)
-        return compiled, RenderedEmail(subject, render_part(compiled.text, ctx), html), url
+        subject = compiled.subject_part.render(ctx).strip()
+        html = compiled.html_part.render(ctx)
+        return compiled, RenderedEmail(subject, compiled.text_part.render(ctx), html), url
 
     def compose(self, recipient: Recipient) -> OutgoingEmail:
         if not recipient.email:

@@ -18,14 +18,15 @@ from typing import Any
 
 from babel import Locale, UnknownLocaleError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
-from jinja2.runtime import Context
 from jinja2.sandbox import SandboxedEnvironment
-from jinja2.utils import concat
 from markupsafe import escape
 
 from ecrm.errors import TemplateError
 from ecrm.render.filters import FILTERS
 from ecrm.render.flatten import flatten
+from ecrm.render.parts import Part, fixed_eval_context, render_part
+
+__all__ = ["CompiledEmail", "EmailSandbox", "EmailTemplate", "Part", "TemplateCatalog", "render_part"]
 
 EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
 
@@ -33,7 +34,8 @@ EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
 @dataclass(frozen=True)
 class CompiledEmail:
     """The three compiled parts of one email template in one locale. `fast_html` renders the
-    same as `html`, with its layout inlined when `flatten` could (else it is `html` itself)."""
+    same as `html`, with its layout inlined when `flatten` could (else it is `html` itself).
+    The `*_part`s are what a composer renders: `fast_html` reports errors as `html`."""
 
     name: str
     folder: str
@@ -43,6 +45,9 @@ class CompiledEmail:
     html: Template
     text: Template
     fast_html: Template
+    subject_part: Part
+    html_part: Part
+    text_part: Part
 
 
 @cache
@@ -164,8 +169,13 @@ class TemplateCatalog:
         folder = self.folder_for(name, locale)
         subject, html, text = (self._load(f"{folder}/{part}") for part in EMAIL_PARTS)
         lang = locale.replace("_", "-")
-        fast_html = flatten(self.env, f"{folder}/body.html") or html
-        return CompiledEmail(name, folder, lang, text_direction(locale), subject, html, text, fast_html)
+        fast_html = flatten(self.env, f"{folder}/body.html")
+        html_part = Part(fast_html, html, fixed_eval_ctx=True) if fast_html else self._part(html)
+        return CompiledEmail(name, folder, lang, text_direction(locale), subject, html, text, fast_html or html,
+                             self._part(subject), html_part, self._part(text))
+
+    def _part(self, template: Template) -> Part:
+        return Part(template, fixed_eval_ctx=fixed_eval_context(self.env, template.name or ""))
 
     def _load(self, path: str) -> Template:
         try:
@@ -174,47 +184,3 @@ class TemplateCatalog:
             raise TemplateError(path, "file is missing") from exc
         except TemplateSyntaxError as exc:
             raise TemplateError(path, exc.message or "syntax error", exc.lineno) from exc
-
-
-def render_part(template: Template, context: dict[str, Any], as_written: Template | None = None) -> str:
-    """Render one part with a context from `TemplateCatalog.context` (shared by a recipient's
-    parts, which spares Jinja a context copy per part). An undefined variable or a sandbox
-    violation becomes a TemplateError naming the template and line.
-
-    When `template` was derived from another (a flattened layout, `CompiledEmail.fast_html`),
-    pass that one as `as_written`: on an error it is rendered again, so the error names the
-    marketer's own file and line, not the derived template's."""
-    try:
-        return concat(template.root_render_func(_new_context(template, context)))
-    except Exception:  # Jinja raises many types: UndefinedError, SecurityError, TypeError...
-        if as_written is not None and as_written is not template:
-            render_part(as_written, context)  # raises the same error, located in the file as written
-        try:
-            template.environment.handle_exception()  # re-raises with template lines in the traceback
-        except Exception as exc:
-            raise TemplateError(template.name or "?", _describe(exc), _template_line(exc)) from exc
-        raise
-
-
-def _new_context(template: Template, values: dict[str, Any]) -> Context:
-    """`template.new_context(values, shared=True)`, minus the set of the names of the template's
-    globals that Jinja builds for every context (a third of its cost). Only `{% import %}` reads
-    that set, to hand an imported template globals it lacks; every template here has the
-    environment's globals, so the empty set Jinja uses for a context without globals is the same."""
-    env = template.environment
-    return env.context_class(env, values, template.name, template.blocks)
-
-
-def _describe(exc: Exception) -> str:
-    message = str(exc).replace("jinja2.exceptions.", "")
-    return f"{type(exc).__name__}: {message}" if type(exc).__name__ != "UndefinedError" else message
-
-
-def _template_line(exc: Exception) -> int | None:
-    """Jinja rewrites tracebacks so a template's frame carries the template's own line."""
-    tb, line = exc.__traceback__, None
-    while tb is not None:
-        if "__jinja_exception__" in tb.tb_frame.f_globals:
-            line = tb.tb_lineno
-        tb = tb.tb_next
-    return line
