@@ -10,6 +10,7 @@ The result parses cleanly with the stdlib parser; tests check that in English, P
 from __future__ import annotations
 
 import binascii
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -17,7 +18,10 @@ from email.header import Header
 from email.utils import formataddr, formatdate
 
 _MAX_PLAIN_HEADER = 76
-_WORD_BYTES = 39  # 52 base64 chars: one encoded word per folded line stays under 78
+# Up to 39 bytes (52 base64 chars: one encoded word per folded line stays under 78) that do not
+# end inside a UTF-8 character (RFC 2047 5.3): backtracks while the next byte continues one.
+_WORD = re.compile(rb".{1,39}(?![\x80-\xbf])", re.DOTALL)
+_BASE64_LINE = re.compile(rb".{1,76}", re.DOTALL)  # findall cuts lines in C, not in a Python loop
 
 
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
@@ -37,30 +41,19 @@ def encode_header(name: str, value: str) -> bytes:
         return f"{name}: {value}\r\n".encode()
     if value.isascii():
         return f"{name}: {Header(value, 'us-ascii', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n".encode()
-    words = [b"=?utf-8?b?" + binascii.b2a_base64(chunk, newline=False) + b"?=" for chunk in _utf8_chunks(value)]
-    return name.encode() + b": " + b"\r\n ".join(words) + b"\r\n"
-
-
-def _utf8_chunks(value: str, size: int = _WORD_BYTES) -> list[bytes]:
-    """UTF-8 bytes cut into pieces of at most `size`, never inside a character (RFC 2047 5.3)."""
-    data, chunks, start = value.encode("utf-8"), [], 0
-    while start < len(data):
-        end = min(start + size, len(data))
-        while end < len(data) and data[end] & 0xC0 == 0x80:
-            end -= 1
-        chunks.append(data[start:end])
-        start = end
-    return chunks
+    words = [binascii.b2a_base64(chunk, newline=False) for chunk in _WORD.findall(value.encode())]
+    return b"".join((name.encode(), b": =?utf-8?b?", b"?=\r\n =?utf-8?b?".join(words), b"?=\r\n"))
 
 
 def encode_body(text: str) -> tuple[bytes, bytes]:
     """(Content-Transfer-Encoding, encoded body): QP for ASCII, base64 for other scripts."""
-    data = text.encode("utf-8")
+    data = text.encode()
+    if "\r" in text:
+        data = data.replace(b"\r\n", b"\n")
     if text.isascii():
-        return b"quoted-printable", binascii.b2a_qp(data.replace(b"\r\n", b"\n"), istext=True).replace(b"\n", b"\r\n")
-    raw = binascii.b2a_base64(data.replace(b"\r\n", b"\n").replace(b"\n", b"\r\n"), newline=False)
-    lines = [raw[i : i + 76] for i in range(0, len(raw), 76)]
-    return b"base64", b"\r\n".join(lines)
+        return b"quoted-printable", binascii.b2a_qp(data, istext=True).replace(b"\n", b"\r\n")
+    raw = binascii.b2a_base64(data.replace(b"\n", b"\r\n"), newline=False)
+    return b"base64", b"\r\n".join(_BASE64_LINE.findall(raw))
 
 
 class _Clock:

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import random
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
 
-from ecrm.render.mime import EmailHeaders, MimeSkeleton, encode_header
+from ecrm.render.mime import EmailHeaders, MimeSkeleton, encode_body, encode_header
 
 CASES = {
     "en": ("Your cart misses you, Emma", "Hello Emma,\n\nA line with = and a very long " + "word " * 40, "<p>Hi</p>"),
@@ -56,3 +59,33 @@ def test_each_skeleton_has_its_own_boundary_absent_from_encoded_bodies() -> None
     boundary = first.split(b'boundary="', 1)[1].split(b'"', 1)[0]
     assert boundary not in second
     assert first.count(boundary) == 4  # declaration, two parts, closing
+
+
+def _reference_words(value: str) -> list[bytes]:
+    """RFC 2047 words the plain way: UTF-8 cut every 39 bytes, moved back to a character start."""
+    data, words, start = value.encode(), [], 0
+    while start < len(data):
+        end = min(start + 39, len(data))
+        while end < len(data) and data[end] & 0xC0 == 0x80:
+            end -= 1
+        words.append(b"=?utf-8?b?" + base64.b64encode(data[start:end]) + b"?=")
+        start = end
+    return words
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_encoded_words_hold_whole_characters_in_any_mix_of_widths(seed: int) -> None:
+    rnd = random.Random(seed)
+    for _ in range(300):
+        value = "".join(rnd.choice("aé€😀سก ") for _ in range(rnd.randrange(1, 130))) + "€"
+        value = " ".join(value.split())
+        assert encode_header("Subject", value) == b"Subject: " + b"\r\n ".join(_reference_words(value)) + b"\r\n"
+
+
+@pytest.mark.parametrize("text", ["a\r\nb\rc\nd " * 30, "س\r\nب\rc\nد " * 30, "", "x", "سلام", "=" * 200])
+def test_bodies_have_crlf_lines_and_decode_to_the_text_with_crlf(text: str) -> None:
+    cte, body = encode_body(text)
+    assert cte == (b"quoted-printable" if text.isascii() else b"base64")
+    assert b"\n" not in body.replace(b"\r\n", b"") and all(len(line) <= 76 for line in body.split(b"\r\n"))
+    decoded = binascii.a2b_qp(body) if text.isascii() else base64.b64decode(body)
+    assert decoded == text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
