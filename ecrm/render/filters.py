@@ -16,13 +16,20 @@ from babel.dates import format_date
 from babel.numbers import format_currency, format_decimal
 from jinja2 import pass_context
 from jinja2.runtime import Context
+from jinja2.utils import missing
 
 # Babel localises separators but leaves digits Latin; these are CLDR's native digit sets.
 DIGITS = {"arab": "٠١٢٣٤٥٦٧٨٩", "arabext": "۰۱۲۳۴۵۶۷۸۹", "deva": "०१२३४५६७८९", "beng": "০১২৩৪৫৬৭৮৯"}
 
 
+def _tag(ctx: Context) -> str:
+    """The recipient's locale tag: `str(ctx.get("locale") or "en")` in one call instead of three."""
+    tag = ctx.resolve_or_missing("locale")
+    return str(tag) if tag and tag is not missing else "en"
+
+
 def _locale(ctx: Context) -> Locale:
-    return _parse(str(ctx.get("locale") or "en"))
+    return _parse(_tag(ctx))
 
 
 @cache
@@ -45,25 +52,30 @@ def _native(text: str, locale: Locale) -> str:
 
 
 @cache
-def _int_format(tag: str) -> tuple[str, dict[int, int] | None] | None:
-    """(group separator, native digit table) when plain thousands grouping formats a non-negative
-    integer exactly in locale `tag`, else None. Keyed by the tag string: hashing a babel Locale
-    (as `_digit_table` does) costs more than formatting the integer."""
+def _int_format(tag: str) -> dict[int, int] | None:
+    """The translation of Python's `f"{n:,}"` into locale `tag`'s group separator and digits
+    (empty when they are the same), or None when plain thousands grouping does not format
+    integers exactly there. Keyed by the tag string: hashing a babel Locale (as `_digit_table`
+    does) costs more than formatting the integer."""
     locale = _parse(tag)
     pattern = locale.decimal_formats[None]
     if pattern.grouping != (3, 3) or pattern.prefix[0] or pattern.suffix[0]:
         return None
-    return str(locale.number_symbols[locale.default_numbering_system]["group"]), _digit_table(locale)
+    group = str(locale.number_symbols[locale.default_numbering_system]["group"])
+    if len(group) != 1:
+        return None
+    table = {**(_digit_table(locale) or {}), ord(","): ord(group)}
+    return {} if table == {ord(","): ord(",")} else table
 
 
 @pass_context
 def number(ctx: Context, value: float | Decimal | int) -> str:
-    tag = str(ctx.get("locale") or "en")
-    fast = _int_format(tag) if type(value) is int and value >= 0 else None
-    if fast is not None:  # the common case (counts, points), without Babel's general pattern engine
-        group, digits = fast
-        text = f"{value:,}".replace(",", group)
-        return text.translate(digits) if digits else text
+    tag = _tag(ctx)
+    if type(value) is int and value >= 0:  # the common case (counts, points), without Babel's pattern engine
+        table = _int_format(tag)
+        if table is not None:
+            text = f"{value:,}"
+            return text.translate(table) if table else text
     locale = _parse(tag)
     return _native(format_decimal(value, locale=locale, numbering_system="default"), locale)
 

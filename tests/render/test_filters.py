@@ -21,3 +21,11 @@ def test_persian_and_thai_points() -> None:
     env = Environment()
     assert number(env.from_string("").new_context({"locale": "fa"}), 1234567) == "۱٬۲۳۴٬۵۶۷"
     assert number(env.from_string("").new_context({"locale": "th"}), 1234567) == "1,234,567"
+
+
+def test_the_locale_is_read_like_any_template_variable() -> None:
+    env = Environment()
+    env.filters["number"] = number
+    assert env.from_string("{{ 1234567 | number }}").render() == "1,234,567"  # no locale: English
+    assert env.from_string("{% set locale = 'fa' %}{{ 1234567 | number }}").render(locale="en") == "۱٬۲۳۴٬۵۶۷"
+    assert env.from_string("{{ 1234567 | number }}").render(locale="") == "1,234,567"
