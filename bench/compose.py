@@ -23,7 +23,7 @@ from typing import Any
 
 from ecrm.render.email import EmailComposer, RenderedEmail
 from ecrm.render.environment import TemplateCatalog
-from ecrm.render.mime import EmailHeaders
+from ecrm.render.mime import EmailHeaders, MimeSkeleton
 from ecrm.render.recipient import Recipient
 from ecrm.settings import load_settings
 
@@ -71,17 +71,24 @@ def each(step: Callable[[Any], object], items: Sequence[Any]) -> Callable[[], No
     return run
 
 
+MimeJob = tuple[MimeSkeleton, RenderedEmail, EmailHeaders]
+
+
+def mime_job(comp: EmailComposer, person: Recipient, rendered: RenderedEmail) -> MimeJob:
+    """(MIME skeleton, rendered parts, headers): what the MIME stage fills for one recipient."""
+    unsubscribe = f"<{rendered.unsubscribe_url}>"
+    headers = EmailHeaders(person.email or "", rendered.subject, "<1.abc@shop.example>", unsubscribe)
+    return comp.variant(person.locale).skeleton, rendered, headers
+
+
 def stages(comp: EmailComposer, people: Sequence[Recipient]) -> dict[str, Callable[[], object]]:
     """One callable per stage, each over every recipient."""
-    rendered: list[tuple[Any, RenderedEmail, str]] = [comp.render(r) for r in people]
-    headers = [EmailHeaders(r.email or "", e.subject, "<1.abc@shop.example>", f"<{url}>")
-               for r, (_, e, url) in zip(people, rendered, strict=True)]
+    jobs = [mime_job(comp, r, comp.render(r)) for r in people]
     signer, ids = comp._signer, comp.message_ids
-    jobs = list(zip(rendered, headers, strict=True))
     return {
         "compose": each(comp.compose, people),
         "  render (3 parts + token)": each(comp.render, people),
-        "  mime": each(lambda job: comp._skeleton(job[0][0]).build(job[1], job[0][1].text, job[0][1].html), jobs),
+        "  mime": each(lambda job: job[0].build(job[2], job[1].text, job[1].html), jobs),
         "  unsubscribe token": each(lambda r: signer.sign(r.delivery_id, r.profile_id), people),
         "  message-id": each(lambda r: ids.make(r.delivery_id), people),
     }

@@ -21,6 +21,17 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    unsubscribe_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class LocaleVariant:
+    """What a composer keeps per recipient locale: the compiled template, its MIME skeleton and
+    the part of the render context that is the same for every recipient in that locale."""
+
+    compiled: CompiledEmail
+    skeleton: MimeSkeleton
+    context: dict[str, Any]
 
 
 class EmailComposer:
@@ -37,30 +48,36 @@ class EmailComposer:
         self._signer = TokenSigner(settings.secret_key)
         self.message_ids = MessageIds(settings.secret_key, settings.email.message_id_domain)
         self._skeletons: dict[str, MimeSkeleton] = {}
+        self._variants: dict[str, LocaleVariant] = {}
 
-    def context(self, recipient: Recipient, compiled: CompiledEmail, unsubscribe_url: str) -> dict[str, Any]:
-        return self.catalog.context({
-            "profile": recipient.profile_fields(), "traits": recipient.traits, "campaign": self.campaign,
-            "locale": recipient.locale, "lang": compiled.lang, "dir": compiled.direction,
-            "unsubscribe_url": unsubscribe_url,
-        })
-
-    def render(self, recipient: Recipient) -> tuple[CompiledEmail, RenderedEmail, str]:
-        compiled = self.catalog.email(self.template, recipient.locale)
+    def render(self, recipient: Recipient) -> RenderedEmail:
+        variant = self.variant(recipient.locale)
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
-        ctx = self.context(recipient, compiled, url)
+        ctx = {**variant.context, "profile": recipient.profile_fields(), "traits": recipient.traits,
+               "locale": recipient.locale, "unsubscribe_url": url}
+        compiled = variant.compiled
         subject = compiled.subject_part.render(ctx).strip()
         html = compiled.html_part.render(ctx)
-        return compiled, RenderedEmail(subject, compiled.text_part.render(ctx), html), url
+        return RenderedEmail(subject, compiled.text_part.render(ctx), html, url)
 
     def compose(self, recipient: Recipient) -> OutgoingEmail:
         if not recipient.email:
             raise ValueError(f"profile {recipient.external_id} has no email address")
-        compiled, rendered, url = self.render(recipient)
+        rendered = self.render(recipient)
         message_id = self.message_ids.make(recipient.delivery_id)
-        headers = EmailHeaders(recipient.email, rendered.subject, message_id, f"<{url}>{self.mailto}")
-        data = self._skeleton(compiled).build(headers, rendered.text, rendered.html)
+        unsubscribe = f"<{rendered.unsubscribe_url}>{self.mailto}"
+        headers = EmailHeaders(recipient.email, rendered.subject, message_id, unsubscribe)
+        data = self.variant(recipient.locale).skeleton.build(headers, rendered.text, rendered.html)
         return OutgoingEmail(self.from_address, recipient.email, data, message_id)
+
+    def variant(self, locale: str) -> LocaleVariant:
+        return self._variants.get(locale) or self._add_variant(locale)
+
+    def _add_variant(self, locale: str) -> LocaleVariant:
+        compiled = self.catalog.email(self.template, locale)
+        context = self.catalog.context({"campaign": self.campaign, "lang": compiled.lang, "dir": compiled.direction})
+        variant = self._variants[locale] = LocaleVariant(compiled, self._skeleton(compiled), context)
+        return variant
 
     def _skeleton(self, compiled: CompiledEmail) -> MimeSkeleton:
         key = f"{compiled.folder}:{compiled.lang}"
