@@ -75,7 +75,7 @@ class EmailComposer:
 
     def _add_variant(self, locale: str) -> LocaleVariant:
         compiled = self.catalog.email(self.template, locale)
-        context = self.catalog.context({"campaign": self.campaign, "lang": compiled.lang, "dir": compiled.direction})
+        context = self.catalog.context({"campaign": self.campaign, **compiled.locale_values})
         variant = self._variants[locale] = LocaleVariant(compiled, self._skeleton(compiled), context)
         return variant
 

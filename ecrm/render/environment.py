@@ -34,8 +34,9 @@ EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
 @dataclass(frozen=True)
 class CompiledEmail:
     """The three compiled parts of one email template in one locale. `fast_html` renders the
-    same as `html`, with its layout inlined when `flatten` could (else it is `html` itself).
-    The `*_part`s are what a composer renders: `fast_html` reports errors as `html`."""
+    same as `html` given `locale_values` (the locale's `lang` and `dir`), with its layout inlined
+    and those values folded in when `flatten` could (else it is `html` itself). The `*_part`s
+    are what a composer renders: `fast_html` reports errors as `html`."""
 
     name: str
     folder: str
@@ -45,6 +46,7 @@ class CompiledEmail:
     html: Template
     text: Template
     fast_html: Template
+    locale_values: dict[str, str]
     subject_part: Part
     html_part: Part
     text_part: Part
@@ -168,10 +170,11 @@ class TemplateCatalog:
     def _compile_email(self, name: str, locale: str) -> CompiledEmail:
         folder = self.folder_for(name, locale)
         subject, html, text = (self._load(f"{folder}/{part}") for part in EMAIL_PARTS)
-        lang = locale.replace("_", "-")
-        fast_html = flatten(self.env, f"{folder}/body.html")
+        lang, direction = locale.replace("_", "-"), text_direction(locale)
+        values = {"lang": lang, "dir": direction}
+        fast_html = flatten(self.env, f"{folder}/body.html", values)
         html_part = Part(fast_html, html, fixed_eval_ctx=True) if fast_html else self._part(html)
-        return CompiledEmail(name, folder, lang, text_direction(locale), subject, html, text, fast_html or html,
+        return CompiledEmail(name, folder, lang, direction, subject, html, text, fast_html or html, values,
                              self._part(subject), html_part, self._part(text))
 
     def _part(self, template: Template) -> Part:

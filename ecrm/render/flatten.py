@@ -16,12 +16,18 @@ It only flattens what renders the same both ways, and returns None otherwise:
 
 The flat template reports errors at its own lines, which match neither file, so a caller that
 hits an error renders the template as written to report it (see `render_part`).
+
+Values the caller always renders with (the locale's `lang` and `dir`) can be folded in too, and
+adjacent outputs are merged: the layout's head then renders as one piece of text.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from jinja2 import Environment, Template, TemplateError, TemplateNotFound, nodes
 from jinja2.nodes import EvalContext
+from jinja2.visitor import NodeTransformer
 
 # Nodes that neither bind names nor change scoping or escaping: inlining them changes nothing.
 _PLAIN_NODES = (
@@ -34,8 +40,12 @@ _PLAIN_NODES = (
 _SPECIAL_NAMES = frozenset({"self", "super", "loop", "caller", "varargs", "kwargs"})
 
 
-def flatten(env: Environment, name: str) -> Template | None:
+def flatten(env: Environment, name: str, constants: Mapping[str, str] | None = None) -> Template | None:
     """`name` with its layout inlined, or None when it has no layout or is not simple enough.
+
+    Each name in `constants` is replaced by its value, for a caller that always renders with
+    those values (a composer, with the locale's `lang` and `dir`): Jinja then folds them, and
+    expressions of them only, into the text around them at compile time.
 
     Any Jinja error (missing layout, syntax, unknown filter) also gives None: flattening is only
     a shortcut, and rendering the template as written reports such errors as usual."""
@@ -51,8 +61,9 @@ def flatten(env: Environment, name: str) -> Template | None:
         overrides = {block.name: block for block in child.body if isinstance(block, nodes.Block)}
         if not all(_is_plain(block, allow_blocks=False) and not block.required for block in overrides.values()):
             return None
-        layout.body = _inline(layout.body, overrides)
-        code = env.compile(layout, name, filename)
+        layout.body = _merge_outputs(_inline(layout.body, overrides))
+        layout = _Substitute(constants or {}).visit(layout)
+        code = env.compile(layout.set_environment(env), name, filename)
     except TemplateError:
         return None
     return env.template_class.from_code(env, code, env.make_globals(None))
@@ -134,6 +145,30 @@ def _inline_if(node: nodes.If, overrides: dict[str, nodes.Block]) -> None:
     node.else_ = _inline(node.else_, overrides)
     for branch in node.elif_:
         _inline_if(branch, overrides)
+
+
+def _merge_outputs(body: list[nodes.Node]) -> list[nodes.Node]:
+    """`body` with each run of adjacent outputs made one, so the text they start and end with
+    joins up (inlined blocks otherwise each add an output of their own)."""
+    merged: list[nodes.Node] = []
+    for node in body:
+        if isinstance(node, nodes.Output) and merged and isinstance(merged[-1], nodes.Output):
+            merged[-1] = nodes.Output(merged[-1].nodes + node.nodes, lineno=merged[-1].lineno)
+        else:
+            merged.append(node)
+    return merged
+
+
+class _Substitute(NodeTransformer):
+    """Replaces each read of a name in `constants` by its value (nothing here assigns names)."""
+
+    def __init__(self, constants: Mapping[str, str]) -> None:
+        self.constants = constants
+
+    def visit_Name(self, node: nodes.Name) -> nodes.Node:
+        if node.ctx == "load" and node.name in self.constants:
+            return nodes.Const(self.constants[node.name], lineno=node.lineno)
+        return node
 
 
 def _same_escaping(env: Environment, name: str, layout_name: str) -> bool:

@@ -46,14 +46,33 @@ def test_the_real_templates_render_the_same_flattened(locale: str, first_name: s
     assert render_part(compiled.fast_html, ctx) == render_part(compiled.html, ctx)
 
 
-@pytest.mark.parametrize("direction", ["ltr", "rtl"])
-def test_blocks_inside_an_if_and_defaults_are_inlined(tmp_path: Path, direction: str) -> None:
+@pytest.mark.parametrize("locale", ["en", "fa"])
+def test_blocks_inside_an_if_and_defaults_are_inlined(tmp_path: Path, locale: str) -> None:
     body = '{% extends "_layouts/email.html" %}\n{% block rtl %}R {{ profile.first_name }}{% endblock %}\n' \
            "{% block content %}<p>{{ traits.points | number }}</p>{% endblock %}\n"
-    compiled = catalog_with(tmp_path, body).email("promo", "en")
+    compiled = catalog_with(tmp_path, body).email("promo", locale)
     assert compiled.fast_html is not compiled.html
-    ctx = context(dir=direction)
+    ctx = context(**compiled.locale_values)
     assert render_part(compiled.fast_html, ctx) == render_part(compiled.html, ctx)
+
+
+def test_the_locales_lang_and_dir_are_folded_into_the_text(tmp_path: Path) -> None:
+    compiled = catalog_with(tmp_path, '{% extends "_layouts/email.html" %}').email("promo", "fa")
+    assert compiled.locale_values == {"lang": "fa", "dir": "rtl"}
+    folded = render_part(compiled.fast_html, context(dir="ltr"))  # what a composer never passes
+    assert folded.startswith('<html dir="rtl">') and "<div>right</div>" in folded
+
+
+def test_an_error_in_an_expression_of_folded_values_is_reported_as_without_inlining(tmp_path: Path) -> None:
+    layout = "<html>\n{{ dir.nope }}\n{% block content %}{% endblock %}</html>"
+    compiled = catalog_with(tmp_path, '{% extends "_layouts/email.html" %}', layout).email("promo", "fa")
+    assert compiled.fast_html is not compiled.html
+    ctx = context(**compiled.locale_values)
+    with pytest.raises(TemplateError, match="nope") as flat:
+        render_part(compiled.fast_html, ctx, compiled.html)
+    with pytest.raises(TemplateError) as as_written:
+        render_part(compiled.html, ctx)
+    assert str(flat.value) == str(as_written.value) and flat.value.line == 2
 
 
 @pytest.mark.parametrize(("body", "layout"), [
