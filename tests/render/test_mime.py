@@ -82,7 +82,8 @@ def test_encoded_words_hold_whole_characters_in_any_mix_of_widths(seed: int) -> 
         assert encode_header("Subject", value) == b"Subject: " + b"\r\n ".join(_reference_words(value)) + b"\r\n"
 
 
-@pytest.mark.parametrize("text", ["a\r\nb\rc\nd " * 30, "س\r\nب\rc\nد " * 30, "", "x", "سلام", "=" * 200])
+@pytest.mark.parametrize("text", ["a\r\nb\rc\nd " * 30, "س\r\nب\rc\nد " * 30, "", "x", "سلام", "=" * 200,
+                                  "س" * 28 + "a", "س" * 56 + "ab", "س" * 56 + "abc"])  # 57 bytes: one whole line
 def test_bodies_have_crlf_lines_and_decode_to_the_text_with_crlf(text: str) -> None:
     cte, body = encode_body(text)
     assert cte == (b"quoted-printable" if text.isascii() else b"base64")
