@@ -51,7 +51,20 @@ class EmailComposer:
         self._variants: dict[str, LocaleVariant] = {}
 
     def render(self, recipient: Recipient) -> RenderedEmail:
+        return self._render(recipient, self.variant(recipient.locale))
+
+    def compose(self, recipient: Recipient) -> OutgoingEmail:
+        if not recipient.email:
+            raise ValueError(f"profile {recipient.external_id} has no email address")
         variant = self.variant(recipient.locale)
+        rendered = self._render(recipient, variant)
+        message_id = self.message_ids.make(recipient.delivery_id)
+        unsubscribe = f"<{rendered.unsubscribe_url}>{self.mailto}"
+        headers = EmailHeaders(recipient.email, rendered.subject, message_id, unsubscribe)
+        data = variant.skeleton.build(headers, rendered.text, rendered.html)
+        return OutgoingEmail(self.from_address, recipient.email, data, message_id)
+
+    def _render(self, recipient: Recipient, variant: LocaleVariant) -> RenderedEmail:
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
         ctx = {**variant.context, "profile": recipient.profile_fields(), "traits": recipient.traits,
                "locale": recipient.locale, "unsubscribe_url": url}
@@ -59,16 +72,6 @@ class EmailComposer:
         subject = compiled.subject_part.render(ctx).strip()
         html = compiled.html_part.render(ctx)
         return RenderedEmail(subject, compiled.text_part.render(ctx), html, url)
-
-    def compose(self, recipient: Recipient) -> OutgoingEmail:
-        if not recipient.email:
-            raise ValueError(f"profile {recipient.external_id} has no email address")
-        rendered = self.render(recipient)
-        message_id = self.message_ids.make(recipient.delivery_id)
-        unsubscribe = f"<{rendered.unsubscribe_url}>{self.mailto}"
-        headers = EmailHeaders(recipient.email, rendered.subject, message_id, unsubscribe)
-        data = self.variant(recipient.locale).skeleton.build(headers, rendered.text, rendered.html)
-        return OutgoingEmail(self.from_address, recipient.email, data, message_id)
 
     def variant(self, locale: str) -> LocaleVariant:
         return self._variants.get(locale) or self._add_variant(locale)
