@@ -70,7 +70,8 @@ def render_part(template: Template, values: dict[str, Any], as_written: Template
 def fixed_eval_context(env: Environment, name: str) -> bool:
     """True when rendering template `name` cannot change its EvalContext: it has no
     `{% autoescape %}` and extends no layout (which could have one)."""
-    assert env.loader is not None
+    if env.loader is None:
+        return False
     source, filename, _ = env.loader.get_source(env, name)
     tree = env.parse(source, name, filename)
     return next(tree.find_all((nodes.Extends, nodes.EvalContextModifier)), None) is None
