@@ -8,13 +8,13 @@ pages keep free space, so PostgreSQL records each send as a HOT update without t
 index. A row grows by about 60 bytes when sent (provider, Message-ID, sent_at), from about 90
 to 150: the new version only fits on its page if the page was filled to at most 90/(90+150),
 hence fillfactor 35. At 80, three updates in four found no room, moved to another page and
-wrote all four indexes: recording cost PostgreSQL about 3 times the CPU it costs at 35, and
-the table ended up no smaller (BENCHMARKS.md, "Database and queue"). Rows are found by (run,
-batch); a batch has at most a few hundred rows.
+wrote all four indexes: recording a row cost PostgreSQL 19-22 µs against 7-9 µs at 35, for a
+table about 15% larger (`python -m bench.delivery_rows`). Rows are found by (run, batch); a
+batch has at most a few hundred rows.
 
 `run_id` has no foreign key. PostgreSQL checks one row by row, and each check locks the run's
-row (FOR KEY SHARE): on the plan's bulk insert that cost 8-17 µs of server CPU per delivery,
-as much as the rest of the insert (`python -m bench.stages`). Rows are only written by
+row (FOR KEY SHARE): on the plan's bulk insert that cost 5-14 µs of server CPU per delivery
+(`python -m bench.delivery_rows`, `python -m bench.stages`). Rows are only written by
 `plan_run` for the run it has just read, and runs are never deleted; code that deletes one
 must delete its deliveries (index on run_id, batch) in the same transaction. `profile_id`
 keeps its foreign key: erasing a profile must take its deliveries with it.
