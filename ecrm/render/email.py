@@ -47,7 +47,6 @@ class EmailComposer:
             if settings.email.unsubscribe_mailto else ""
         self._signer = TokenSigner(settings.secret_key)
         self.message_ids = MessageIds(settings.secret_key, settings.email.message_id_domain)
-        self._skeletons: dict[str, MimeSkeleton] = {}
         self._variants: dict[str, LocaleVariant] = {}
 
     def render(self, recipient: Recipient) -> RenderedEmail:
@@ -79,12 +78,6 @@ class EmailComposer:
     def _add_variant(self, locale: str) -> LocaleVariant:
         compiled = self.catalog.email(self.template, locale)
         context = self.catalog.context({"campaign": self.campaign, **compiled.locale_values})
-        variant = self._variants[locale] = LocaleVariant(compiled, self._skeleton(compiled), context)
+        skeleton = MimeSkeleton(self.from_name, self.from_address, compiled.lang)
+        variant = self._variants[locale] = LocaleVariant(compiled, skeleton, context)
         return variant
-
-    def _skeleton(self, compiled: CompiledEmail) -> MimeSkeleton:
-        key = f"{compiled.folder}:{compiled.lang}"
-        skeleton = self._skeletons.get(key)
-        if skeleton is None:
-            skeleton = self._skeletons[key] = MimeSkeleton(self.from_name, self.from_address, compiled.lang)
-        return skeleton

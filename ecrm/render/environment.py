@@ -46,10 +46,13 @@ class CompiledEmail:
     html: Template
     text: Template
     fast_html: Template
-    locale_values: dict[str, str]
     subject_part: Part
     html_part: Part
     text_part: Part
+
+    @property
+    def locale_values(self) -> dict[str, str]:
+        return {"lang": self.lang, "dir": self.direction}
 
 
 @cache
@@ -174,7 +177,7 @@ class TemplateCatalog:
         values = {"lang": lang, "dir": direction}
         fast_html = flatten(self.env, f"{folder}/body.html", values)
         html_part = Part(fast_html, html, fixed_eval_ctx=True) if fast_html else self._part(html)
-        return CompiledEmail(name, folder, lang, direction, subject, html, text, fast_html or html, values,
+        return CompiledEmail(name, folder, lang, direction, subject, html, text, fast_html or html,
                              self._part(subject), html_part, self._part(text))
 
     def _part(self, template: Template) -> Part:
