@@ -36,7 +36,7 @@ def recipients(count: int) -> list[Recipient]:
     """Deterministic synthetic recipients: a third per locale, some without a first name."""
     return [
         Recipient(
-            delivery_id=1_000_000 + i, idempotency_key=f"run-1:{i}", profile_id=10_000 + i,
+            delivery_id=1_000_000 + i, profile_id=10_000 + i,
             external_id=f"p-{i}", email=f"user{i}@example.com", phone=None,
             first_name=FIRST_NAMES[i % len(FIRST_NAMES)], last_name="Doe", locale=LOCALES[i % len(LOCALES)],
             time_zone="UTC", traits={"points": (i * 37) % 25_000},

@@ -38,6 +38,20 @@ ALTER = {
     "no-profile-fk": ["ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles"],
     "insert-at-send": [],
     "insert-at-send-no-profile-fk": ["ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles"],
+    "run-profile-key": [  # no profile FK; one unique (run, profile, channel) replaces the text key and profile index
+        "ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles",
+        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_idempotency_key",
+        "DROP INDEX ix_deliveries_profile_id",
+        "CREATE UNIQUE INDEX uq_run_profile ON deliveries (run_id, profile_id, channel)"],
+    "profile-run-key": [  # the same, profile first: it serves a profile's lookups too
+        "ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles",
+        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_idempotency_key",
+        "DROP INDEX ix_deliveries_profile_id",
+        "CREATE UNIQUE INDEX uq_profile_run ON deliveries (profile_id, run_id, channel)"],
+    "run-profile-key-fk": [  # run-profile-key keeping the profile FK
+        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_idempotency_key",
+        "DROP INDEX ix_deliveries_profile_id",
+        "CREATE UNIQUE INDEX uq_run_profile ON deliveries (run_id, profile_id, channel)"],
 }
 PLAN = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, idempotency_key, status, attempts,
                         queued_at)

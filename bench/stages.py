@@ -135,7 +135,7 @@ class Stages:
         for batch in range(self.batches):
             async with self.runtime.engine.begin() as connection:
                 self.owners[batch] = owner = await take_over(connection, self.run_id, batch)
-                self.recipients[batch] = queued = await read_queued(connection, self.run_id, batch)
+                self.recipients[batch] = queued = (await read_queued(connection, self.run_id, batch))[0]
                 await mark_in_flight(connection, owner, span(queued[:CLAIM_CHUNK]))
 
     async def record(self) -> None:

@@ -24,7 +24,7 @@ async def test_migrated_schema_matches_the_models(engine: AsyncEngine) -> None:
 
 
 async def test_upgrading_a_database_with_data_keeps_every_row_and_link(engine: AsyncEngine) -> None:
-    """Migrations 0003-0004 rebuild `deliveries` on SQLite; responses must still point at their
+    """Migrations 0003-0005 rebuild `deliveries` on SQLite; responses must still point at their
     delivery afterwards (a rebuild with foreign keys on would have set them to NULL)."""
 
     def downgrade(connection: Connection) -> None:

@@ -1,4 +1,4 @@
-"""`/v1/profiles`: upsert a profile (201 when created, 200 when updated) and read one back."""
+"""`/v1/profiles`: upsert a profile (201 when created, 200 when updated), read one back, erase one."""
 
 from __future__ import annotations
 
@@ -6,11 +6,13 @@ from typing import Any
 from urllib.parse import quote
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.body import read_model
 from ecrm.api.keys import SESSIONS
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
+from ecrm.profiles.erase import erase_profile
 from ecrm.profiles.ingest import ProfileIn, find_profile, upsert_profile
 from ecrm.profiles.models import Consent, Profile
 
@@ -48,9 +50,22 @@ async def post_profile(request: web.Request) -> web.Response:
 
 @routes.get("/v1/profiles/{external_id}")
 async def get_profile(request: web.Request) -> web.Response:
-    external_id = request.match_info["external_id"]
     async with request.app[SESSIONS]() as session:
-        profile = await find_profile(session, external_id)
-        if profile is None:
-            raise ApiError(404, f"no profile has external_id {external_id!r}", field="external_id")
+        profile = await _existing(session, request.match_info["external_id"])
         return web.json_response(profile_json(profile, await load_consents(session, profile.id)))
+
+
+@routes.delete("/v1/profiles/{external_id}")
+async def delete_profile(request: web.Request) -> web.Response:
+    """Erase the profile with its consents, events, deliveries and responses: 204."""
+    async with request.app[SESSIONS].begin() as session:
+        profile = await _existing(session, request.match_info["external_id"])
+        await erase_profile(session, profile.id)
+    return web.Response(status=204)
+
+
+async def _existing(session: AsyncSession, external_id: str) -> Profile:
+    profile = await find_profile(session, external_id)
+    if profile is None:
+        raise ApiError(404, f"no profile has external_id {external_id!r}", field="external_id")
+    return profile

@@ -1,8 +1,8 @@
 """Launch a campaign: record the run, then plan it into batches of queued deliveries.
 
-A run is identified by (campaign, run key). Launching the same run again is a resume: the
-idempotency key of each delivery is unique, so planning inserts only people not yet queued
-and the send jobs send only what is still queued.
+A run is identified by (campaign, run key). Launching the same run again is a resume: a
+delivery is unique per (profile, run, channel), so planning inserts only people not yet in the
+run and the send jobs send only what is still queued.
 """
 
 from __future__ import annotations
@@ -11,8 +11,7 @@ import logging
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, String, literal, select, update
-from sqlalchemy import cast as sql_cast
+from sqlalchemy import CursorResult, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.models import Campaign, CampaignRun
@@ -36,17 +35,6 @@ class RunRef:
     campaign: str
     run_key: str
     created: bool
-
-
-def key_parts(run_id: int, channel: str, step: str = "main") -> tuple[str, str]:
-    """A delivery's idempotency key is `prefix + profile id + suffix`: one per (run, step,
-    profile, channel). `_queue_members` builds it in SQL from these parts."""
-    return f"{run_id}:{step}:", f":{channel}"
-
-
-def idempotency_key(run_id: int, profile_id: int, channel: str) -> str:
-    prefix, suffix = key_parts(run_id, channel)
-    return f"{prefix}{profile_id}{suffix}"
 
 
 async def create_run(sessions: async_sessionmaker[AsyncSession], spec: CampaignSpec, source: str,
@@ -114,13 +102,11 @@ async def _enqueue_batch(runtime: Runtime, run_id: int, batch: int, plan_no: int
 
 async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[int], channel: str) -> int:
     """Queue a delivery for each profile id with one INSERT ... SELECT (rows are built in SQL),
-    skipping anyone already in the run (their idempotency key exists); return how many."""
-    prefix, suffix = key_parts(run_id, channel)
-    key = literal(prefix) + sql_cast(Profile.id, String) + literal(suffix)
-    rows = select(literal(run_id), literal(batch), Profile.id, literal(channel), literal("default"), key,
+    skipping anyone already in the run (the (profile, run, channel) key exists); return how
+    many. Selecting from `profiles` skips anyone erased since the audience was read."""
+    rows = select(literal(run_id), literal(batch), Profile.id, literal(channel), literal("default"),
                   literal("queued"), literal(0), literal(utcnow(), UtcDateTime()))
-    columns = ["run_id", "batch", "profile_id", "channel", "variant", "idempotency_key", "status", "attempts",
-               "queued_at"]
+    columns = ["run_id", "batch", "profile_id", "channel", "variant", "status", "attempts", "queued_at"]
     async with runtime.sessions.begin() as session:
         rows = rows.where(among(session, Profile.id, ids))
         stmt = dialect_insert(session, DELIVERIES).from_select(columns, rows).on_conflict_do_nothing()

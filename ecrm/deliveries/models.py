@@ -8,16 +8,23 @@ pages keep free space, so PostgreSQL records each send as a HOT update without t
 index. A row grows by about 60 bytes when sent (provider, Message-ID, sent_at), from about 90
 to 150: the new version only fits on its page if the page was filled to at most 90/(90+150),
 hence fillfactor 35. At 80, three updates in four found no room, moved to another page and
-wrote all four indexes: recording a row cost PostgreSQL 19-22 µs against 7-9 µs at 35, for a
+wrote every index: recording a row cost PostgreSQL 19-22 µs against 7-9 µs at 35, for a
 table about 15% larger (`python -m bench.delivery_rows`). Rows are found by (run, batch); a
 batch has at most a few hundred rows.
 
-`run_id` has no foreign key. PostgreSQL checks one row by row, and each check locks the run's
-row (FOR KEY SHARE): on the plan's bulk insert that cost 5-14 µs of server CPU per delivery
-(`python -m bench.delivery_rows`, `python -m bench.stages`). Rows are only written by
-`plan_run` for the run it has just read, and runs are never deleted; code that deletes one
-must delete its deliveries (index on run_id, batch) in the same transaction. `profile_id`
-keeps its foreign key: erasing a profile must take its deliveries with it.
+A delivery is unique per (profile, run, channel): that is what makes planning idempotent (a
+re-launch inserts only people not yet in the run), and, profile first, it also finds a
+profile's deliveries. One integer index replaced a text idempotency key and a profile index:
+the plan's insert writes three indexes, not four.
+
+Neither `run_id` nor `profile_id` has a foreign key. PostgreSQL checks one row by row, and each
+check locks the referenced row (FOR KEY SHARE): on the plan's bulk insert the two cost 15-25 µs
+of server CPU per delivery, more than the insert itself (`python -m bench.delivery_rows`).
+Instead, rows are only written by `plan_run` for the run it has just read and the profiles the
+audience query has just returned; runs are never deleted; and a profile is erased with
+`ecrm.profiles.erase`, which deletes its deliveries in the same transaction. A profile erased
+while its delivery was being planned leaves a row whose profile is gone: the send job fails it
+("profile erased") instead of sending.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, ForeignKey, Index, String, Table, Text
+from sqlalchemy import BigInteger, ForeignKey, Index, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrm.db import Base, Id, UtcDateTime, utcnow
@@ -36,16 +43,16 @@ class Delivery(Base):
     __tablename__ = "deliveries"
     __table_args__ = (
         Index("ix_deliveries_run_id_batch", "run_id", "batch"),
+        UniqueConstraint("profile_id", "run_id", "channel"),
         {"postgresql_with": {"fillfactor": 35}},
     )
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     run_id: Mapped[int] = mapped_column(Id)  # no foreign key: see the module's doc
     batch: Mapped[int]
-    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    profile_id: Mapped[int] = mapped_column(Id)  # no foreign key: see the module's doc
     channel: Mapped[str] = mapped_column(String(16))
     variant: Mapped[str] = mapped_column(String(32), default="default")
-    idempotency_key: Mapped[str] = mapped_column(String(120), unique=True)
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(default=0)
     provider: Mapped[str | None] = mapped_column(String(32))

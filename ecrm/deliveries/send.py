@@ -55,22 +55,26 @@ class BatchOutcome:
 # Core tables, not ORM entities: the hot path skips the ORM's per-statement and per-row work.
 PROFILES = cast(Table, Profile.__table__)
 D, P = DELIVERIES.c, PROFILES.c
-RECIPIENT_COLUMNS = (D.id, D.idempotency_key, P.id, P.external_id, P.email, P.phone, P.first_name, P.last_name,
-                     P.locale, P.time_zone, P.traits)
+RECIPIENT_COLUMNS = (D.id, P.id, P.external_id, P.email, P.phone, P.first_name, P.last_name, P.locale, P.time_zone,
+                     P.traits)
 
 
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
 
 
-_QUEUED = (select(*RECIPIENT_COLUMNS).join_from(DELIVERIES, PROFILES, D.profile_id == P.id)
+_QUEUED = (select(*RECIPIENT_COLUMNS).outerjoin_from(DELIVERIES, PROFILES, D.profile_id == P.id)
            .where(D.run_id == bindparam("b_run"), D.batch == bindparam("b_batch"), D.status == "queued")
            .order_by(D.id))  # built once, see deliveries.claims
 
 
-async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> list[Recipient]:
-    """The batch's recipients still queued, in delivery id order (chunks are id ranges)."""
-    rows = (await connection.execute(_QUEUED, {"b_run": run_id, "b_batch": batch})).all()
-    return [Recipient(*row) for row in rows]
+ERASED = "not sent: the profile was erased"
+
+
+async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> tuple[list[Recipient], list[int]]:
+    """The batch's recipients still queued, in delivery id order (chunks are id ranges), and the
+    queued deliveries whose profile was erased after they were planned (see deliveries.models)."""
+    rows: Sequence[Any] = (await connection.execute(_QUEUED, {"b_run": run_id, "b_batch": batch})).all()
+    return [Recipient(*row) for row in rows if row[1] is not None], [row[0] for row in rows if row[1] is None]
 
 
 def span(chunk: Sequence[Recipient] | None) -> tuple[int, int] | None:
@@ -101,10 +105,12 @@ async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, bat
     """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
     async with runtime.engine.begin() as connection:
         owner = await take_over(connection, run_id, batch)
-        recipients = await read_queued(connection, run_id, batch)
+        recipients, erased = await read_queued(connection, run_id, batch)
+        if erased:
+            await write_changes(connection, [Change(i, DeliveryStatus.FAILED, error=ERASED) for i in erased], utcnow())
         chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
         await mark_in_flight(connection, owner, span(chunks[0] if chunks else None))
-    total = BatchOutcome(0, 0, 0)
+    total = BatchOutcome(0, len(erased), 0)
     for index, chunk in enumerate(chunks):
         following = chunks[index + 1] if index + 1 < len(chunks) else None
         total += await send_chunk(runtime, composer, owner, chunk, following)

@@ -9,7 +9,6 @@ from typing import Any
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class Recipient:
     delivery_id: int
-    idempotency_key: str
     profile_id: int
     external_id: str
     email: str | None
@@ -31,7 +30,7 @@ class Recipient:
 def sample_recipient(locale: str, **overrides: Any) -> Recipient:
     """A stand-in profile used to check that every template renders before anything is sent."""
     fields: dict[str, Any] = {
-        "delivery_id": 0, "idempotency_key": "sample", "profile_id": 0, "external_id": "sample-1",
+        "delivery_id": 0, "profile_id": 0, "external_id": "sample-1",
         "email": "sample@example.com", "phone": "+15005550006", "first_name": "Sam", "last_name": "Sample",
         "locale": locale, "time_zone": "UTC", "traits": {},
     }

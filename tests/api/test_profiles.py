@@ -1,4 +1,4 @@
-"""POST/GET /v1/profiles over HTTP, on SQLite and PostgreSQL."""
+"""POST/GET/DELETE /v1/profiles over HTTP, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -8,8 +8,11 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.campaigns.models import Campaign, CampaignRun
+from ecrm.deliveries.models import Delivery
+from ecrm.feedback.models import Response
 from ecrm.profiles import ingest
-from ecrm.profiles.models import Consent, Profile
+from ecrm.profiles.models import Consent, Event, Profile
 from tests.api.conftest import Client
 from tests.rows import count_rows
 
@@ -118,3 +121,30 @@ async def test_a_failure_after_the_profile_is_written_leaves_nothing_stored(
     assert resp.status == 500
     assert "consent table on fire" in caplog.text
     assert await count_rows(sessions, Profile) == 0
+
+
+async def test_deleting_a_profile_erases_it_with_its_consents_events_deliveries_and_responses(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+    await api.post("/v1/profiles", json=ANA, headers=auth)
+    await api.post("/v1/profiles", json={**ANA, "external_id": "c-2", "email": "bo@example.com"}, headers=auth)
+    async with sessions.begin() as session:
+        campaign = Campaign(name="spring", source="spring.yaml", spec={})
+        session.add(campaign)
+        await session.flush()
+        run = CampaignRun(campaign_id=campaign.id, run_key="r", spec={})
+        session.add(run)
+        await session.flush()
+        for profile in (await session.scalars(select(Profile))).all():
+            delivery = Delivery(run_id=run.id, batch=0, profile_id=profile.id, channel="email")
+            session.add_all([delivery, Event(profile_id=profile.id, name="viewed")])
+            await session.flush()
+            session.add(Response(delivery_id=delivery.id, profile_id=profile.id, kind="opened"))
+
+    resp = await api.delete("/v1/profiles/c-1", headers=auth)
+
+    assert resp.status == 204
+    assert (await api.get("/v1/profiles/c-1", headers=auth)).status == 404
+    assert (await api.delete("/v1/profiles/c-1", headers=auth)).status == 404
+    for entity in (Profile, Consent, Event, Delivery, Response):
+        assert await count_rows(sessions, entity) == 1, entity  # only c-2's are left
+    assert (await api.get("/v1/profiles/c-2", headers=auth)).status == 200

@@ -29,8 +29,7 @@ async def _delivery(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, in
         run = CampaignRun(campaign_id=campaign.id, run_key="2025-03-01", spec={})
         session.add(run)
         await session.flush()
-        delivery = Delivery(run_id=run.id, batch=0, profile_id=profile.id, channel="email",
-                            idempotency_key=f"{run.id}:{profile.id}:email")
+        delivery = Delivery(run_id=run.id, batch=0, profile_id=profile.id, channel="email")
         session.add(delivery)
         await session.flush()
         return delivery.id, profile.id
