@@ -3,7 +3,8 @@
     python -m bench.stages [-n 20000] [--batch 1000]
 
 On a fresh PostgreSQL database with N seeded profiles, it runs the send path's database and
-queue work stage by stage, without rendering or SMTP, and prints for each the client CPU,
+queue work stage by stage through the runtime's `BatchStore` (asyncpg on PostgreSQL), without
+rendering or SMTP, and prints for each the client CPU,
 the PostgreSQL CPU (all its processes) and Redis CPU in µs per message:
 
 - segment query: the campaign's audience streamed through a server-side cursor;
@@ -37,11 +38,10 @@ from ecrm import loop
 from ecrm.campaigns.launch import create_run, plan_run
 from ecrm.campaigns.load import load_campaign
 from ecrm.channels.base import SendResult
-from ecrm.db import create_engine, utcnow
-from ecrm.deliveries.batches import close_batch
-from ecrm.deliveries.claims import Owner, mark_in_flight, take_over
-from ecrm.deliveries.send import CLAIM_CHUNK, change_for, read_queued, span
-from ecrm.deliveries.store import write_changes
+from ecrm.db import create_engine
+from ecrm.deliveries.batch_store import span
+from ecrm.deliveries.claims import Owner
+from ecrm.deliveries.send import CLAIM_CHUNK, change_for
 from ecrm.queue import ArqQueue
 from ecrm.render.message_id import MessageIds
 from ecrm.render.recipient import Recipient
@@ -133,10 +133,8 @@ class Stages:
 
     async def read(self) -> None:
         for batch in range(self.batches):
-            async with self.runtime.engine.begin() as connection:
-                self.owners[batch] = owner = await take_over(connection, self.run_id, batch)
-                self.recipients[batch] = queued = (await read_queued(connection, self.run_id, batch))[0]
-                await mark_in_flight(connection, owner, span(queued[:CLAIM_CHUNK]))
+            started = await self.runtime.batches.start(self.run_id, batch, CLAIM_CHUNK)
+            self.owners[batch], self.recipients[batch] = started.owner, started.recipients
 
     async def record(self) -> None:
         for batch, queued in self.recipients.items():
@@ -145,13 +143,11 @@ class Stages:
                 following = chunks[index + 1] if index + 1 < len(chunks) else None
                 changes = [change_for(r.delivery_id, SendResult("smtp", self.message_ids.make(r.delivery_id)))
                            for r in chunk]
-                async with self.runtime.engine.begin() as connection:
-                    await write_changes(connection, changes, utcnow())
-                    await mark_in_flight(connection, self.owners[batch], span(following))
+                assert await self.runtime.batches.record(self.owners[batch], changes, span(following))
 
     async def close(self) -> None:
         for batch in range(self.batches):
-            await close_batch(self.runtime.engine, self.run_id, batch)
+            await self.runtime.batches.close(self.run_id, batch)
 
 
 async def _stages(runtime: Runtime, n: int, batch_size: int) -> list[Stage]:

@@ -13,6 +13,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.channels.registry import Channels
 from ecrm.db import create_engine, session_factory
+from ecrm.deliveries.batch_store import BatchStore
+from ecrm.deliveries.batch_store_pg import PgBatchStore
+from ecrm.deliveries.batch_store_sql import SqlBatchStore
 from ecrm.queue import JobQueue
 from ecrm.render.environment import TemplateCatalog
 from ecrm.settings import Settings
@@ -26,17 +29,26 @@ class Runtime:
     catalog: TemplateCatalog
     channels: Channels
     queue: JobQueue
+    batches: BatchStore
     cache: dict[Any, Any] = field(default_factory=dict)
 
     async def close(self) -> None:
         await self.channels.close()
+        await self.batches.aclose()
         await self.engine.dispose()
 
 
 def open_runtime(settings: Settings, queue: JobQueue, engine: AsyncEngine | None = None) -> Runtime:
     engine = engine or create_engine(settings.database_url)
     return Runtime(settings, engine, session_factory(engine), TemplateCatalog(settings.templates_dir),
-                   Channels(settings), queue)
+                   Channels(settings), queue, open_batch_store(engine))
+
+
+def open_batch_store(engine: AsyncEngine) -> BatchStore:
+    """PostgreSQL's own store where it runs; SQLAlchemy Core for any other database."""
+    if engine.dialect.name == "postgresql":
+        return PgBatchStore(engine.url.render_as_string(hide_password=False))
+    return SqlBatchStore(engine)
 
 
 class JobContext(TypedDict, total=False):

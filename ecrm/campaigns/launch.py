@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
-from sqlalchemy import CursorResult, literal, select, update
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.campaigns.spec import CampaignSpec
-from ecrm.db import UtcDateTime, among, dialect_insert, utcnow
-from ecrm.deliveries.batches import close_batch, reopen_batches
-from ecrm.deliveries.models import DELIVERIES, RunBatch
-from ecrm.profiles.models import Profile
+from ecrm.db import utcnow
+from ecrm.deliveries.batches import reopen_batches
 from ecrm.queue import JobQueue
 from ecrm.runtime import Runtime
 from ecrm.segments.compile import compile_audience
@@ -78,12 +76,12 @@ async def plan_run(runtime: Runtime, run_id: int) -> int:
     for number in range(batches):
         await _enqueue_batch(runtime, run_id, number, plan_no)
     async for ids in stream_members(sessions, query, runtime.settings.send.batch_size):
-        if await _queue_members(runtime, run_id, batches, ids, spec.channel):
+        if await runtime.batches.queue_members(run_id, batches, ids, spec.channel):
             await _enqueue_batch(runtime, run_id, batches, plan_no)
             batches += 1
     async with sessions.begin() as session:
         await session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(planned_at=utcnow()))
-    await close_batch(runtime.engine, run_id, None)
+    await runtime.batches.close(run_id, None)
     logger.info("run %d planned: %d batches", run_id, batches)
     return batches
 
@@ -98,22 +96,6 @@ async def _start(session: AsyncSession, run_id: int) -> int:
 
 async def _enqueue_batch(runtime: Runtime, run_id: int, batch: int, plan_no: int) -> None:
     await runtime.queue.enqueue("send_batch", run_id, batch, _job_id=f"send:{run_id}:{batch}:{plan_no}")
-
-
-async def _queue_members(runtime: Runtime, run_id: int, batch: int, ids: list[int], channel: str) -> int:
-    """Queue a delivery for each profile id with one INSERT ... SELECT (rows are built in SQL),
-    skipping anyone already in the run (the (profile, run, channel) key exists); return how
-    many. Selecting from `profiles` skips anyone erased since the audience was read."""
-    rows = select(literal(run_id), literal(batch), Profile.id, literal(channel), literal("default"),
-                  literal("queued"), literal(0), literal(utcnow(), UtcDateTime()))
-    columns = ["run_id", "batch", "profile_id", "channel", "variant", "status", "attempts", "queued_at"]
-    async with runtime.sessions.begin() as session:
-        rows = rows.where(among(session, Profile.id, ids))
-        stmt = dialect_insert(session, DELIVERIES).from_select(columns, rows).on_conflict_do_nothing()
-        queued = int(cast(CursorResult[Any], await session.execute(stmt)).rowcount or 0)
-        if queued:
-            session.add(RunBatch(run_id=run_id, batch=batch))
-    return queued
 
 
 async def load_run_spec(runtime: Runtime, run_id: int) -> CampaignSpec:

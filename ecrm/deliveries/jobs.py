@@ -13,7 +13,6 @@ from typing import cast
 from arq.worker import Retry
 
 from ecrm.campaigns.launch import load_run_spec
-from ecrm.deliveries.batches import close_batch
 from ecrm.deliveries.claims import SupersededError
 from ecrm.deliveries.send import send_batch
 from ecrm.render.email import EmailComposer
@@ -49,5 +48,5 @@ async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
         logger.error("run %d batch %d: %d message(s) still not handed over after %d tries (%s); they stay "
                      "queued: launch the run again to resume", run_id, batch, outcome.retry, job_try,
                      outcome.retry_reason)
-    await close_batch(runtime.engine, run_id, batch)
+    await runtime.batches.close(run_id, batch)
     return f"sent {outcome.sent}, failed {outcome.failed}, waiting {outcome.retry}"

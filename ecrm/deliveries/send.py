@@ -4,11 +4,11 @@
    `failed` (it may have reached the provider, so resending could double it), and the batch's
    `queued` recipients are read, in delivery id order.
 2. Then chunk by chunk (`CLAIM_CHUNK` recipients): compose them (render + MIME), hand them to
-   the channel with its bounded concurrency, and in one transaction record every outcome
-   (`deliveries.store`: sent with the provider's message id, failed, or still queued for a
-   retry) and mark the next chunk in flight. A worker killed outright leaves at most one chunk
-   in doubt, never the whole batch; an attempt taken over by a newer one stops at its next
-   chunk.
+   the channel with its bounded concurrency, and atomically record every outcome (sent with
+   the provider's message id, failed, or still queued for a retry) and mark the next chunk in
+   flight. The database work is the runtime's `BatchStore` (`deliveries.batch_store`). A
+   worker killed outright leaves at most one chunk in doubt, never the whole batch; an
+   attempt taken over by a newer one stops at its next chunk.
 If the job is cancelled mid-send, messages in flight finish and what completed is recorded
 before the cancellation goes on, so the retried job starts from exactly what is left.
 """
@@ -20,18 +20,13 @@ import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
-
-from sqlalchemy import Table, bindparam, select
-from sqlalchemy.ext.asyncio import AsyncConnection
+from typing import Any
 
 from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
-from ecrm.db import utcnow
-from ecrm.deliveries.claims import Owner, SupersededError, mark_in_flight, still_owner, take_over
-from ecrm.deliveries.models import DELIVERIES
-from ecrm.deliveries.store import Change, write_changes
+from ecrm.deliveries.batch_store import span
+from ecrm.deliveries.claims import Owner, SupersededError
+from ecrm.deliveries.store import Change
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError
-from ecrm.profiles.models import Profile
 from ecrm.render.email import EmailComposer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
@@ -52,33 +47,7 @@ class BatchOutcome:
                             max(waits, default=None), self.retry_reason or other.retry_reason)
 
 
-# Core tables, not ORM entities: the hot path skips the ORM's per-statement and per-row work.
-PROFILES = cast(Table, Profile.__table__)
-D, P = DELIVERIES.c, PROFILES.c
-RECIPIENT_COLUMNS = (D.id, P.id, P.external_id, P.email, P.phone, P.first_name, P.last_name, P.locale, P.time_zone,
-                     P.traits)
-
-
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
-
-
-_QUEUED = (select(*RECIPIENT_COLUMNS).outerjoin_from(DELIVERIES, PROFILES, D.profile_id == P.id)
-           .where(D.run_id == bindparam("b_run"), D.batch == bindparam("b_batch"), D.status == "queued")
-           .order_by(D.id))  # built once, see deliveries.claims
-
-
-ERASED = "not sent: the profile was erased"
-
-
-async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> tuple[list[Recipient], list[int]]:
-    """The batch's recipients still queued, in delivery id order (chunks are id ranges), and the
-    queued deliveries whose profile was erased after they were planned (see deliveries.models)."""
-    rows: Sequence[Any] = (await connection.execute(_QUEUED, {"b_run": run_id, "b_batch": batch})).all()
-    return [Recipient(*row) for row in rows if row[1] is not None], [row[0] for row in rows if row[1] is None]
-
-
-def span(chunk: Sequence[Recipient] | None) -> tuple[int, int] | None:
-    return (chunk[0].delivery_id, chunk[-1].delivery_id) if chunk else None
 
 
 COMPOSE_SLICE = 32  # recipients composed between two yields to the event loop
@@ -103,17 +72,13 @@ async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) 
 
 async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, batch: int) -> BatchOutcome:
     """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
-    async with runtime.engine.begin() as connection:
-        owner = await take_over(connection, run_id, batch)
-        recipients, erased = await read_queued(connection, run_id, batch)
-        if erased:
-            await write_changes(connection, [Change(i, DeliveryStatus.FAILED, error=ERASED) for i in erased], utcnow())
-        chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
-        await mark_in_flight(connection, owner, span(chunks[0] if chunks else None))
-    total = BatchOutcome(0, len(erased), 0)
+    started = await runtime.batches.start(run_id, batch, CLAIM_CHUNK)
+    recipients = started.recipients
+    chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
+    total = BatchOutcome(0, started.erased, 0)
     for index, chunk in enumerate(chunks):
         following = chunks[index + 1] if index + 1 < len(chunks) else None
-        total += await send_chunk(runtime, composer, owner, chunk, following)
+        total += await send_chunk(runtime, composer, started.owner, chunk, following)
     return total
 
 
@@ -128,7 +93,8 @@ async def send_chunk(runtime: Runtime, composer: EmailComposer, owner: Owner, re
         with contextlib.suppress(SupersededError):
             await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
         raise asyncio.CancelledError from None
-    return await record(runtime, owner, recipients, merge(outcomes, sent), following)
+    # shielded: a cancellation now must not leave the chunk's outcomes unrecorded
+    return await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, sent), following))
 
 
 def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
@@ -140,10 +106,7 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
     """Write every outcome of the chunk and mark the following chunk in flight, in one
     transaction; the outcomes are kept even when the batch turns out to be taken over."""
     changes = [change_for(r.delivery_id, outcome) for r, outcome in zip(recipients, outcomes, strict=True)]
-    async with runtime.engine.begin() as connection:
-        await write_changes(connection, changes, utcnow())
-        owned = await still_owner(connection, owner, span(following))
-    if not owned:
+    if not await runtime.batches.record(owner, changes, span(following)):
         raise SupersededError(owner)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]

@@ -15,11 +15,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.launch import RunRef, create_run, plan_run
 from ecrm.campaigns.load import load_campaign
+from ecrm.deliveries.batch_store import ERASED, span
 from ecrm.deliveries.batches import close_batch
 from ecrm.deliveries.claims import INTERRUPTED, SupersededError, mark_in_flight, take_over
 from ecrm.deliveries.jobs import composer_for
 from ecrm.deliveries.models import Delivery, RunBatch
-from ecrm.deliveries.send import CLAIM_CHUNK, ERASED, read_queued, send_batch, span
+from ecrm.deliveries.queued import read_queued
+from ecrm.deliveries.send import CLAIM_CHUNK, send_batch
 from ecrm.profiles.models import Profile
 from ecrm.runtime import Runtime, open_runtime
 from ecrm.settings import Settings

@@ -1,0 +1,151 @@
+"""`BatchStore` on a raw asyncpg pool: PostgreSQL's send path without SQLAlchemy's execution
+layer. The statements are those of `batch_store_sql` (`deliveries.claims`, `.store`, `.batches`,
+`.queued`), written out in SQL; the tests run both stores against the same contract."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Sequence
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+from ecrm import jsontext
+from ecrm.db import utcnow
+from ecrm.deliveries.batch_store import ERASED, Span, Started, span
+from ecrm.deliveries.claims import INTERRUPTED, Owner
+from ecrm.deliveries.queued import split_erased
+from ecrm.deliveries.store import Change, group
+from ecrm.types import DeliveryStatus, RunStatus
+
+POOL_SIZE = 8  # a worker runs a few send jobs and a plan at once, each holding a connection briefly
+
+_QUEUE = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, status, attempts, queued_at)
+SELECT $1, $2, p.id, $3, 'default', 'queued', 0, $4 FROM profiles AS p WHERE p.id = ANY($5::bigint[])
+ON CONFLICT DO NOTHING"""
+_OPEN = "INSERT INTO run_batches (run_id, batch, attempt) VALUES ($1, $2, 0)"
+_TAKE_OVER = """UPDATE run_batches SET attempt = attempt + 1 WHERE run_id = $1 AND batch = $2
+RETURNING attempt, inflight_first, inflight_last"""
+_FAIL_IN_FLIGHT = """UPDATE deliveries SET status = 'failed', failed_at = $3, error = $4, attempts = attempts + 1
+WHERE run_id = $1 AND batch = $2 AND status = 'queued' AND id BETWEEN $5 AND $6"""
+_READ = """SELECT d.id, p.id, p.external_id, p.email, p.phone, p.first_name, p.last_name, p.locale, p.time_zone,
+       p.traits
+FROM deliveries AS d LEFT OUTER JOIN profiles AS p ON d.profile_id = p.id
+WHERE d.run_id = $1 AND d.batch = $2 AND d.status = 'queued' ORDER BY d.id"""
+_MARK = """UPDATE run_batches SET inflight_first = $4, inflight_last = $5
+WHERE run_id = $1 AND batch = $2 AND attempt = $3"""
+_LOCK_RUN = "UPDATE campaign_runs SET finished_at = finished_at WHERE id = $1"
+_CLOSE = """UPDATE run_batches AS b SET done_at = $3 WHERE b.run_id = $1 AND b.batch = $2 AND b.done_at IS NULL
+AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.run_id = $1 AND d.batch = $2 AND d.status = 'queued')"""
+_RUN_STATE = """SELECT r.planned_at IS NOT NULL,
+       EXISTS (SELECT 1 FROM run_batches AS b WHERE b.run_id = r.id AND b.done_at IS NULL)
+FROM campaign_runs AS r WHERE r.id = $1"""
+_DONE = "UPDATE campaign_runs SET status = $2, finished_at = $3 WHERE id = $1"
+
+_SET = {  # what each kind of outcome sets, besides attempts + 1 (as in deliveries.store); {now}, {provider}: params
+    DeliveryStatus.SENT: "status = 'sent', provider = {provider}, provider_message_id = v.val, error = NULL, "
+                         "sent_at = {now}",
+    DeliveryStatus.FAILED: "status = 'failed', error = v.val, failed_at = {now}",
+    DeliveryStatus.QUEUED: "status = 'queued', error = v.val",
+}
+_TIMED = (DeliveryStatus.SENT, DeliveryStatus.FAILED)  # the kinds that set a timestamp
+
+
+class PgBatchStore:
+    def __init__(self, database_url: str) -> None:
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def pool(self) -> asyncpg.Pool:
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=POOL_SIZE, init=_codecs)
+        return self._pool
+
+    async def queue_members(self, run_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
+        async with (await self.pool()).acquire() as connection, connection.transaction():
+            status = await connection.execute(_QUEUE, run_id, batch, channel, utcnow(), list(profile_ids))
+            queued = int(status.rsplit(" ", 1)[1])
+            if queued:
+                await connection.execute(_OPEN, run_id, batch)
+        return queued
+
+    async def start(self, run_id: int, batch: int, first_chunk: int) -> Started:
+        async with (await self.pool()).acquire() as connection, connection.transaction():
+            attempt, first, last = await connection.fetchrow(_TAKE_OVER, run_id, batch)
+            owner = Owner(run_id, batch, attempt)
+            if first is not None:
+                await connection.execute(_FAIL_IN_FLIGHT, run_id, batch, utcnow(), INTERRUPTED, first, last)
+            recipients, erased = split_erased(await connection.fetch(_READ, run_id, batch))
+            mark = _mark(owner, span(recipients[:first_chunk]))
+            if erased:  # failed, and the mark written, in one statement
+                await connection.fetchval(_record_statement((DeliveryStatus.FAILED,)), *mark, utcnow(), erased,
+                                          [ERASED] * len(erased))
+            else:
+                await connection.execute(_MARK, *mark)
+        return Started(owner, recipients, len(erased))
+
+    async def record(self, owner: Owner, changes: Sequence[Change], following: Span | None) -> bool:
+        """One autocommit statement: every group's UPDATE and the in-flight mark, as CTEs."""
+        groups = group(changes)
+        kinds = tuple(status for status, _ in groups)
+        arguments: list[object] = [*_mark(owner, following), *([utcnow()] if set(kinds) & set(_TIMED) else [])]
+        for (status, provider), (ids, values) in groups.items():
+            arguments += [ids, values] + ([provider] if status is DeliveryStatus.SENT else [])
+        statement = _record_statement(kinds)
+        async with (await self.pool()).acquire() as connection:
+            return bool(await connection.fetchval(statement, *arguments))
+
+    async def close(self, run_id: int, batch: int | None) -> bool:
+        async with (await self.pool()).acquire() as connection, connection.transaction():
+            now = utcnow()
+            await connection.execute(_LOCK_RUN, run_id)  # the lock, see deliveries.batches
+            if batch is not None:
+                await connection.execute(_CLOSE, run_id, batch, now)
+            planned, open_batches = await connection.fetchrow(_RUN_STATE, run_id)
+            if not planned or open_batches:
+                return False
+            await connection.execute(_DONE, run_id, RunStatus.DONE.value, now)
+        return True
+
+    async def aclose(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+
+
+def _mark(owner: Owner, chunk: Span | None) -> tuple[int, int, int, int | None, int | None]:
+    first, last = chunk if chunk is not None else (None, None)
+    return owner.run_id, owner.batch, owner.attempt, first, last
+
+
+_STATEMENTS: dict[tuple[DeliveryStatus, ...], str] = {}
+
+
+def _record_statement(kinds: tuple[DeliveryStatus, ...]) -> str:
+    """`$1..$5` the mark (run, batch, attempt, first, last); then `now` if a kind sets a
+    timestamp; then per group of outcomes its ids, values and, if sent, provider. The statement
+    returns 1 if the mark was written (the attempt still owns the batch), else 0. Built once per
+    sequence of kinds. (PostgreSQL refuses a parameter no expression types, hence no unused
+    `now`.)"""
+    statement = _STATEMENTS.get(kinds)
+    if statement is None:
+        ctes, number = [], 6
+        now = f"${number}" if set(kinds) & set(_TIMED) else ""
+        number += bool(now)
+        for index, status in enumerate(kinds):
+            provider = f"${number + 2}" if status is DeliveryStatus.SENT else ""
+            assignments = _SET[status].format(now=now, provider=provider)
+            ctes.append(f"g{index} AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
+                        f"FROM unnest(${number}::bigint[], ${number + 1}::text[]) AS v(id, val) WHERE d.id = v.id)")
+            number += 3 if provider else 2
+        ctes.append("m AS (UPDATE run_batches SET inflight_first = $4, inflight_last = $5 "
+                    "WHERE run_id = $1 AND batch = $2 AND attempt = $3 RETURNING 1)")
+        statement = _STATEMENTS[kinds] = f"WITH {', '.join(ctes)} SELECT count(*) FROM m"
+    return statement
+
+
+async def _codecs(connection: asyncpg.Connection) -> None:
+    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=jsontext.loads, schema="pg_catalog")
+    await connection.set_type_codec("json", encoder=json.dumps, decoder=jsontext.loads, schema="pg_catalog")
