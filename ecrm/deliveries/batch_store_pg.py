@@ -9,6 +9,7 @@ import json
 from collections.abc import Sequence
 
 import asyncpg
+import orjson
 from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
@@ -22,7 +23,7 @@ from ecrm.types import DeliveryStatus, RunStatus
 POOL_SIZE = 8  # a worker runs a few send jobs and a plan at once, each holding a connection briefly
 
 _QUEUE = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, status, attempts, queued_at)
-SELECT $1, $2, p.id, $3, 'default', 'queued', 0, $4 FROM profiles AS p WHERE p.id = ANY($5::bigint[])
+SELECT $1, $2, p.id, $3, 'default', 'queued', 0, $4 FROM profiles AS p WHERE p.id = ANY($5::text::bigint[])
 ON CONFLICT DO NOTHING"""
 _OPEN = "INSERT INTO run_batches (run_id, batch, attempt) VALUES ($1, $2, 0)"
 _TAKE_OVER = """UPDATE run_batches SET attempt = attempt + 1 WHERE run_id = $1 AND batch = $2
@@ -66,7 +67,7 @@ class PgBatchStore:
 
     async def queue_members(self, run_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
         async with (await self.pool()).acquire() as connection, connection.transaction():
-            status = await connection.execute(_QUEUE, run_id, batch, channel, utcnow(), list(profile_ids))
+            status = await connection.execute(_QUEUE, run_id, batch, channel, utcnow(), id_array(profile_ids))
             queued = int(status.rsplit(" ", 1)[1])
             if queued:
                 await connection.execute(_OPEN, run_id, batch)
@@ -81,8 +82,8 @@ class PgBatchStore:
             recipients, erased = split_erased(await connection.fetch(_READ, run_id, batch))
             mark = _mark(owner, span(recipients[:first_chunk]))
             if erased:  # failed, and the mark written, in one statement
-                await connection.fetchval(_record_statement((DeliveryStatus.FAILED,)), *mark, utcnow(), erased,
-                                          [ERASED] * len(erased))
+                await connection.fetchval(_record_statement((DeliveryStatus.FAILED,)), *mark, utcnow(),
+                                          id_array(erased), text_array([ERASED] * len(erased)))
             else:
                 await connection.execute(_MARK, *mark)
         return Started(owner, recipients, len(erased))
@@ -93,7 +94,7 @@ class PgBatchStore:
         kinds = tuple(status for status, _ in groups)
         arguments: list[object] = [*_mark(owner, following), *([utcnow()] if set(kinds) & set(_TIMED) else [])]
         for (status, provider), (ids, values) in groups.items():
-            arguments += [ids, values] + ([provider] if status is DeliveryStatus.SENT else [])
+            arguments += [id_array(ids), text_array(values)] + ([provider] if status is DeliveryStatus.SENT else [])
         statement = _record_statement(kinds)
         async with (await self.pool()).acquire() as connection:
             return bool(await connection.fetchval(statement, *arguments))
@@ -138,12 +139,30 @@ def _record_statement(kinds: tuple[DeliveryStatus, ...]) -> str:
             provider = f"${number + 2}" if status is DeliveryStatus.SENT else ""
             assignments = _SET[status].format(now=now, provider=provider)
             ctes.append(f"g{index} AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
-                        f"FROM unnest(${number}::bigint[], ${number + 1}::text[]) AS v(id, val) WHERE d.id = v.id)")
+                        f"FROM unnest(${number}::text::bigint[], {_texts(number + 1)}) AS v(id, val) "
+                        "WHERE d.id = v.id)")
             number += 3 if provider else 2
         ctes.append("m AS (UPDATE run_batches SET inflight_first = $4, inflight_last = $5 "
                     "WHERE run_id = $1 AND batch = $2 AND attempt = $3 RETURNING 1)")
         statement = _STATEMENTS[kinds] = f"WITH {', '.join(ctes)} SELECT count(*) FROM m"
     return statement
+
+
+def id_array(ids: Sequence[int]) -> str:
+    """Ids as an array literal, `{1,2,3}`, cast to bigint[] in SQL: asyncpg's array codec costs
+    about 0.5 µs per element, twice what formatting costs."""
+    return "{" + ",".join(map(str, ids)) + "}"
+
+
+def text_array(values: Sequence[str | None]) -> str:
+    """Texts (or NULLs) as a JSON array, unpacked in order by `_texts`: orjson formats and quotes
+    them in C, where asyncpg's text[] codec costs about 0.7 µs per element."""
+    return orjson.dumps(values).decode()
+
+
+def _texts(number: int) -> str:
+    return (f"ARRAY(SELECT t.value FROM jsonb_array_elements_text(${number}::text::jsonb) WITH ORDINALITY "
+            "AS t(value, position) ORDER BY t.position)")
 
 
 async def _codecs(connection: asyncpg.Connection) -> None:
