@@ -9,7 +9,6 @@ import json
 from collections.abc import Sequence
 
 import asyncpg
-import orjson
 from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
@@ -83,7 +82,7 @@ class PgBatchStore:
             mark = _mark(owner, span(recipients[:first_chunk]))
             if erased:  # failed, and the mark written, in one statement
                 await connection.fetchval(_record_statement((DeliveryStatus.FAILED,)), *mark, utcnow(),
-                                          id_array(erased), text_array([ERASED] * len(erased)))
+                                          id_array(erased), [ERASED] * len(erased))
             else:
                 await connection.execute(_MARK, *mark)
         return Started(owner, recipients, len(erased))
@@ -94,7 +93,7 @@ class PgBatchStore:
         kinds = tuple(status for status, _ in groups)
         arguments: list[object] = [*_mark(owner, following), *([utcnow()] if set(kinds) & set(_TIMED) else [])]
         for (status, provider), (ids, values) in groups.items():
-            arguments += [id_array(ids), text_array(values)] + ([provider] if status is DeliveryStatus.SENT else [])
+            arguments += [id_array(ids), values] + ([provider] if status is DeliveryStatus.SENT else [])
         statement = _record_statement(kinds)
         async with (await self.pool()).acquire() as connection:
             return bool(await connection.fetchval(statement, *arguments))
@@ -139,7 +138,7 @@ def _record_statement(kinds: tuple[DeliveryStatus, ...]) -> str:
             provider = f"${number + 2}" if status is DeliveryStatus.SENT else ""
             assignments = _SET[status].format(now=now, provider=provider)
             ctes.append(f"g{index} AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
-                        f"FROM unnest(${number}::text::bigint[], {_texts(number + 1)}) AS v(id, val) "
+                        f"FROM unnest(${number}::text::bigint[], ${number + 1}::text[]) AS v(id, val) "
                         "WHERE d.id = v.id)")
             number += 3 if provider else 2
         ctes.append("m AS (UPDATE run_batches SET inflight_first = $4, inflight_last = $5 "
@@ -150,19 +149,9 @@ def _record_statement(kinds: tuple[DeliveryStatus, ...]) -> str:
 
 def id_array(ids: Sequence[int]) -> str:
     """Ids as an array literal, `{1,2,3}`, cast to bigint[] in SQL: asyncpg's array codec costs
-    about 0.5 µs per element, twice what formatting costs."""
+    about 0.5 µs per element, twice what formatting costs. (Texts stay asyncpg arrays: passing
+    them as JSON saved the client 1.7 µs per row and cost PostgreSQL 1.3 µs more.)"""
     return "{" + ",".join(map(str, ids)) + "}"
-
-
-def text_array(values: Sequence[str | None]) -> str:
-    """Texts (or NULLs) as a JSON array, unpacked in order by `_texts`: orjson formats and quotes
-    them in C, where asyncpg's text[] codec costs about 0.7 µs per element."""
-    return orjson.dumps(values).decode()
-
-
-def _texts(number: int) -> str:
-    return (f"ARRAY(SELECT t.value FROM jsonb_array_elements_text(${number}::text::jsonb) WITH ORDINALITY "
-            "AS t(value, position) ORDER BY t.position)")
 
 
 async def _codecs(connection: asyncpg.Connection) -> None:
