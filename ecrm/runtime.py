@@ -6,6 +6,7 @@ context, so no job opens its own engine or SMTP connections.
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
@@ -20,6 +21,8 @@ from ecrm.queue import JobQueue
 from ecrm.render.environment import TemplateCatalog
 from ecrm.settings import Settings
 
+logger = logging.getLogger(__name__)
+
 
 @dataclass
 class Runtime:
@@ -31,6 +34,14 @@ class Runtime:
     queue: JobQueue
     batches: BatchStore
     cache: dict[Any, Any] = field(default_factory=dict)
+
+    async def warm(self) -> None:
+        """What a worker does once at start-up rather than inside its first jobs: compile the
+        templates and open the database pool. A broken template is logged; launching a
+        campaign that uses it is refused."""
+        for error in self.catalog.warm():
+            logger.warning("template not compiled at start-up: %s", error)
+        await self.batches.warm()
 
     async def close(self) -> None:
         await self.channels.close()

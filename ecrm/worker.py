@@ -25,11 +25,13 @@ ARQ_MAX_TRIES = 1000
 
 
 def make_startup(settings: Settings | None, settle: bool = False) -> Any:
-    """arq's on_startup: build the runtime; `settle` the heap too when this is the process's own
-    start-up (`ecrm worker` settles before arq starts; tests run workers inside pytest)."""
+    """arq's on_startup: build the runtime and warm it; `settle` the heap too when this is the
+    process's own start-up (`ecrm worker` settles before arq starts; tests run workers inside
+    pytest)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["runtime"] = open_runtime(settings or load_settings(), ArqQueue(ctx["redis"]))
+        ctx["runtime"] = runtime = open_runtime(settings or load_settings(), ArqQueue(ctx["redis"]))
+        await runtime.warm()
         if settle:
             heap.settle()
 

@@ -58,4 +58,7 @@ class BatchStore(Protocol):
         """Close `batch` if none of its deliveries is queued; mark the run done if it was the
         last open batch and the run is planned. Return True if the run is done."""
 
+    async def warm(self) -> None:
+        """Open what the first job would otherwise open (a connection pool)."""
+
     async def aclose(self) -> None: ...

@@ -57,6 +57,9 @@ class SqlBatchStore:
     async def close(self, run_id: int, batch: int | None) -> bool:
         return await close_batch(self.engine, run_id, batch)
 
-    async def aclose(self) -> None:
+    async def warm(self) -> None:
         pass  # the engine belongs to the runtime
+
+    async def aclose(self) -> None:
+        pass
 

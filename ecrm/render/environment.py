@@ -163,6 +163,22 @@ class TemplateCatalog:
                 found[path.name[len(name) + 1 :]] = path.name
         return found
 
+    def warm(self, default_locale: str = "en") -> list[TemplateError]:
+        """Compile every email template in each locale it has a folder for, and the bare folder in
+        `default_locale`, loading the locales' data too: a worker does this once at start-up
+        instead of inside its first send jobs (about 60 ms per locale, most of it Babel's data).
+        Broken templates are returned, not raised: a campaign using one is refused at launch."""
+        errors = []
+        for folder in sorted(self.root.iterdir()):
+            if not folder.is_dir() or folder.name.startswith(("_", ".")) or "." in folder.name:
+                continue
+            for locale in self.variants(folder.name):
+                try:
+                    self.email(folder.name, locale or default_locale)
+                except TemplateError as error:
+                    errors.append(error)
+        return errors
+
     def email(self, name: str, locale: str) -> CompiledEmail:
         key = (name, locale)
         compiled = self._compiled.get(key)

@@ -42,6 +42,20 @@ def test_each_template_and_locale_is_compiled_once(tmp_path: Path) -> None:
     assert catalog.email("promo", "en") is catalog.email("promo", "en")
 
 
+def test_warming_compiles_every_template_in_its_locales_and_reports_broken_ones(tmp_path: Path) -> None:
+    make(tmp_path, "promo", "Hi")
+    make(tmp_path, "promo.fa", "سلام")
+    make(tmp_path, "broken", "{% if %}")
+    (tmp_path / "_layouts").mkdir()
+    catalog = TemplateCatalog(tmp_path)
+
+    errors = catalog.warm()
+
+    assert [e.template for e in errors] == ["broken/subject.txt"]
+    assert sorted(catalog._compiled) == [("promo", "en"), ("promo", "fa")]
+    assert catalog._compiled[("promo", "fa")].direction == "rtl"
+
+
 def test_an_undefined_variable_is_an_error_not_a_blank(tmp_path: Path) -> None:
     make(tmp_path, "promo", "Hi {{ profile.nickname }}")
     compiled = TemplateCatalog(tmp_path).email("promo", "en")
