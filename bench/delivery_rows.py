@@ -14,8 +14,9 @@ backend's CPU (from /proc) per row:
 
 It also prints how many updates were HOT (the new version on the same page, no index written)
 and the table's size. Variants: current (the schema as migrated), fillfactor80 (before
-migration 0004), fillfactor50, run-fk (before migration 0003), no-profile-fk, insert-at-send,
-insert-at-send-no-profile-fk.
+migration 0004), fillfactor50, run-fk (before migration 0003), profile-fk, text-key (before
+migration 0005: text idempotency key, profile index, profile foreign key), insert-at-send (at
+fillfactor 100, since no row would grow).
 """
 
 from __future__ import annotations
@@ -35,34 +36,29 @@ ALTER = {
     "fillfactor80": ["ALTER TABLE deliveries SET (fillfactor = 80)"],
     "fillfactor50": ["ALTER TABLE deliveries SET (fillfactor = 50)"],
     "run-fk": ["ALTER TABLE deliveries ADD CONSTRAINT fk_run FOREIGN KEY (run_id) REFERENCES campaign_runs (id)"],
-    "no-profile-fk": ["ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles"],
-    "insert-at-send": [],
-    "insert-at-send-no-profile-fk": ["ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles"],
-    "run-profile-key": [  # no profile FK; one unique (run, profile, channel) replaces the text key and profile index
-        "ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles",
-        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_idempotency_key",
-        "DROP INDEX ix_deliveries_profile_id",
-        "CREATE UNIQUE INDEX uq_run_profile ON deliveries (run_id, profile_id, channel)"],
-    "profile-run-key": [  # the same, profile first: it serves a profile's lookups too
-        "ALTER TABLE deliveries DROP CONSTRAINT fk_deliveries_profile_id_profiles",
-        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_idempotency_key",
-        "DROP INDEX ix_deliveries_profile_id",
-        "CREATE UNIQUE INDEX uq_profile_run ON deliveries (profile_id, run_id, channel)"],
-    "run-profile-key-fk": [  # run-profile-key keeping the profile FK
-        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_idempotency_key",
-        "DROP INDEX ix_deliveries_profile_id",
-        "CREATE UNIQUE INDEX uq_run_profile ON deliveries (run_id, profile_id, channel)"],
+    "profile-fk": ["ALTER TABLE deliveries ADD CONSTRAINT fk_profile FOREIGN KEY (profile_id) "
+                   "REFERENCES profiles (id)"],
+    "text-key": [  # before migration 0005: a text idempotency key, a profile index and the profile FK
+        "ALTER TABLE deliveries ADD COLUMN idempotency_key varchar(120)",
+        "ALTER TABLE deliveries DROP CONSTRAINT uq_deliveries_profile_id_run_id_channel",
+        "CREATE UNIQUE INDEX uq_key ON deliveries (idempotency_key)",
+        "CREATE INDEX ix_profile ON deliveries (profile_id)",
+        "ALTER TABLE deliveries ADD CONSTRAINT fk_profile FOREIGN KEY (profile_id) REFERENCES profiles (id)"],
+    "insert-at-send": ["ALTER TABLE deliveries SET (fillfactor = 100)"],
 }
-PLAN = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, idempotency_key, status, attempts,
-                        queued_at)
+PLAN = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, status, attempts, queued_at)
+SELECT $1, $2, p.id, 'email', 'default', 'queued', 0, $3
+FROM profiles p WHERE p.id = ANY($4::bigint[]) ON CONFLICT DO NOTHING"""
+PLAN_WITH_KEY = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, idempotency_key, status,
+                        attempts, queued_at)
 SELECT $1, $2, p.id, 'email', 'default', $1::bigint || ':main:' || p.id || ':email', 'queued', 0, $3
 FROM profiles p WHERE p.id = ANY($4::bigint[]) ON CONFLICT DO NOTHING"""
 RECORD = """UPDATE deliveries AS d SET attempts = d.attempts + 1, status = 'sent', provider = 'smtp',
     provider_message_id = v.val, error = NULL, sent_at = $1
 FROM unnest($2::bigint[], $3::text[]) AS v(id, val) WHERE d.id = v.id"""
-INSERT_SENT = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, idempotency_key, status, attempts,
+INSERT_SENT = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, status, attempts,
                         provider, provider_message_id, queued_at, sent_at)
-SELECT $1, $2, v.id, 'email', 'default', $1::bigint || ':main:' || v.id || ':email', 'sent', 1, 'smtp', v.val, $3, $3
+SELECT $1, $2, v.id, 'email', 'default', 'sent', 1, 'smtp', v.val, $3, $3
 FROM unnest($4::bigint[], $5::text[]) AS v(id, val)"""
 
 
@@ -94,17 +90,18 @@ async def measure(variant: str, n: int) -> str:
         if variant.startswith("insert-at-send"):
             plan, record = await insert_at_send(connection, pid, run_id, ids), 0.0
         else:
-            plan, record = await plan_then_record(connection, pid, run_id, ids)
+            plan, record = await plan_then_record(connection, pid, run_id, ids,
+                                                  PLAN_WITH_KEY if variant == "text-key" else PLAN)
     finally:
         await connection.close()  # the backend exits and flushes its statistics
     return await variant_line(variant, n, plan, record)
 
 
 async def plan_then_record(connection: asyncpg.Connection, pid: int, run_id: int,
-                           ids: list[int]) -> tuple[float, float]:
+                           ids: list[int], plan_statement: str) -> tuple[float, float]:
     now, started = datetime.now(UTC), backend_cpu(pid)
     for batch, start in enumerate(range(0, len(ids), 1000)):
-        await connection.execute(PLAN, run_id, batch, now, ids[start : start + 1000])
+        await connection.execute(plan_statement, run_id, batch, now, ids[start : start + 1000])
     planned = backend_cpu(pid)
     rows = [r[0] for r in await connection.fetch("SELECT id FROM deliveries ORDER BY id")]
     recording = backend_cpu(pid)
