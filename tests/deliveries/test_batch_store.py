@@ -13,7 +13,7 @@ from ecrm.campaigns.launch import create_run
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
 from ecrm.db import utcnow
-from ecrm.deliveries.batch_store import ERASED, BatchStore
+from ecrm.deliveries.batch_store import ERASED, BatchStore, Started
 from ecrm.deliveries.batch_store_pg import PgBatchStore
 from ecrm.deliveries.batch_store_sql import SqlBatchStore
 from ecrm.deliveries.claims import INTERRUPTED
@@ -47,6 +47,14 @@ async def profile_ids(sessions: async_sessionmaker[AsyncSession], count: int) ->
     await add_profiles(sessions, count, ("en", "fa"))
     async with sessions() as session:
         return list(await session.scalars(select(Profile.id).order_by(Profile.id)))
+
+
+async def started_batch(store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession],
+                        people: int, first_chunk: int) -> tuple[int, Started]:
+    """A new run with `people` queued in batch 0, taken over with `first_chunk` in flight."""
+    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, people)
+    await store.queue_members(run_id, 0, ids, "email")
+    return run_id, await store.start(run_id, 0, first_chunk)
 
 
 async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[object, ...]]:
@@ -104,9 +112,7 @@ async def test_taking_a_batch_over_reads_it_in_order_and_fails_what_a_dead_owner
 async def test_recording_writes_each_row_its_own_outcome_and_moves_the_mark(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, 8)
-    await store.queue_members(run_id, 0, ids, "email")
-    started = await store.start(run_id, 0, 5)
+    run_id, started = await started_batch(store, settings, sessions, 8, 5)
     d = [r.delivery_id for r in started.recipients]
     changes = [
         Change(d[0], DeliveryStatus.SENT, "smtp", "<a@x>"),
@@ -138,9 +144,7 @@ async def test_recording_writes_each_row_its_own_outcome_and_moves_the_mark(
 async def test_an_attempt_taken_over_still_records_its_outcomes_but_learns_it_lost_the_batch(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, 3)
-    await store.queue_members(run_id, 0, ids, "email")
-    older = await store.start(run_id, 0, 1)
+    run_id, older = await started_batch(store, settings, sessions, 3, 1)
     newer = await store.start(run_id, 0, 1)  # it fails the older one's chunk in flight as interrupted
     mine = older.recipients[1].delivery_id
 
@@ -154,9 +158,7 @@ async def test_an_attempt_taken_over_still_records_its_outcomes_but_learns_it_lo
 async def test_a_run_is_done_once_planned_and_its_last_batch_has_nothing_queued(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, 2)
-    await store.queue_members(run_id, 0, ids, "email")
-    started = await store.start(run_id, 0, 2)
+    run_id, started = await started_batch(store, settings, sessions, 2, 2)
     d = [r.delivery_id for r in started.recipients]
     assert not await store.close(run_id, None)  # not planned yet
     async with sessions.begin() as session:
