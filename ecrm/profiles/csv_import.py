@@ -21,6 +21,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
 from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, UpsertCounts, input_errors, upsert_profile_batch
 from ecrm.types import ChannelKind, ConsentState
@@ -57,9 +58,11 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path,
     """
     reader = await asyncio.to_thread(_CsvProfiles, path)
     try:
-        return await _import(sessions, reader, progress, batch_size)
+        report = await _import(sessions, reader, progress, batch_size)
     finally:
         await asyncio.to_thread(reader.close)
+    await refresh_statistics(sessions, "profiles", "consents")
+    return report
 
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles,

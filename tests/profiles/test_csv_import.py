@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.errors import SpecError
@@ -118,3 +118,16 @@ async def test_a_line_that_is_not_utf8_is_reported_and_skipped_alone(
     async with sessions() as session:
         zoe = await find_profile(session, "c-3")
     assert zoe is not None and zoe.first_name == "Zoë"
+
+
+async def test_an_import_leaves_the_planner_statistics_on_profiles_and_consents(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+    await import_csv(sessions, _write(tmp_path, PEOPLE))
+    async with sessions() as session:
+        if session.get_bind().dialect.name == "postgresql":
+            query = ("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
+                     "AND relname IN ('profiles', 'consents') ORDER BY relname")
+        else:
+            query = "SELECT DISTINCT tbl FROM sqlite_stat1 WHERE tbl IN ('profiles', 'consents') ORDER BY tbl"
+        analyzed = list(await session.scalars(text(query)))
+    assert analyzed == ["consents", "profiles"]
