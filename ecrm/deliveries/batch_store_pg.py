@@ -63,6 +63,8 @@ class PgBatchStore:
         self._opening = asyncio.Lock()
 
     async def pool(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
         async with self._opening:
             if self._pool is None:
                 self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=POOL_SIZE, init=_codecs)
