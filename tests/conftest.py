@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.db import create_engine, migrate, session_factory
@@ -87,3 +91,22 @@ def send_settings(settings: Settings, smtp: SmtpServer) -> Settings:
         "send": settings.send.model_copy(update={"batch_size": 4, "retry_delay": 0.0, "max_tries": 5}),
         "public_url": "https://crm.shop.example",
     })
+
+
+@pytest.fixture(scope="session")
+def redis_turn() -> Iterator[None]:
+    """Queue tests share one Redis database and flush it, and arq's keys name jobs, not test
+    runs: two test runs on one machine take turns, the second waiting for the first."""
+    with (Path(tempfile.gettempdir()) / "ecrm-tests-redis.lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+@pytest.fixture
+async def redis(redis_turn: None) -> AsyncIterator[ArqRedis]:
+    """The test Redis database, empty before and after the test."""
+    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    await pool.flushdb()
+    yield pool
+    await pool.flushdb()
+    await pool.aclose()

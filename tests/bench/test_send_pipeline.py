@@ -9,8 +9,7 @@ from email import policy
 from email.parser import BytesParser
 from pathlib import Path
 
-from arq import create_pool
-from arq.connections import RedisSettings
+from arq import ArqRedis
 from sqlalchemy import func, select
 
 from bench.send import CAMPAIGN, bench_address, seed
@@ -37,7 +36,7 @@ async def run_workers(settings: Settings, count: int) -> None:
 
 
 async def test_two_workers_send_each_of_2000_recipients_exactly_one_parseable_message(
-    db_url: str, settings: Settings, tmp_path: Path
+    db_url: str, settings: Settings, tmp_path: Path, redis: ArqRedis
 ) -> None:
     await seed(db_url, N)
     sink = SmtpSink(capture=tmp_path / "mail")
@@ -47,8 +46,6 @@ async def test_two_workers_send_each_of_2000_recipients_exactly_one_parseable_me
         "smtp": settings.smtp.model_copy(update={"port": port, "connections": 4}),
         "send": settings.send.model_copy(update={"batch_size": 150}),
     })
-    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
-    await redis.flushdb()
     engine = create_engine(db_url)
     try:
         spec = load_campaign(CAMPAIGN, settings)
@@ -59,8 +56,6 @@ async def test_two_workers_send_each_of_2000_recipients_exactly_one_parseable_me
     finally:
         await sink.close()
         await engine.dispose()
-        await redis.flushdb()
-        await redis.aclose()
 
     assert sink.per_recipient == dict.fromkeys((bench_address(i) for i in range(N)), 1)
     assert sent == sink.messages == N

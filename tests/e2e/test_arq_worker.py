@@ -8,12 +8,10 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from arq import ArqRedis, create_pool
-from arq.connections import RedisSettings
+from arq import ArqRedis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -31,15 +29,6 @@ from tests.smtp import SmtpServer
 from tests.waiting import wait_for
 
 WELCOME = ROOT / "campaigns" / "welcome.yaml"
-
-
-@pytest.fixture
-async def redis() -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(REDIS_URL))
-    await pool.flushdb()
-    yield pool
-    await pool.flushdb()
-    await pool.aclose()
 
 
 @pytest.fixture

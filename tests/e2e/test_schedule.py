@@ -8,8 +8,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from arq import create_pool
-from arq.connections import RedisSettings
+from arq import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.launch import create_run, enqueue_plan
@@ -49,25 +48,20 @@ async def test_an_in_process_launch_waits_for_the_scheduled_time(
 
 
 async def test_an_arq_worker_does_not_start_a_run_before_its_time(
-    send_settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer, tmp_path: Path
+    send_settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer, tmp_path: Path,
+    redis: ArqRedis,
 ) -> None:
     await add_profiles(sessions, 3)
     settings = send_settings.model_copy(update={"redis_url": REDIS_URL})
     when = datetime.now(UTC) + timedelta(hours=1)
     spec = load_campaign(scheduled_campaign(tmp_path, when), settings)
-    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
-    await redis.flushdb()
-    try:
-        await enqueue_plan(ArqQueue(redis), await create_run(sessions, spec, "scheduled.yaml"), spec)
-        worker = make_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
-        with contextlib.suppress(TimeoutError):  # a deferred job keeps even a burst worker polling
-            async with asyncio.timeout(1.0):
-                await worker.main()
-        await worker.close()
-        (job,) = await redis.queued_jobs()
-    finally:
-        await redis.flushdb()
-        await redis.aclose()
+    await enqueue_plan(ArqQueue(redis), await create_run(sessions, spec, "scheduled.yaml"), spec)
+    worker = make_worker(settings, burst=True, poll_delay=0.05, handle_signals=False)
+    with contextlib.suppress(TimeoutError):  # a deferred job keeps even a burst worker polling
+        async with asyncio.timeout(1.0):
+            await worker.main()
+    await worker.close()
+    (job,) = await redis.queued_jobs()
     assert job.function == "plan_run"
     assert job.score is not None and abs(job.score / 1000 - when.timestamp()) < 1
     assert smtp.handler.received == []
