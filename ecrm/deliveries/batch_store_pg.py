@@ -20,7 +20,7 @@ from ecrm.db import utcnow
 from ecrm.deliveries.batch_store import ERASED, Span, Started, span
 from ecrm.deliveries.claims import INTERRUPTED, Owner
 from ecrm.deliveries.queued import split_erased
-from ecrm.deliveries.store import Change, group
+from ecrm.deliveries.store import SET_BY_KIND, TIMED, Change, group
 from ecrm.types import DeliveryStatus, RunStatus
 
 POOL_SIZE = 8  # a worker runs a few send jobs and a plan at once, each holding a connection briefly
@@ -46,14 +46,6 @@ _RUN_STATE = """SELECT r.planned_at IS NOT NULL,
        EXISTS (SELECT 1 FROM run_batches AS b WHERE b.run_id = r.id AND b.done_at IS NULL)
 FROM campaign_runs AS r WHERE r.id = $1"""
 _DONE = "UPDATE campaign_runs SET status = $2, finished_at = $3 WHERE id = $1"
-
-_SET = {  # what each kind of outcome sets, besides attempts + 1 (as in deliveries.store); {now}, {provider}: params
-    DeliveryStatus.SENT: "status = 'sent', provider = {provider}, provider_message_id = v.val, error = NULL, "
-                         "sent_at = {now}",
-    DeliveryStatus.FAILED: "status = 'failed', error = v.val, failed_at = {now}",
-    DeliveryStatus.QUEUED: "status = 'queued', error = v.val",
-}
-_TIMED = (DeliveryStatus.SENT, DeliveryStatus.FAILED)  # the kinds that set a timestamp
 
 
 class PgBatchStore:
@@ -97,7 +89,7 @@ class PgBatchStore:
         """One autocommit statement: every group's UPDATE and the in-flight mark, as CTEs."""
         groups = group(changes)
         kinds = tuple(status for status, _ in groups)
-        arguments: list[object] = [*_mark(owner, following), *([utcnow()] if set(kinds) & set(_TIMED) else [])]
+        arguments: list[object] = [*_mark(owner, following), *([utcnow()] if set(kinds) & set(TIMED) else [])]
         for (status, provider), (ids, values) in groups.items():
             arguments += [ids, values] + ([provider] if status is DeliveryStatus.SENT else [])
         statement = _record_statement(kinds)
@@ -141,11 +133,11 @@ def _record_statement(kinds: tuple[DeliveryStatus, ...]) -> str:
     statement = _STATEMENTS.get(kinds)
     if statement is None:
         ctes, number = [], 6
-        now = f"${number}" if set(kinds) & set(_TIMED) else ""
+        now = f"${number}" if set(kinds) & set(TIMED) else ""
         number += bool(now)
         for index, status in enumerate(kinds):
             provider = f"${number + 2}" if status is DeliveryStatus.SENT else ""
-            assignments = _SET[status].format(now=now, provider=provider)
+            assignments = SET_BY_KIND[status].format(now=now, provider=provider)
             ctes.append(f"g{index} AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
                         f"FROM unnest(${number}::bigint[], ${number + 1}::text[]) AS v(id, val) "
                         "WHERE d.id = v.id)")

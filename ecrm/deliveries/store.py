@@ -56,16 +56,20 @@ async def write_changes(connection: AsyncConnection, changes: Sequence[Change], 
             await connection.execute(_BY_ID[status], rows)
 
 
-_SET = {  # what each kind of outcome sets, besides attempts + 1; v.val is the per-row value
-    DeliveryStatus.SENT: "status = 'sent', provider = :provider, provider_message_id = v.val, error = NULL, "
-                         "sent_at = :now",
-    DeliveryStatus.FAILED: "status = 'failed', error = v.val, failed_at = :now",
+# What each kind of outcome sets, besides attempts + 1; v.val is the per-row value, {now} and
+# {provider} the parameters (each store spells them its own way: `batch_store_pg` uses this too).
+SET_BY_KIND = {
+    DeliveryStatus.SENT: "status = 'sent', provider = {provider}, provider_message_id = v.val, error = NULL, "
+                         "sent_at = {now}",
+    DeliveryStatus.FAILED: "status = 'failed', error = v.val, failed_at = {now}",
     DeliveryStatus.QUEUED: "status = 'queued', error = v.val",
 }
+TIMED = tuple(kind for kind, assignments in SET_BY_KIND.items() if "{now}" in assignments)
+_BOUND = {"now": ":now", "provider": ":provider"}
 _UNNEST: dict[DeliveryStatus, TextClause] = {
-    status: text(f"UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
+    status: text(f"UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments.format(**_BOUND)} "
                  "FROM unnest(CAST(:ids AS bigint[]), CAST(:vals AS text[])) AS v(id, val) WHERE d.id = v.id")
-    for status, assignments in _SET.items()
+    for status, assignments in SET_BY_KIND.items()
 }
 
 _ONE = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(attempts=DELIVERIES.c.attempts + 1)
