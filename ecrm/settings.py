@@ -41,6 +41,10 @@ class EmailSettings(_Section):
     from_name: str = "Example Shop"
     message_id_domain: str = "shop.example"
     unsubscribe_mailto: str | None = None
+    # Bodies go as written (7bit, or 8bit UTF-8 with BODY=8BITMIME, RFC 6152) when their lines
+    # fit; false: always quoted-printable or base64, e.g. when a relay signs with DKIM and a
+    # later hop without 8BITMIME would convert the body and break the signature.
+    eight_bit: bool = True
 
 
 class SendSettings(_Section):

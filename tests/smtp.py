@@ -26,6 +26,7 @@ class CapturingHandler:
     `refuse` answers 550 to those recipients, `delay` slows each message down."""
 
     received: list[tuple[str, bytes]] = field(default_factory=list)
+    mail_options: list[list[str]] = field(default_factory=list)  # each accepted message's MAIL FROM parameters
     fail_next: int = 0
     refuse: set[str] = field(default_factory=set)
     delay: float = 0.0
@@ -42,6 +43,7 @@ class CapturingHandler:
         if self.fail_next > 0:
             self.fail_next -= 1
             return "421 4.3.2 service not available, try again later"
+        self.mail_options.append(list(envelope.mail_options))
         for rcpt in envelope.rcpt_tos:
             self.received.append((rcpt, envelope.original_content))
         return "250 2.0.0 queued"
@@ -55,10 +57,14 @@ class CapturingHandler:
 
 
 class SmtpServer:
-    def __init__(self) -> None:
+    """`eight_bit_mime=False`: a server that takes 7-bit mail only (aiosmtpd then announces no
+    8BITMIME and refuses BODY=8BITMIME)."""
+
+    def __init__(self, eight_bit_mime: bool = True) -> None:
         self.handler = CapturingHandler()
         self.port = free_port()
-        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port)
+        self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
+                                     decode_data=not eight_bit_mime)
 
     def start(self) -> SmtpServer:
         self.controller.start()

@@ -23,6 +23,7 @@ class OutgoingEmail:
     recipient: str
     data: bytes
     message_id: str
+    eight_bit: bool = False  # a body is 8bit: declared as BODY=8BITMIME, converted for servers without it
 
 
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost

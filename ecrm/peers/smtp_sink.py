@@ -34,6 +34,7 @@ EHLO_REPLY = (
     b"250-ecrm-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250-SMTPUTF8\r\n250-ENHANCEDSTATUSCODES\r\n"
     b"250 SIZE %d\r\n" % MAX_MESSAGE_SIZE
 )
+EHLO_REPLY_7BIT = EHLO_REPLY.replace(b"250-8BITMIME\r\n", b"")  # a server that takes 7-bit mail only
 HELO_REPLY = b"250 ecrm-sink\r\n"
 OK = b"250 2.0.0 OK\r\n"
 SENDER_OK = b"250 2.1.0 sender OK\r\n"
@@ -47,6 +48,7 @@ TOO_BIG = b"552 5.3.4 message too big\r\n"
 NO_RECIPIENTS = b"554 5.5.1 no valid recipients\r\n"
 BAD_SEQUENCE = b"503 5.5.1 bad sequence of commands\r\n"
 BAD_SYNTAX = b"501 5.5.4 syntax error in parameters\r\n"
+UNKNOWN_PARAMETER = b"555 5.5.4 MAIL FROM parameters not recognized\r\n"
 UNKNOWN = b"500 5.5.2 command not recognized\r\n"
 LINE_TOO_LONG = b"500 5.5.6 line too long\r\n"
 
@@ -61,7 +63,9 @@ class SmtpSink:
         fail_after: int | None = None,
         fail_count: int = 1,
         reject: Iterable[str] = (),
+        eight_bit_mime: bool = True,
     ) -> None:
+        self.eight_bit_mime = eight_bit_mime  # False: no 8BITMIME in EHLO, and BODY=8BITMIME is refused
         self.capture = Path(capture) if capture is not None else None
         self.fail_after = fail_after
         self.fail_count = fail_count
@@ -215,7 +219,7 @@ class _Session(asyncio.Protocol):
 
     def _ehlo(self, line: bytes) -> bytes:
         self._reset()
-        return EHLO_REPLY
+        return EHLO_REPLY if self._sink.eight_bit_mime else EHLO_REPLY_7BIT
 
     def _helo(self, line: bytes) -> bytes:
         self._reset()
@@ -226,6 +230,8 @@ class _Session(asyncio.Protocol):
             return BAD_SEQUENCE
         if line[4:10].upper() != b" FROM:":
             return BAD_SYNTAX
+        if not self._sink.eight_bit_mime and b" BODY=" in line.upper():
+            return UNKNOWN_PARAMETER
         self._sender = line[10:]
         return SENDER_OK
 

@@ -42,6 +42,7 @@ class EmailComposer:
     def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, campaign: str) -> None:
         self.catalog, self.template, self.campaign = catalog, template, campaign
         self.from_name, self.from_address = settings.email.from_name, settings.email.from_address
+        self.eight_bit = settings.email.eight_bit
         self.unsubscribe_base = settings.public_url.rstrip("/") + "/u/"
         self.mailto = f", <mailto:{settings.email.unsubscribe_mailto}?subject=unsubscribe>" \
             if settings.email.unsubscribe_mailto else ""
@@ -60,8 +61,8 @@ class EmailComposer:
         message_id = self.message_ids.make(recipient.delivery_id)
         unsubscribe = f"<{rendered.unsubscribe_url}>{self.mailto}"
         headers = EmailHeaders(recipient.email, rendered.subject, message_id, unsubscribe)
-        data = variant.skeleton.build(headers, rendered.text, rendered.html)
-        return OutgoingEmail(self.from_address, recipient.email, data, message_id)
+        data, eight_bit = variant.skeleton.build(headers, rendered.text, rendered.html)
+        return OutgoingEmail(self.from_address, recipient.email, data, message_id, eight_bit)
 
     def _render(self, recipient: Recipient, variant: LocaleVariant) -> RenderedEmail:
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
@@ -78,6 +79,6 @@ class EmailComposer:
     def _add_variant(self, locale: str) -> LocaleVariant:
         compiled = self.catalog.email(self.template, locale)
         context = self.catalog.context({"campaign": self.campaign, **compiled.locale_values})
-        skeleton = MimeSkeleton(self.from_name, self.from_address, compiled.lang)
+        skeleton = MimeSkeleton(self.from_name, self.from_address, compiled.lang, self.eight_bit)
         variant = self._variants[locale] = LocaleVariant(compiled, skeleton, context)
         return variant

@@ -21,17 +21,19 @@ CASES = {
 }
 
 
-def build(locale: str) -> tuple[bytes, EmailMessage]:
+def build(locale: str, eight_bit: bool = True) -> tuple[bytes, EmailMessage]:
     subject, text, html = CASES[locale]
-    skeleton = MimeSkeleton("فروشگاه Example", "news@shop.example", locale)
+    skeleton = MimeSkeleton("فروشگاه Example", "news@shop.example", locale, eight_bit)
     headers = EmailHeaders("buyer@example.com", subject, "<abc123@shop.example>", "<https://crm.example/u/TOKEN>")
-    data = skeleton.build(headers, text, html)
+    data, has_8bit = skeleton.build(headers, text, html)
+    assert has_8bit == (eight_bit and not (text + html).isascii())
     return data, BytesParser(policy=policy.default).parsebytes(data)
 
 
+@pytest.mark.parametrize("eight_bit", [True, False], ids=["as-written", "encoded"])
 @pytest.mark.parametrize("locale", CASES)
-def test_every_header_and_part_round_trips_through_the_stdlib_parser(locale: str) -> None:
-    data, message = build(locale)
+def test_every_header_and_part_round_trips_through_the_stdlib_parser(locale: str, eight_bit: bool) -> None:
+    data, message = build(locale, eight_bit)
     subject, text, html = CASES[locale]
     assert message.defects == []
     assert message["Subject"] == " ".join(subject.split())
@@ -45,8 +47,10 @@ def test_every_header_and_part_round_trips_through_the_stdlib_parser(locale: str
     assert plain is not None and rich is not None
     assert plain.get_content().replace("\r\n", "\n").rstrip("\n") == text.rstrip("\n")
     assert rich.get_content().replace("\r\n", "\n") == html
-    assert all(len(line) <= 78 for line in data.split(b"\r\n")), "RFC 5322 recommends lines of 78 or less"
+    longest = 998 if eight_bit else 78  # RFC 5322: 998 at most, 78 recommended (met when encoded)
+    assert all(len(line) <= longest for line in data.split(b"\r\n"))
     assert b"\n" not in data.replace(b"\r\n", b"")
+    assert data.isascii() == (not eight_bit or (text + html).isascii())
 
 
 def test_header_values_cannot_inject_new_headers() -> None:
@@ -84,9 +88,26 @@ def test_encoded_words_hold_whole_characters_in_any_mix_of_widths(seed: int) -> 
 
 @pytest.mark.parametrize("text", ["a\r\nb\rc\nd " * 30, "س\r\nب\rc\nد " * 30, "", "x", "سلام", "=" * 200,
                                   "س" * 28 + "a", "س" * 56 + "ab", "س" * 56 + "abc"])  # 57 bytes: one whole line
-def test_bodies_have_crlf_lines_and_decode_to_the_text_with_crlf(text: str) -> None:
-    cte, body = encode_body(text)
+def test_encoded_bodies_have_crlf_lines_and_decode_to_the_text_with_crlf(text: str) -> None:
+    cte, body = encode_body(text, as_written=False)
     assert cte == (b"quoted-printable" if text.isascii() else b"base64")
     assert b"\n" not in body.replace(b"\r\n", b"") and all(len(line) <= 76 for line in body.split(b"\r\n"))
     decoded = binascii.a2b_qp(body) if text.isascii() else base64.b64decode(body)
     assert decoded == text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+
+
+@pytest.mark.parametrize("text", ["Hi Emma,\n\nline two\n", "سلام سارا\r\nخط دوم", "สวัสดี\nบรรทัด", "", "x" * 998,
+                                  "ก" * 332 + "\n" + "a" * 998])  # 996 octets of Thai, then 998 ASCII
+def test_bodies_whose_lines_fit_go_as_written_with_crlf_lines(text: str) -> None:
+    cte, body = encode_body(text)
+    assert cte == (b"7bit" if text.isascii() else b"8bit")
+    assert body == text.replace("\r\n", "\n").replace("\n", "\r\n").encode()
+
+
+@pytest.mark.parametrize("text", ["a" * 999, "ok\n" + "س" * 500, "a lone\rCR", "a NUL\0here", "x\n--=_ecrm_b1\n"])
+def test_a_body_that_cannot_go_as_written_is_encoded(text: str) -> None:
+    cte, body = encode_body(text, boundary=b"=_ecrm_b1")
+    assert cte == (b"quoted-printable" if text.isascii() else b"base64")
+    assert body.isascii() and all(len(line) <= 76 for line in body.split(b"\r\n"))
+    decoded = binascii.a2b_qp(body) if text.isascii() else base64.b64decode(body)
+    assert decoded == text.replace("\n", "\r\n").encode()

@@ -178,7 +178,11 @@ def _extend(deadline: asyncio.Timeout, now: float, reply_wait: float) -> None:
 
 
 def _envelope_bytes(message: OutgoingEmail) -> bytes:
-    return b"MAIL FROM:<%s>\r\nRCPT TO:<%s>\r\nDATA\r\n" % (message.sender.encode(), message.recipient.encode())
+    return b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
+        message.sender.encode(), _BODY_8BIT if message.eight_bit else b"", message.recipient.encode())
+
+
+_BODY_8BIT = b" BODY=8BITMIME"  # RFC 6152
 
 
 def _refusal(reply: tuple[int, str], expected: tuple[int, ...], step: str) -> SendError | None:

@@ -24,6 +24,7 @@ import aiosmtplib
 
 from ecrm.channels.base import OutgoingEmail, SendResult, Work, send_many
 from ecrm.channels.email.pipelining import Done, Item, PipelinedSmtp, Take, no_answer
+from ecrm.channels.email.seven_bit import seven_bit_item, seven_bit_take
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
 from ecrm.settings import Settings, SmtpSettings
 from ecrm.types import ChannelKind
@@ -40,6 +41,7 @@ class _Session:
         # uvloop's transports do not subclass asyncio.Transport, so ask for the one method needed.
         pipelining = client.supports_extension("pipelining") and hasattr(transport, "set_protocol")
         self.pipe = PipelinedSmtp(cast(asyncio.Transport, transport)) if pipelining else None
+        self.eight_bit = client.supports_extension("8bitmime")
 
     @property
     def usable(self) -> bool:
@@ -48,6 +50,8 @@ class _Session:
     async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
         """Send `first`, then whatever `take` hands out, on this connection; return whether the
         connection is still healthy."""
+        if not self.eight_bit:
+            first, take = seven_bit_item(first), seven_bit_take(take)
         if self.pipe is not None:
             return await self.pipe.stream(first, take, done, reply_wait)
         item: Item | None = first
@@ -67,7 +71,8 @@ class _Session:
 
     async def _sendmail(self, message: OutgoingEmail) -> None:
         with _map_errors(message.recipient):
-            await self.client.sendmail(message.sender, [message.recipient], message.data, timeout=None)
+            await self.client.sendmail(message.sender, [message.recipient], message.data, timeout=None,
+                                       mail_options=_MAIL_8BIT if message.eight_bit else [])
 
     async def close(self) -> None:
         if self.pipe is not None:
@@ -170,6 +175,9 @@ class SmtpEmail:
             return
         self._open.discard(session)
         session.abort()
+
+
+_MAIL_8BIT = ["BODY=8BITMIME"]  # RFC 6152
 
 
 @contextlib.contextmanager
