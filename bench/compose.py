@@ -10,6 +10,10 @@ rendered parts, the unsubscribe token and the Message-ID.
 
 The recipients and the warmed composer are frozen out of the garbage collector before timing:
 the benchmark's own heap is not what is measured (a worker holds one chunk of recipients).
+
+`--count N` composes N recipients once, untimed, for an instruction count that does not move
+with the machine's load: run it under `valgrind --tool=callgrind` for two values of N, and the
+difference in instructions over the difference in N is one email's cost.
 """
 
 from __future__ import annotations
@@ -99,10 +103,15 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("-n", type=int, default=30_000, help="recipients per timed run")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per stage; the best is reported")
     parser.add_argument("--template", default="welcome")
+    parser.add_argument("--count", type=int, help="compose this many recipients once, untimed (for valgrind)")
     args = parser.parse_args(argv)
-    comp, people = composer(args.template), recipients(args.n)
+    comp, people = composer(args.template), recipients(args.count or args.n)
     for person in people[: len(LOCALES)]:
         comp.compose(person)  # compile every locale's parts before timing
+    if args.count:
+        for person in people:
+            comp.compose(person)
+        return
     gc.collect()
     gc.freeze()  # the 30,000 recipients would otherwise make each full collection cost more than compose
     print(f"{args.n} recipients ({', '.join(LOCALES)}), best of {args.repeats}, µs per recipient")

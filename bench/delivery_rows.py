@@ -45,6 +45,7 @@ ALTER = {
         "CREATE INDEX ix_profile ON deliveries (profile_id)",
         "ALTER TABLE deliveries ADD CONSTRAINT fk_profile FOREIGN KEY (profile_id) REFERENCES profiles (id)"],
     "insert-at-send": ["ALTER TABLE deliveries SET (fillfactor = 100)"],
+    "no-batch-index": ["DROP INDEX ix_deliveries_run_id_batch"],  # batches found by id range instead
 }
 PLAN = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, status, attempts, queued_at)
 SELECT $1, $2, p.id, 'email', 'default', 'queued', 0, $3
