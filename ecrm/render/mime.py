@@ -6,11 +6,11 @@ and locale, and each recipient only costs the per-recipient headers (stdlib `ema
 for non-ASCII) and its bodies.
 
 A body goes as written, 7bit (ASCII) or 8bit (UTF-8, RFC 6152), when every line fits in 998
-octets and it holds no NUL or lone CR: nothing to encode, and a third fewer bytes than base64
-for Persian or Thai. Otherwise, or when the skeleton is told not to (`email.eight_bit: false`),
-it is quoted-printable (ASCII) or base64. An 8bit email is declared to the server
-(`BODY=8BITMIME`); the SMTP channel converts it for a server that does not take 8BITMIME
-(`channels.email.seven_bit`).
+octets and it holds no NUL, lone CR or the multipart boundary: nothing to encode, and a
+quarter fewer bytes than base64 for Persian or Thai. Otherwise, or when the skeleton is told
+not to (`email.eight_bit: false`), it is quoted-printable (ASCII) or base64. An 8bit email is
+declared to the server (`BODY=8BITMIME`); the SMTP channel converts it for a server that does
+not take 8BITMIME (`channels.email.seven_bit`).
 The result parses cleanly with the stdlib parser; tests check that in English, Persian, Thai.
 """
 

@@ -182,7 +182,8 @@ def _envelope_bytes(message: OutgoingEmail) -> bytes:
         message.sender.encode(), _BODY_8BIT if message.eight_bit else b"", message.recipient.encode())
 
 
-_BODY_8BIT = b" BODY=8BITMIME"  # RFC 6152
+BODY_8BITMIME = "BODY=8BITMIME"  # the MAIL FROM parameter of an 8bit email (RFC 6152)
+_BODY_8BIT = b" " + BODY_8BITMIME.encode()
 
 
 def _refusal(reply: tuple[int, str], expected: tuple[int, ...], step: str) -> SendError | None:

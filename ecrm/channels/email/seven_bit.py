@@ -19,9 +19,7 @@ from ecrm.channels.email.pipelining import Item, Take
 
 
 def to_seven_bit(data: bytes) -> bytes:
-    """The same email with each 8bit part re-encoded as base64, for a server that does not take
-    8BITMIME (RFC 6152 3: the client converts the message or returns it). The slow path, through
-    the stdlib's parser and generator (about a millisecond); headers stay as they were written."""
+    """The same email with each 8bit part re-encoded as base64 (see the module's doc)."""
     message = email.message_from_bytes(data)
     for part in message.walk():
         if not part.is_multipart() and str(part.get("Content-Transfer-Encoding", "")).lower() == "8bit":

@@ -23,7 +23,7 @@ from typing import ClassVar, cast
 import aiosmtplib
 
 from ecrm.channels.base import OutgoingEmail, SendResult, Work, send_many
-from ecrm.channels.email.pipelining import Done, Item, PipelinedSmtp, Take, no_answer
+from ecrm.channels.email.pipelining import BODY_8BITMIME, Done, Item, PipelinedSmtp, Take, no_answer
 from ecrm.channels.email.seven_bit import seven_bit_item, seven_bit_take
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
 from ecrm.settings import Settings, SmtpSettings
@@ -72,7 +72,7 @@ class _Session:
     async def _sendmail(self, message: OutgoingEmail) -> None:
         with _map_errors(message.recipient):
             await self.client.sendmail(message.sender, [message.recipient], message.data, timeout=None,
-                                       mail_options=_MAIL_8BIT if message.eight_bit else [])
+                                       mail_options=[BODY_8BITMIME] if message.eight_bit else [])
 
     async def close(self) -> None:
         if self.pipe is not None:
@@ -175,9 +175,6 @@ class SmtpEmail:
             return
         self._open.discard(session)
         session.abort()
-
-
-_MAIL_8BIT = ["BODY=8BITMIME"]  # RFC 6152
 
 
 @contextlib.contextmanager
