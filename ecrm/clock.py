@@ -1,0 +1,60 @@
+"""Time as a dependency: every stage reads "now" from a `Clock` handed to it (the runtime's, the
+API app's), never from `datetime.now`, so tests can freeze time and move it on.
+
+- `SystemClock`: the real time, in UTC; `sleep_until` sleeps on the event loop.
+- `FrozenClock`: stands still until a test calls `advance` or `set`; `sleep_until` wakes the
+  sleepers whose time has come, so a deferred job runs when the test moves the clock past it,
+  with no real waiting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Protocol
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware, in UTC."""
+
+    async def sleep_until(self, when: datetime) -> None:
+        """Return once `now()` is at or past `when` (at once if it already is)."""
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    async def sleep_until(self, when: datetime) -> None:
+        delay = (when - self.now()).total_seconds()
+        if delay > 0:
+            await asyncio.sleep(delay)
+
+
+class FrozenClock:
+    """A clock for tests: `now()` changes only through `advance` and `set`."""
+
+    def __init__(self, at: datetime | None = None) -> None:
+        self._now = (at or datetime(2026, 1, 1, 9, 0, tzinfo=UTC)).astimezone(UTC)
+        self._moved = asyncio.Event()
+
+    def now(self) -> datetime:
+        return self._now
+
+    def set(self, at: datetime) -> None:
+        if at.tzinfo is None:
+            raise ValueError("a FrozenClock needs an aware time")
+        self._now = at.astimezone(UTC)
+        moved, self._moved = self._moved, asyncio.Event()
+        moved.set()
+
+    def advance(self, by: timedelta | float) -> None:
+        self.set(self._now + (by if isinstance(by, timedelta) else timedelta(seconds=by)))
+
+    async def sleep_until(self, when: datetime) -> None:
+        while self._now < when:
+            await self._moved.wait()
+
+
+SYSTEM_CLOCK = SystemClock()
