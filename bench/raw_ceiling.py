@@ -38,9 +38,10 @@ from typing import Any, TypeVar
 import aiosmtplib
 import psutil
 
-from ecrm.channels.base import OutgoingEmail, send_many
+from ecrm.channels.base import send_many
 from ecrm.channels.email.smtp import SmtpEmail
 from ecrm.errors import SendError
+from ecrm.messages import OutgoingEmail
 from ecrm.settings import SmtpSettings
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -20,8 +20,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ecrm import heap, loop
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
+from ecrm.campaigns.report import RunReport, run_report
 from ecrm.db import create_engine, migrate, session_factory
-from ecrm.deliveries.report import RunReport, run_report
+from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.errors import EcrmError, SpecError
 from ecrm.schema import ensure_schema
 from ecrm.settings import Settings, load_settings
@@ -151,7 +152,8 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
         _say_if_resumed(ref)
         report = await run_report(session_factory(engine), spec.name, ref.run_key)
         print_report(report)
-    return 1 if queue.failed or report.total("queued") else 0
+    given_up = any(reason == Reason.TEMPORARY_EXHAUSTED for _, reason, _ in report.counts.reasons)
+    return 1 if queue.failed or given_up or report.total("queued") else 0
 
 
 async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, source: str,
@@ -188,7 +190,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     return run(go())
 
 
-STATUS_COLUMNS = ("queued", "sent", "delivered", "failed", "bounced")
+STATUS_COLUMNS = tuple(DeliveryStatus)
 
 
 def print_report(report: RunReport) -> None:
@@ -200,8 +202,8 @@ def print_report(report: RunReport) -> None:
         table.add_row(locale, *(str(counts.get(s, 0)) for s in STATUS_COLUMNS))
     table.add_row("all", *(str(report.total(s)) for s in STATUS_COLUMNS), style="bold")
     console.print(table)
-    for error, count in report.errors:
-        console.print(f"  {count} x {error}", highlight=False, markup=False)
+    for state, reason, count in report.counts.reasons:
+        console.print(f"  {count} {state}: {reason}", highlight=False, markup=False)
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:

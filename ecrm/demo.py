@@ -18,8 +18,9 @@ from rich.table import Table
 
 from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
+from ecrm.campaigns.report import RunReport, run_report
+from ecrm.clock import SYSTEM_CLOCK
 from ecrm.db import create_engine, migrate, session_factory
-from ecrm.deliveries.report import RunReport, run_report
 from ecrm.errors import EcrmError
 from ecrm.feedback.mailbox import apply_mailbox
 from ecrm.local import launch_in_process
@@ -95,7 +96,8 @@ async def _run(settings: Settings, count: int, mail: Path, port: int) -> RunRepo
         console.print(f"campaign   {CAMPAIGN} is valid; sending...", highlight=False)
         heap.settle()
         await launch_in_process(settings, spec, str(CAMPAIGN), engine=engine)
-        await apply_mailbox(sessions, MessageIds(settings.secret_key, settings.email.message_id_domain), mail)
+        await apply_mailbox(sessions, MessageIds(settings.secret_key, settings.email.message_id_domain), mail,
+                            SYSTEM_CLOCK)
         return await run_report(sessions, spec.name)
     finally:
         await engine.dispose()

@@ -7,7 +7,8 @@
     ├── TemplateError               a template is missing or does not render for a profile
     ├── SendError                   raised only by channel adapters
     │   ├── TransientSendError      try again later (outage, throttling, timeout)
-    │   └── PermanentSendError      never retry (address refused, message rejected)
+    │   ├── PermanentSendError      never retry (address refused, message rejected)
+    │   └── UncertainSendError      may have been sent: recorded as unknown, never retried
     └── ApiError                    an HTTP request is wrong: status code and the field
 """
 
@@ -73,6 +74,11 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """The provider refused this message for good; retrying would fail the same way."""
+
+
+class UncertainSendError(SendError):
+    """The message may have reached the provider (an adapter failed after handing it over, or
+    in a way nobody foresaw); resending could double it, so it is recorded `unknown`."""
 
 
 class ApiError(EcrmError):

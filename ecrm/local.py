@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.spec import CampaignSpec
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.queue import InProcessQueue
 from ecrm.runtime import open_runtime
 from ecrm.settings import Settings
@@ -16,16 +17,15 @@ from ecrm.worker import in_process_queue
 
 
 async def launch_in_process(settings: Settings, spec: CampaignSpec, source: str, run_key: str | None = None,
-                            engine: AsyncEngine | None = None) -> tuple[RunRef, InProcessQueue]:
-    """Create (or resume) the run, plan it and send every batch; return when all jobs are done."""
-    queue = in_process_queue(settings)
-    runtime = queue.ctx["runtime"] = open_runtime(settings, queue, engine)
-    try:
-        ref = await create_run(runtime.sessions, spec, source, run_key)
+                            engine: AsyncEngine | None = None,
+                            clock: Clock = SYSTEM_CLOCK) -> tuple[RunRef, InProcessQueue]:
+    """Create (or resume) the run, plan it and send every batch; return when all jobs are done.
+    Every pool and channel the launch opened is closed on the way out; an `engine` passed in
+    stays open."""
+    queue = in_process_queue(settings, clock)
+    async with open_runtime(settings, queue, engine, clock) as runtime:
+        queue.ctx["runtime"] = runtime
+        ref = await create_run(runtime.sessions, spec, source, run_key, clock=clock)
         await enqueue_plan(queue, ref, spec)
         await queue.join()
-    finally:
-        await runtime.channels.close()
-        if engine is None:
-            await runtime.engine.dispose()
     return ref, queue

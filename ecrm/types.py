@@ -1,4 +1,5 @@
-"""Vocabularies shared by every stage: channels, delivery statuses, consent, responses."""
+"""Vocabularies shared by every stage: channels, send sources, consent, responses. Delivery
+statuses and their reasons live with their state machine, in `ecrm.deliveries.states`."""
 
 from __future__ import annotations
 
@@ -11,14 +12,12 @@ class ChannelKind(StrEnum):
     PUSH = "push"
 
 
-class DeliveryStatus(StrEnum):
-    """Where one message to one person stands; each state has its own timestamp column."""
+class SendSource(StrEnum):
+    """What a send belongs to; `deliveries/` knows a source only by this kind and an id."""
 
-    QUEUED = "queued"
-    SENT = "sent"
-    DELIVERED = "delivered"
-    FAILED = "failed"
-    BOUNCED = "bounced"
+    CAMPAIGN_RUN = "campaign_run"
+    JOURNEY_STEP = "journey_step"
+    TRANSACTIONAL = "transactional"
 
 
 class ConsentState(StrEnum):

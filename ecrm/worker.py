@@ -6,6 +6,7 @@ in-process queue when no Redis is configured.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 from arq import Worker, func
@@ -13,13 +14,26 @@ from arq.connections import RedisSettings
 from arq.worker import Function
 
 from ecrm import heap
-from ecrm.campaigns.jobs import plan_run_job
+from ecrm.campaigns.jobs import finish_run_job, plan_run_job
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.jobs import send_batch_job
 from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
-from ecrm.runtime import open_runtime
+from ecrm.runtime import JobContext, open_runtime
 from ecrm.settings import Settings, load_settings
+from ecrm.types import SendSource
 
-JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job}
+# What a finished send means is its source's business: the stage that owns each kind of source.
+SEND_DONE: dict[SendSource, Callable[[JobContext, int], Awaitable[Any]]] = {
+    SendSource.CAMPAIGN_RUN: finish_run_job,
+}
+
+
+async def send_done_job(ctx: JobContext, source_kind: str, source_id: int) -> Any:
+    """A send is done (enqueued by `deliveries.jobs`): tell the stage that owns its source."""
+    return await SEND_DONE[SendSource(source_kind)](ctx, source_id)
+
+
+JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job}
 # Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
 ARQ_MAX_TRIES = 1000
 
@@ -64,5 +78,5 @@ def make_worker(settings: Settings, **options: Any) -> Worker:
                   on_startup=make_startup(settings), on_shutdown=shutdown, **options)
 
 
-def in_process_queue(settings: Settings) -> InProcessQueue:
-    return InProcessQueue(JOBS, max_tries=settings.send.max_tries)
+def in_process_queue(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> InProcessQueue:
+    return InProcessQueue(JOBS, max_tries=settings.send.max_tries, clock=clock)

@@ -1,4 +1,4 @@
-"""Keyword-only builders for test data (profiles with consent)."""
+"""Keyword-only builders for test data (profiles with consent, a send with a delivery)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,10 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.clock import SYSTEM_CLOCK
+from ecrm.deliveries.models import Delivery, Send
 from ecrm.profiles.models import Consent, Profile
+from ecrm.types import ChannelKind, SendSource
 
 NAMES = {"en": "Emma", "fa": "سارا", "th": "สมชาย", "de": "Jonas"}
 
@@ -34,3 +37,18 @@ async def add_profiles(sessions: async_sessionmaker[AsyncSession], count: int, l
         await session.flush()
         session.add_all(Consent(profile_id=p.id, channel="email", state="granted", source="test") for p in profiles)
     return [p.email or "" for p in profiles]
+
+
+async def add_delivery(session: AsyncSession, *, profile_id: int, send_id: int | None = None) -> Delivery:
+    """A queued email delivery to the profile, in a new transactional send unless `send_id` is given."""
+    now = SYSTEM_CLOCK.now()
+    if send_id is None:
+        send = Send(source_kind=SendSource.TRANSACTIONAL, source_id=profile_id, channel=ChannelKind.EMAIL,
+                    template="welcome", label="welcome", created_at=now)
+        session.add(send)
+        await session.flush()
+        send_id = send.id
+    delivery = Delivery(send_id=send_id, batch=0, profile_id=profile_id, channel="email", queued_at=now)
+    session.add(delivery)
+    await session.flush()
+    return delivery

@@ -12,8 +12,8 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ecrm.campaigns.spec import CampaignSpec
+from ecrm.channels.registry import PAIRINGS
 from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
-from ecrm.render.email import EmailComposer
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.recipient import sample_recipient
 from ecrm.settings import Settings
@@ -60,7 +60,7 @@ def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
     variants = catalog.variants(spec.template)
     if "" not in variants:
         return _missing_template(doc, catalog, spec.template)
-    composer = EmailComposer(settings, catalog, spec.template, spec.name)
+    composer = PAIRINGS[spec.kind].composer(settings, catalog, spec.template, spec.name)
     problems = []
     for locale in variants:
         recipient = sample_recipient(locale or "en", **spec.sample.model_dump())

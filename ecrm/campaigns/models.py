@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ecrm.db import Base, Id, Json, UtcDateTime, utcnow
+from ecrm.db import Base, Id, Json, UtcDateTime
 from ecrm.types import RunStatus
 
 
@@ -19,12 +19,13 @@ class Campaign(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     source: Mapped[str] = mapped_column(String(500))
     spec: Mapped[dict[str, Any]] = mapped_column(Json)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class CampaignRun(Base):
-    """One sending of a campaign. Its key makes re-launching the same run a resume, not a resend."""
+    """One sending of a campaign. Its key makes re-launching the same run a resume, not a resend.
+    Its deliveries belong to its send (`deliveries.models.Send`, source `campaign_run`)."""
 
     __tablename__ = "campaign_runs"
     __table_args__ = (UniqueConstraint("campaign_id", "run_key"),)
@@ -34,8 +35,7 @@ class CampaignRun(Base):
     run_key: Mapped[str] = mapped_column(String(100))
     spec: Mapped[dict[str, Any]] = mapped_column(Json)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.SCHEDULED)
-    scheduled_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    scheduled_at: Mapped[datetime] = mapped_column(UtcDateTime)
     plans: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
-    planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -34,7 +34,7 @@ class CampaignSpec(BaseModel):
     version: Literal[1] = 1
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9_\-]{0,99}$")
     description: str = ""
-    channel: Literal["email"]
+    channel: ChannelKind
     template: str = Field(pattern=r"^[A-Za-z0-9_\-]+$")
     audience: Audience = Audience()
     schedule: Literal["now"] | datetime = "now"
@@ -49,7 +49,16 @@ class CampaignSpec(BaseModel):
 
     @property
     def kind(self) -> ChannelKind:
-        return ChannelKind(self.channel)
+        return self.channel
+
+    @field_validator("channel")
+    @classmethod
+    def _paired(cls, value: ChannelKind) -> ChannelKind:
+        from ecrm.channels.registry import PAIRINGS  # the registry imports every adapter
+
+        if value not in PAIRINGS:
+            raise ValueError(f"no channel '{value}' yet; available: {', '.join(sorted(PAIRINGS))}")
+        return value
 
     def run_key(self) -> str:
         """The default key of a run: one run per scheduled time, and one `now` run."""

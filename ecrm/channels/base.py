@@ -1,29 +1,26 @@
 """The channel seam: what a provider adapter receives, returns and raises.
 
 An adapter implements `send(message) -> SendResult` and `close()`, and translates every
-transport error into `TransientSendError` (retry later) or `PermanentSendError` (never
-retry). `send_many` runs a list through an adapter with its bounded concurrency and keeps
-each outcome in place, so one refused address never sinks a batch.
+transport error into `TransientSendError` (retry later), `PermanentSendError` (never retry)
+or `UncertainSendError` (it may have gone out). Anything else an adapter raises is a bug: it
+is logged with its traceback and the message recorded as `unknown`, never silently retried,
+since an HTTP provider may have accepted the request before the adapter failed. `send_many`
+runs a list through an adapter with its bounded concurrency and keeps each outcome in place,
+so one refused address never sinks a batch.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
-from ecrm.errors import SendError, TransientSendError
+from ecrm.errors import SendError, UncertainSendError
 from ecrm.types import ChannelKind
 
-
-@dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
-class OutgoingEmail:
-    sender: str
-    recipient: str
-    data: bytes
-    message_id: str
-    eight_bit: bool = False  # a body is 8bit: declared as BODY=8BITMIME, converted for servers without it
+logger = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
@@ -114,7 +111,9 @@ async def _send_one(channel: Channel[M_contra], message: M_contra) -> SendResult
     except SendError as exc:
         return exc
     except Exception as exc:  # an adapter bug must not lose the batch's other outcomes
-        return TransientSendError(f"unexpected {type(exc).__name__} in {channel.provider}: {exc}")
+        logger.exception("%s adapter raised %s; the message is recorded unknown (it may have been sent)",
+                         channel.provider, type(exc).__name__)
+        return UncertainSendError(f"unexpected {type(exc).__name__} in the {channel.provider} adapter: {exc}")
 
 
 class SendInterrupted(Exception):

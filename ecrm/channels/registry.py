@@ -1,26 +1,40 @@
-"""Which adapter serves which channel: one line per provider.
+"""Which composer and which adapters serve each channel kind: one `Pairing` per kind, one line
+per provider.
 
-Adding a provider is one module plus one line in `PROVIDERS`; `DEFAULT_PROVIDER` says which
-one a channel uses when a campaign does not name one.
+A pairing ties a kind's composer to its providers through one message type `M`, so mypy
+refuses a composer whose messages a provider cannot send. Adding a provider is one module
+plus one line in its kind's `providers`; adding a kind is a message type (`ecrm.messages`),
+a composer (`ecrm.render`), an adapter and one `Pairing` in `PAIRINGS`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar, cast
 
 from ecrm.channels.base import Channel
 from ecrm.channels.email.smtp import SmtpEmail
+from ecrm.messages import OutgoingEmail
+from ecrm.render.composer import ComposerFactory
+from ecrm.render.email import EmailComposer
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
-PROVIDERS: dict[str, Callable[[Settings], Channel[Any]]] = {
-    "smtp": SmtpEmail.from_settings,
-}
+M = TypeVar("M")
 
-DEFAULT_PROVIDER: dict[ChannelKind, str] = {
-    ChannelKind.EMAIL: "smtp",
-}
+
+@dataclass(frozen=True)
+class Pairing(Generic[M]):
+    kind: ChannelKind
+    composer: ComposerFactory[M]
+    providers: Mapping[str, Callable[[Settings], Channel[M]]]
+    default: str  # the provider used when nothing names one
+
+
+EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp")
+
+PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL,)}
 
 
 class Channels:
@@ -30,12 +44,12 @@ class Channels:
         self.settings = settings
         self._live: dict[str, Channel[Any]] = {}
 
-    def for_kind(self, kind: ChannelKind) -> Channel[Any]:
-        provider = DEFAULT_PROVIDER[kind]
-        channel = self._live.get(provider)
+    def open(self, pairing: Pairing[M], provider: str | None = None) -> Channel[M]:
+        name = provider or pairing.default
+        channel = self._live.get(name)
         if channel is None:
-            channel = self._live[provider] = PROVIDERS[provider](self.settings)
-        return channel
+            channel = self._live[name] = pairing.providers[name](self.settings)
+        return cast(Channel[M], channel)
 
     async def close(self) -> None:
         live, self._live = list(self._live.values()), {}

@@ -1,7 +1,7 @@
 """The database work of planning and sending a batch, behind one interface with one
 implementation per database.
 
-A run is planned into batches of queued deliveries, and each batch is sent by one job in
+A send is planned into batches of queued deliveries, and each batch is sent by one job in
 chunks (`deliveries.send`). Those steps are the send path's whole database load, six
 transactions per thousand messages, so they have their own adapter:
 
@@ -12,7 +12,9 @@ transactions per thousand messages, so they have their own adapter:
   without building SQLAlchemy rows (`python -m bench.stages`).
 
 Both keep the same claims protocol (`deliveries.claims`): a job owns its batch by attempt
-number, and the chunk being handed to the provider is marked in flight.
+number, and the chunk being handed to the provider is marked in flight. Both write statuses
+only as the state machine allows (`deliveries.states`, through `deliveries.store`), and take
+the time from the clock they are given.
 """
 
 from __future__ import annotations
@@ -22,18 +24,20 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ecrm.deliveries.claims import Owner
+from ecrm.deliveries.states import DeliveryStatus, Reason, State
 from ecrm.deliveries.store import Change
 from ecrm.render.recipient import Recipient
 
 Span = tuple[int, int]  # the first and last delivery id of a chunk
 ERASED = "not sent: the profile was erased"
+GONE: State = (DeliveryStatus.SKIPPED, Reason.ERASED)
 
 
 @dataclass(frozen=True, slots=True)
 class Started:
     owner: Owner
     recipients: list[Recipient]  # queued, in delivery id order
-    erased: int  # deliveries failed because their profile was erased after planning
+    erased: int  # deliveries skipped because their profile was erased after planning
 
 
 def span(chunk: Sequence[Recipient] | None) -> Span | None:
@@ -41,22 +45,22 @@ def span(chunk: Sequence[Recipient] | None) -> Span | None:
 
 
 class BatchStore(Protocol):
-    async def queue_members(self, run_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
-        """Queue a delivery in `batch` for each profile not yet in the run, and open the batch if
-        any was queued; return how many. Profiles erased since the audience was read are skipped."""
+    async def queue_members(self, send_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
+        """Queue a delivery in `batch` for each profile not yet in the send, and open the batch if
+        any was queued; return how many. Profiles erased since the audience was read are left out."""
 
-    async def start(self, run_id: int, batch: int, first_chunk: int) -> Started:
-        """Take the batch over: fail what a dead owner left in flight and what was planned for
-        profiles erased since, read what is queued (in delivery id order), and mark the first
-        `first_chunk` recipients in flight."""
+    async def start(self, send_id: int, batch: int, first_chunk: int) -> Started:
+        """Take the batch over: mark what a dead owner left in flight `unknown`, skip what was
+        planned for profiles erased since, read what is queued (in delivery id order), and mark
+        the first `first_chunk` recipients in flight."""
 
     async def record(self, owner: Owner, changes: Sequence[Change], following: Span | None) -> bool:
         """Write a chunk's outcomes and mark `following` in flight (None: nothing), atomically.
         The outcomes are written even if a newer attempt owns the batch; then return False."""
 
-    async def close(self, run_id: int, batch: int | None) -> bool:
-        """Close `batch` if none of its deliveries is queued; mark the run done if it was the
-        last open batch and the run is planned. Return True if the run is done."""
+    async def close(self, send_id: int, batch: int | None) -> bool:
+        """Close `batch` if none of its deliveries is queued; mark the send done if it was the
+        last open batch and the send is planned. Return True if the send is done."""
 
     async def warm(self) -> None:
         """Open what the first job would otherwise open (a connection pool)."""

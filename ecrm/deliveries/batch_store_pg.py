@@ -1,6 +1,7 @@
 """`BatchStore` on a raw asyncpg pool: PostgreSQL's send path without SQLAlchemy's execution
 layer. The statements are those of `batch_store_sql` (`deliveries.claims`, `.store`, `.batches`,
-`.queued`), written out in SQL; the tests run both stores against the same contract.
+`.queued`), written out in SQL, with the status writes built by the same `deliveries.store`
+functions from the state machine; the tests run both stores against the same contract.
 
 Ids go as binary bigint[] parameters. Array literals (`'{1,2}'::text::bigint[]`) cost the
 client less, but PostgreSQL may parse the literal again for every row a plan rechecks (a
@@ -16,40 +17,41 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
-from ecrm.db import utcnow
-from ecrm.deliveries.batch_store import ERASED, Span, Started, span
-from ecrm.deliveries.claims import INTERRUPTED, Owner
+from ecrm.clock import Clock
+from ecrm.deliveries.batch_store import ERASED, GONE, Span, Started, span
+from ecrm.deliveries.claims import IN_DOUBT, IN_DOUBT_SQL, INTERRUPTED, Owner
 from ecrm.deliveries.queued import split_erased
-from ecrm.deliveries.store import SET_BY_KIND, TIMED, Change, group
-from ecrm.types import DeliveryStatus, RunStatus
+from ecrm.deliveries.states import DeliveryStatus, State, sql_guard
+from ecrm.deliveries.store import Change, assignments, group, timed
 
 POOL_SIZE = 8  # a worker runs a few send jobs and a plan at once, each holding a connection briefly
 
-_QUEUE = """INSERT INTO deliveries (run_id, batch, profile_id, channel, variant, status, attempts, queued_at)
+_QUEUE = """INSERT INTO deliveries (send_id, batch, profile_id, channel, variant, status, attempts, queued_at)
 SELECT $1, $2, p.id, $3, 'default', 'queued', 0, $4 FROM profiles AS p WHERE p.id = ANY($5::bigint[])
 ON CONFLICT DO NOTHING"""
-_OPEN = "INSERT INTO run_batches (run_id, batch, attempt) VALUES ($1, $2, 0)"
-_TAKE_OVER = """UPDATE run_batches SET attempt = attempt + 1 WHERE run_id = $1 AND batch = $2
+_OPEN = "INSERT INTO send_batches (send_id, batch, attempt) VALUES ($1, $2, 0)"
+_TAKE_OVER = """UPDATE send_batches SET attempt = attempt + 1 WHERE send_id = $1 AND batch = $2
 RETURNING attempt, inflight_first, inflight_last"""
-_FAIL_IN_FLIGHT = """UPDATE deliveries SET status = 'failed', failed_at = $3, error = $4, attempts = attempts + 1
-WHERE run_id = $1 AND batch = $2 AND status = 'queued' AND id BETWEEN $5 AND $6"""
+_IN_DOUBT = IN_DOUBT_SQL.format(sets=assignments(IN_DOUBT, value="$4", now="$3", provider="NULL"),
+                                send="$1", batch="$2", first="$5", last="$6")
 _READ = """SELECT d.id, p.id, p.external_id, p.email, p.phone, p.first_name, p.last_name, p.locale, p.time_zone,
        p.traits
 FROM deliveries AS d LEFT OUTER JOIN profiles AS p ON d.profile_id = p.id
-WHERE d.run_id = $1 AND d.batch = $2 AND d.status = 'queued' ORDER BY d.id"""
-_MARK = """UPDATE run_batches SET inflight_first = $4, inflight_last = $5
-WHERE run_id = $1 AND batch = $2 AND attempt = $3"""
-_LOCK_RUN = "UPDATE campaign_runs SET finished_at = finished_at WHERE id = $1"
-_CLOSE = """UPDATE run_batches AS b SET done_at = $3 WHERE b.run_id = $1 AND b.batch = $2 AND b.done_at IS NULL
-AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.run_id = $1 AND d.batch = $2 AND d.status = 'queued')"""
-_RUN_STATE = """SELECT r.planned_at IS NOT NULL,
-       EXISTS (SELECT 1 FROM run_batches AS b WHERE b.run_id = r.id AND b.done_at IS NULL)
-FROM campaign_runs AS r WHERE r.id = $1"""
-_DONE = "UPDATE campaign_runs SET status = $2, finished_at = $3 WHERE id = $1"
+WHERE d.send_id = $1 AND d.batch = $2 AND d.status = 'queued' ORDER BY d.id"""
+_MARK = """UPDATE send_batches SET inflight_first = $4, inflight_last = $5
+WHERE send_id = $1 AND batch = $2 AND attempt = $3"""
+_LOCK_SEND = "UPDATE sends SET done_at = done_at WHERE id = $1"
+_CLOSE = """UPDATE send_batches AS b SET done_at = $3 WHERE b.send_id = $1 AND b.batch = $2 AND b.done_at IS NULL
+AND NOT EXISTS (SELECT 1 FROM deliveries AS d WHERE d.send_id = $1 AND d.batch = $2 AND d.status = 'queued')"""
+_SEND_STATE = """SELECT s.planned_at IS NOT NULL,
+       EXISTS (SELECT 1 FROM send_batches AS b WHERE b.send_id = s.id AND b.done_at IS NULL)
+FROM sends AS s WHERE s.id = $1"""
+_DONE = "UPDATE sends SET done_at = $2 WHERE id = $1"
 
 
 class PgBatchStore:
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, clock: Clock) -> None:
+        self.clock = clock
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
@@ -62,24 +64,24 @@ class PgBatchStore:
                 self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=POOL_SIZE, init=_codecs)
         return self._pool
 
-    async def queue_members(self, run_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
+    async def queue_members(self, send_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
         async with (await self.pool()).acquire() as connection, connection.transaction():
-            status = await connection.execute(_QUEUE, run_id, batch, channel, utcnow(), list(profile_ids))
+            status = await connection.execute(_QUEUE, send_id, batch, channel, self.clock.now(), list(profile_ids))
             queued = int(status.rsplit(" ", 1)[1])
             if queued:
-                await connection.execute(_OPEN, run_id, batch)
+                await connection.execute(_OPEN, send_id, batch)
         return queued
 
-    async def start(self, run_id: int, batch: int, first_chunk: int) -> Started:
+    async def start(self, send_id: int, batch: int, first_chunk: int) -> Started:
         async with (await self.pool()).acquire() as connection, connection.transaction():
-            attempt, first, last = await connection.fetchrow(_TAKE_OVER, run_id, batch)
-            owner = Owner(run_id, batch, attempt)
+            attempt, first, last = await connection.fetchrow(_TAKE_OVER, send_id, batch)
+            owner = Owner(send_id, batch, attempt)
             if first is not None:
-                await connection.execute(_FAIL_IN_FLIGHT, run_id, batch, utcnow(), INTERRUPTED, first, last)
-            recipients, erased = split_erased(await connection.fetch(_READ, run_id, batch))
+                await connection.execute(_IN_DOUBT, send_id, batch, self.clock.now(), INTERRUPTED, first, last)
+            recipients, erased = split_erased(await connection.fetch(_READ, send_id, batch))
             mark = _mark(owner, span(recipients[:first_chunk]))
-            if erased:  # failed, and the mark written, in one statement
-                await connection.fetchval(_record_statement((DeliveryStatus.FAILED,)), *mark, utcnow(),
+            if erased:  # skipped, and the mark written, in one statement
+                await connection.fetchval(_record_statement((GONE,)), *mark, self.clock.now(),
                                           erased, [ERASED] * len(erased))
             else:
                 await connection.execute(_MARK, *mark)
@@ -88,24 +90,25 @@ class PgBatchStore:
     async def record(self, owner: Owner, changes: Sequence[Change], following: Span | None) -> bool:
         """One autocommit statement: every group's UPDATE and the in-flight mark, as CTEs."""
         groups = group(changes)
-        kinds = tuple(status for status, _ in groups)
-        arguments: list[object] = [*_mark(owner, following), *([utcnow()] if set(kinds) & set(TIMED) else [])]
-        for (status, provider), (ids, values) in groups.items():
-            arguments += [ids, values] + ([provider] if status is DeliveryStatus.SENT else [])
-        statement = _record_statement(kinds)
+        states = tuple(state for state, _ in groups)
+        now = [self.clock.now()] if any(timed(state) for state in states) else []
+        arguments: list[object] = [*_mark(owner, following), *now]
+        for (state, provider), (ids, values) in groups.items():
+            arguments += [ids, values] + ([provider] if state[0] is DeliveryStatus.SENT else [])
+        statement = _record_statement(states)
         async with (await self.pool()).acquire() as connection:
             return bool(await connection.fetchval(statement, *arguments))
 
-    async def close(self, run_id: int, batch: int | None) -> bool:
+    async def close(self, send_id: int, batch: int | None) -> bool:
         async with (await self.pool()).acquire() as connection, connection.transaction():
-            now = utcnow()
-            await connection.execute(_LOCK_RUN, run_id)  # the lock, see deliveries.batches
+            now = self.clock.now()
+            await connection.execute(_LOCK_SEND, send_id)  # the lock, see deliveries.batches
             if batch is not None:
-                await connection.execute(_CLOSE, run_id, batch, now)
-            planned, open_batches = await connection.fetchrow(_RUN_STATE, run_id)
+                await connection.execute(_CLOSE, send_id, batch, now)
+            planned, open_batches = await connection.fetchrow(_SEND_STATE, send_id)
             if not planned or open_batches:
                 return False
-            await connection.execute(_DONE, run_id, RunStatus.DONE.value, now)
+            await connection.execute(_DONE, send_id, now)
         return True
 
     async def warm(self) -> None:
@@ -118,33 +121,33 @@ class PgBatchStore:
 
 def _mark(owner: Owner, chunk: Span | None) -> tuple[int, int, int, int | None, int | None]:
     first, last = chunk if chunk is not None else (None, None)
-    return owner.run_id, owner.batch, owner.attempt, first, last
+    return owner.send_id, owner.batch, owner.attempt, first, last
 
 
-_STATEMENTS: dict[tuple[DeliveryStatus, ...], str] = {}
+_STATEMENTS: dict[tuple[State, ...], str] = {}
 
 
-def _record_statement(kinds: tuple[DeliveryStatus, ...]) -> str:
-    """`$1..$5` the mark (run, batch, attempt, first, last); then `now` if a kind sets a
+def _record_statement(states: tuple[State, ...]) -> str:
+    """`$1..$5` the mark (send, batch, attempt, first, last); then `now` if a state sets a
     timestamp; then per group of outcomes its ids, values and, if sent, provider. The statement
     returns 1 if the mark was written (the attempt still owns the batch), else 0. Built once per
-    sequence of kinds. (PostgreSQL refuses a parameter no expression types, hence no unused
+    sequence of states. (PostgreSQL refuses a parameter no expression types, hence no unused
     `now`.)"""
-    statement = _STATEMENTS.get(kinds)
+    statement = _STATEMENTS.get(states)
     if statement is None:
         ctes, number = [], 6
-        now = f"${number}" if set(kinds) & set(TIMED) else ""
+        now = f"${number}" if any(timed(state) for state in states) else ""
         number += bool(now)
-        for index, status in enumerate(kinds):
-            provider = f"${number + 2}" if status is DeliveryStatus.SENT else ""
-            assignments = SET_BY_KIND[status].format(now=now, provider=provider)
-            ctes.append(f"g{index} AS (UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments} "
+        for index, state in enumerate(states):
+            provider = f"${number + 2}" if state[0] is DeliveryStatus.SENT else ""
+            sets = assignments(state, value="v.val", now=now, provider=provider)
+            ctes.append(f"g{index} AS (UPDATE deliveries AS d SET {sets} "
                         f"FROM unnest(${number}::bigint[], ${number + 1}::text[]) AS v(id, val) "
-                        "WHERE d.id = v.id)")
+                        f"WHERE d.id = v.id AND {sql_guard(state)})")
             number += 3 if provider else 2
-        ctes.append("m AS (UPDATE run_batches SET inflight_first = $4, inflight_last = $5 "
-                    "WHERE run_id = $1 AND batch = $2 AND attempt = $3 RETURNING 1)")
-        statement = _STATEMENTS[kinds] = f"WITH {', '.join(ctes)} SELECT count(*) FROM m"
+        ctes.append("m AS (UPDATE send_batches SET inflight_first = $4, inflight_last = $5 "
+                    "WHERE send_id = $1 AND batch = $2 AND attempt = $3 RETURNING 1)")
+        statement = _STATEMENTS[states] = f"WITH {', '.join(ctes)} SELECT count(*) FROM m"
     return statement
 
 

@@ -1,38 +1,41 @@
 """Who owns a batch, and which of its deliveries are in flight.
 
-A send job owns its batch by a number: taking a batch over increments `run_batches.attempt`,
+A send job owns its batch by a number: taking a batch over increments `send_batches.attempt`,
 and every later step of that job is conditional on the number being unchanged, so an older
 attempt still running (arq retried the job after a timeout, a re-launch enqueued it again)
 stops at its next step instead of sending alongside.
 
 Before a chunk is handed to the provider, its delivery ids are written on the batch row
 (`inflight_first`..`inflight_last`); recording the chunk's outcomes clears or advances them in
-the same transaction. If a worker dies in between, the next owner finds the range and fails
-what is still queued in it as "interrupted" (it may have reached the provider; SMTP has no
-idempotency key, so resending could double it). One small row update per chunk replaces a
+the same transaction. If a worker dies in between, the next owner finds the range and marks
+what is still queued in it `unknown` (reason `interrupted`): it may have reached the provider,
+and SMTP has no idempotency key, so resending could double it. One small row update per chunk replaces a
 `queued -> sending` update of every delivery row.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, update
+from sqlalchemy import CursorResult, bindparam, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ecrm.db import utcnow
-from ecrm.deliveries.models import DELIVERIES, RUN_BATCHES
+from ecrm.deliveries.models import SEND_BATCHES
+from ecrm.deliveries.states import DeliveryStatus, Reason, State, sql_guard
+from ecrm.deliveries.store import assignments
 
 INTERRUPTED = ("interrupted while being handed to the provider; not resent, because it may have "
                "been delivered already")
+IN_DOUBT: State = (DeliveryStatus.UNKNOWN, Reason.INTERRUPTED)
 
 
 @dataclass(frozen=True, slots=True)
 class Owner:
     """One attempt at sending one batch."""
 
-    run_id: int
+    send_id: int
     batch: int
     attempt: int
 
@@ -41,38 +44,39 @@ class SupersededError(Exception):
     """A newer attempt took this batch over; this one stops without sending more."""
 
     def __init__(self, owner: Owner) -> None:
-        super().__init__(f"run {owner.run_id} batch {owner.batch}: attempt {owner.attempt} was taken over by a "
+        super().__init__(f"send {owner.send_id} batch {owner.batch}: attempt {owner.attempt} was taken over by a "
                          "newer one")
 
 
 # Core statements built once: rebuilding one per call cost more client CPU than running it
 # (`python -m bench.txn_overhead`).
-B, D = RUN_BATCHES.c, DELIVERIES.c
-_THE_BATCH = (B.run_id == bindparam("b_run")) & (B.batch == bindparam("b_batch"))
-_TAKE_OVER = (update(RUN_BATCHES).where(_THE_BATCH).values(attempt=B.attempt + 1)
+B = SEND_BATCHES.c
+_THE_BATCH = (B.send_id == bindparam("b_send")) & (B.batch == bindparam("b_batch"))
+_TAKE_OVER = (update(SEND_BATCHES).where(_THE_BATCH).values(attempt=B.attempt + 1)
               .returning(B.attempt, B.inflight_first, B.inflight_last))
-_FAIL_IN_FLIGHT = update(DELIVERIES).where(
-    D.run_id == bindparam("b_run"), D.batch == bindparam("b_batch"), D.status == "queued",
-    D.id.between(bindparam("b_first"), bindparam("b_last")),
-).values(status="failed", failed_at=bindparam("b_now"), error=INTERRUPTED, attempts=D.attempts + 1)
-_MARK = (update(RUN_BATCHES).where(_THE_BATCH, B.attempt == bindparam("b_attempt"))
+_MARK = (update(SEND_BATCHES).where(_THE_BATCH, B.attempt == bindparam("b_attempt"))
          .values(inflight_first=bindparam("b_first"), inflight_last=bindparam("b_last")))
+IN_DOUBT_SQL = (f"UPDATE deliveries AS d SET {{sets}} WHERE d.send_id = {{send}} AND d.batch = {{batch}} "
+                f"AND d.id BETWEEN {{first}} AND {{last}} AND {sql_guard(IN_DOUBT)}")
+_IN_DOUBT = text(IN_DOUBT_SQL.format(
+    sets=assignments(IN_DOUBT, value=":error", now=":now", provider="NULL"),
+    send=":send", batch=":batch", first=":first", last=":last"))
 
 
-async def take_over(connection: AsyncConnection, run_id: int, batch: int) -> Owner:
-    """Become the batch's owner, and fail what a dead owner left in flight."""
-    the_batch = {"b_run": run_id, "b_batch": batch}
-    attempt, first, last = (await connection.execute(_TAKE_OVER, the_batch)).one()
+async def take_over(connection: AsyncConnection, send_id: int, batch: int, now: datetime) -> Owner:
+    """Become the batch's owner, and mark what a dead owner left in flight as in doubt."""
+    attempt, first, last = (await connection.execute(_TAKE_OVER, {"b_send": send_id, "b_batch": batch})).one()
     if first is not None:
-        await connection.execute(_FAIL_IN_FLIGHT, {**the_batch, "b_first": first, "b_last": last, "b_now": utcnow()})
-    return Owner(run_id, batch, attempt)
+        await connection.execute(_IN_DOUBT, {"send": send_id, "batch": batch, "first": first, "last": last,
+                                             "now": now, "error": INTERRUPTED})
+    return Owner(send_id, batch, attempt)
 
 
 async def still_owner(connection: AsyncConnection, owner: Owner, ids: tuple[int, int] | None) -> bool:
     """If `owner` still owns the batch, write the (first, last) delivery ids about to be sent,
     or clear them (None), and return True; return False if a newer attempt owns it."""
     first, last = ids if ids is not None else (None, None)
-    result = await connection.execute(_MARK, {"b_run": owner.run_id, "b_batch": owner.batch,
+    result = await connection.execute(_MARK, {"b_send": owner.send_id, "b_batch": owner.batch,
                                               "b_attempt": owner.attempt, "b_first": first, "b_last": last})
     return bool(cast(CursorResult[Any], result).rowcount)
 

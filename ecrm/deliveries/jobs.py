@@ -1,52 +1,73 @@
-"""Job of stage 6: send one batch of a run (arq function `send_batch`).
+"""Job of stage 6: send one batch of a send (arq function `send_batch`).
 
-Transient failures go back to `queued` and the job raises `arq.Retry` with exponential
-backoff (or the provider's Retry-After); after the last try they stay queued with their
-error, so nothing is dropped and a re-launch resumes them.
+The job reads its send (channel, template, label), builds the channel kind's composer once per
+send and process, and sends the batch with the kind's channel (`channels.registry`). Transient
+failures go back to `queued` and the job raises `arq.Retry` with exponential backoff (or the
+provider's Retry-After); on the last try they are recorded `failed` (`temporary_exhausted`),
+which launching the same run again queues once more: nothing is dropped.
+
+When the send is done (planned, and no batch open), the job enqueues `send_done` with the
+send's source, for the stage that owns the source to decide what that means.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import cast
+from typing import TypeVar
 
 from arq.worker import Retry
 
-from ecrm.campaigns.launch import load_run_spec
+from ecrm.channels.registry import PAIRINGS, Pairing
 from ecrm.deliveries.claims import SupersededError
-from ecrm.deliveries.send import send_batch
-from ecrm.render.email import EmailComposer
+from ecrm.deliveries.send import BatchOutcome, Sender, send_batch
+from ecrm.deliveries.sends import SendRef, load_send
 from ecrm.runtime import JobContext, Runtime
 
 logger = logging.getLogger(__name__)
 MAX_BACKOFF = 3600.0
+M = TypeVar("M")
 
 
-async def composer_for(runtime: Runtime, run_id: int) -> EmailComposer:
-    key = ("composer", run_id)
-    composer = runtime.cache.get(key)
+async def send_of(runtime: Runtime, send_id: int) -> SendRef:
+    send = runtime.sends.get(send_id)
+    if send is None:
+        async with runtime.sessions() as session:
+            send = runtime.sends.put(send_id, await load_send(session, send_id))
+    return send
+
+
+def sender_for(runtime: Runtime, pairing: Pairing[M], send: SendRef, last_try: bool) -> Sender[M]:
+    """The send's composer (built once per send and process) with its kind's channel."""
+    composer = runtime.composers.get(send.id)
     if composer is None:
-        spec = await load_run_spec(runtime, run_id)
-        composer = runtime.cache[key] = EmailComposer(runtime.settings, runtime.catalog, spec.template, spec.name)
-    return cast(EmailComposer, composer)
+        composer = runtime.composers.put(send.id, pairing.composer(runtime.settings, runtime.catalog, send.template,
+                                                                   send.label))
+    return Sender(composer, runtime.channels.open(pairing), last_try)
 
 
-async def send_batch_job(ctx: JobContext, run_id: int, batch: int) -> str:
+async def send_batch_job(ctx: JobContext, send_id: int, batch: int) -> str:
     runtime = ctx["runtime"]
+    send = await send_of(runtime, send_id)
+    job_try, max_tries = ctx.get("job_try", 1), runtime.settings.send.max_tries
+    sender = sender_for(runtime, PAIRINGS[send.channel], send, last_try=job_try >= max_tries)
     try:
-        outcome = await send_batch(runtime, await composer_for(runtime, run_id), run_id, batch)
+        outcome = await send_batch(runtime, sender, send_id, batch)
     except SupersededError as superseded:
         logger.info("%s; it stops here and the newer attempt sends the rest", superseded)
         return "superseded"
-    job_try, max_tries = ctx.get("job_try", 1), runtime.settings.send.max_tries
     if outcome.retry and job_try < max_tries:
-        delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
-        logger.warning("run %d batch %d: %d message(s) not handed over (%s); retrying in %.0f s (try %d of %d)",
-                       run_id, batch, outcome.retry, outcome.retry_reason, delay, job_try + 1, max_tries)
-        raise Retry(defer=delay)
+        raise _retry(runtime, send_id, batch, outcome, job_try)
     if outcome.retry:
-        logger.error("run %d batch %d: %d message(s) still not handed over after %d tries (%s); they stay "
-                     "queued: launch the run again to resume", run_id, batch, outcome.retry, job_try,
-                     outcome.retry_reason)
-    await runtime.batches.close(run_id, batch)
-    return f"sent {outcome.sent}, failed {outcome.failed}, waiting {outcome.retry}"
+        logger.error("send %d batch %d: %d message(s) not handed over after %d tries (%s); they stay queued: "
+                     "launch the run again to resume", send_id, batch, outcome.retry, job_try, outcome.retry_reason)
+    if await runtime.batches.close(send_id, batch):
+        await runtime.queue.enqueue("send_done", send.source_kind.value, send.source_id)
+    return f"sent {outcome.sent}, failed {outcome.failed}"
+
+
+def _retry(runtime: Runtime, send_id: int, batch: int, outcome: BatchOutcome, job_try: int) -> Retry:
+    delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
+    logger.warning("send %d batch %d: %d message(s) not handed over (%s); retrying in %.0f s (try %d of %d)",
+                   send_id, batch, outcome.retry, outcome.retry_reason, delay, job_try + 1,
+                   runtime.settings.send.max_tries)
+    return Retry(defer=delay)

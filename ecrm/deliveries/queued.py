@@ -20,14 +20,14 @@ RECIPIENT_COLUMNS = (D.id, P.id, P.external_id, P.email, P.phone, P.first_name, 
 
 # An outer join: a delivery planned for a profile erased since has no profile (deliveries.models).
 _QUEUED = (select(*RECIPIENT_COLUMNS).outerjoin_from(DELIVERIES, PROFILES, D.profile_id == P.id)
-           .where(D.run_id == bindparam("b_run"), D.batch == bindparam("b_batch"), D.status == "queued")
+           .where(D.send_id == bindparam("b_send"), D.batch == bindparam("b_batch"), D.status == "queued")
            .order_by(D.id))  # built once, see deliveries.claims
 
 
-async def read_queued(connection: AsyncConnection, run_id: int, batch: int) -> tuple[list[Recipient], list[int]]:
+async def read_queued(connection: AsyncConnection, send_id: int, batch: int) -> tuple[list[Recipient], list[int]]:
     """The batch's recipients still queued, in delivery id order (chunks are id ranges), and the
     ids of queued deliveries whose profile is gone."""
-    rows: Sequence[Any] = (await connection.execute(_QUEUED, {"b_run": run_id, "b_batch": batch})).all()
+    rows: Sequence[Any] = (await connection.execute(_QUEUED, {"b_send": send_id, "b_batch": batch})).all()
     return split_erased(rows)
 
 

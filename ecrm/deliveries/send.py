@@ -1,14 +1,15 @@
-"""Send one batch of a run, exactly once per delivery.
+"""Send one batch of a send, exactly once per delivery, on any channel kind.
 
 1. Take the batch over (`deliveries.claims`): what a dead attempt left in flight becomes
-   `failed` (it may have reached the provider, so resending could double it), and the batch's
+   `unknown` (it may have reached the provider, so resending could double it), and the batch's
    `queued` recipients are read, in delivery id order.
-2. Then chunk by chunk (`CLAIM_CHUNK` recipients): compose them (render + MIME), hand them to
-   the channel with its bounded concurrency, and atomically record every outcome (sent with
-   the provider's message id, failed, or still queued for a retry) and mark the next chunk in
-   flight. The database work is the runtime's `BatchStore` (`deliveries.batch_store`). A
-   worker killed outright leaves at most one chunk in doubt, never the whole batch; an
-   attempt taken over by a newer one stops at its next chunk.
+2. Then chunk by chunk (`CLAIM_CHUNK` recipients): compose them with the kind's composer, hand
+   them to the channel with its bounded concurrency, and atomically record every outcome (sent
+   with the provider's message id, failed, unknown, or still queued for a retry; on the last
+   try, failed as `temporary_exhausted`) and mark the next chunk in flight. Composer and
+   channel share one message type `M` (`channels.registry.Pairing`). The database work is the
+   runtime's `BatchStore` (`deliveries.batch_store`). A worker killed outright leaves at most
+   one chunk in doubt, never the whole batch; an attempt taken over by a newer one stops at its next chunk.
 If the job is cancelled mid-send, messages in flight finish and what completed is recorded
 before the cancellation goes on, so the retried job starts from exactly what is left.
 """
@@ -20,23 +21,25 @@ import contextlib
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Generic, TypeVar
 
-from ecrm.channels.base import Outcome, SendInterrupted, SendResult, send_many
+from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
+from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.deliveries.store import Change
-from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError
-from ecrm.render.email import EmailComposer
+from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError, UncertainSendError
+from ecrm.render.composer import Composer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
-from ecrm.types import DeliveryStatus
+
+M = TypeVar("M")
 
 
 @dataclass(frozen=True)
 class BatchOutcome:
     sent: int
-    failed: int
+    failed: int  # failed, unknown or skipped: ended without a send
     retry: int
     retry_after: float | None = None
     retry_reason: str | None = None
@@ -47,16 +50,30 @@ class BatchOutcome:
                             max(waits, default=None), self.retry_reason or other.retry_reason)
 
 
+@dataclass(frozen=True, slots=True)
+class Sender(Generic[M]):
+    """What a send job sends a batch with: the send's composer and its channel, on one `M`."""
+
+    composer: Composer[M]
+    channel: Channel[M]
+    last_try: bool = False  # transient failures are given up as `temporary_exhausted`
+
+
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
 
 
 COMPOSE_SLICE = 32  # recipients composed between two yields to the event loop
 
 
-async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) -> tuple[list[Any], list[Outcome]]:
+class ComposeError(PermanentSendError):
+    """This recipient cannot get this message (a template that does not render for them, no
+    address on the channel): our side's failure, recorded as technical."""
+
+
+async def compose_all(composer: Composer[M], recipients: Sequence[Recipient]) -> tuple[list[M | None], list[Outcome]]:
     """Messages to send (None where composing failed) and the failures, index by index. Yields to
-    the event loop every few recipients so other batches' SMTP replies are not kept waiting."""
-    messages: list[Any] = []
+    the event loop every few recipients so other batches' provider replies are not kept waiting."""
+    messages: list[M | None] = []
     outcomes: list[Outcome] = []
     for index, recipient in enumerate(recipients, 1):
         try:
@@ -64,37 +81,37 @@ async def compose_all(composer: EmailComposer, recipients: Sequence[Recipient]) 
             outcomes.append(None)
         except (TemplateError, ValueError) as exc:
             messages.append(None)
-            outcomes.append(PermanentSendError(f"could not compose: {exc}"))
+            outcomes.append(ComposeError(f"could not compose: {exc}"))
         if index % COMPOSE_SLICE == 0:
             await asyncio.sleep(0)
     return messages, outcomes
 
 
-async def send_batch(runtime: Runtime, composer: EmailComposer, run_id: int, batch: int) -> BatchOutcome:
+async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: int) -> BatchOutcome:
     """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
-    started = await runtime.batches.start(run_id, batch, CLAIM_CHUNK)
+    started = await runtime.batches.start(send_id, batch, CLAIM_CHUNK)
     recipients = started.recipients
     chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
     total = BatchOutcome(0, started.erased, 0)
     for index, chunk in enumerate(chunks):
         following = chunks[index + 1] if index + 1 < len(chunks) else None
-        total += await send_chunk(runtime, composer, started.owner, chunk, following)
+        total += await send_chunk(runtime, sender, started.owner, chunk, following)
     return total
 
 
-async def send_chunk(runtime: Runtime, composer: EmailComposer, owner: Owner, recipients: list[Recipient],
+async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipients: list[Recipient],
                      following: list[Recipient] | None) -> BatchOutcome:
     """Send a chunk already marked in flight; record it and mark `following` in flight."""
-    messages, outcomes = await compose_all(composer, recipients)
-    channel = runtime.channels.for_kind(composer.kind)
+    messages, outcomes = await compose_all(sender.composer, recipients)
     try:
-        sent = await send_many(channel, messages)
+        sent = await send_many(sender.channel, messages)
     except SendInterrupted as stop:
         with contextlib.suppress(SupersededError):
             await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
         raise asyncio.CancelledError from None
     # shielded: a cancellation now must not leave the chunk's outcomes unrecorded
-    return await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, sent), following))
+    return await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, sent), following,
+                                       sender.last_try))
 
 
 def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
@@ -102,24 +119,29 @@ def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
 
 
 async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient], outcomes: Sequence[Outcome],
-                 following: Sequence[Recipient] | None) -> BatchOutcome:
+                 following: Sequence[Recipient] | None, last_try: bool = False) -> BatchOutcome:
     """Write every outcome of the chunk and mark the following chunk in flight, in one
     transaction; the outcomes are kept even when the batch turns out to be taken over."""
-    changes = [change_for(r.delivery_id, outcome) for r, outcome in zip(recipients, outcomes, strict=True)]
+    changes = [change_for(r.delivery_id, outcome, last_try) for r, outcome in zip(recipients, outcomes, strict=True)]
     if not await runtime.batches.record(owner, changes, span(following)):
         raise SupersededError(owner)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)
-    return BatchOutcome(count[DeliveryStatus.SENT], count[DeliveryStatus.FAILED], count[DeliveryStatus.QUEUED],
-                        max(waits, default=None), reasons[0] if reasons else None)
+    return BatchOutcome(count[DeliveryStatus.SENT], len(changes) - count[DeliveryStatus.SENT] - len(reasons),
+                        len(reasons), max(waits, default=None), reasons[0] if reasons else None)
 
 
-def change_for(delivery_id: int, outcome: Outcome) -> Change:
-    """The row change an outcome means: sent, failed for good, or queued again for a retry."""
+def change_for(delivery_id: int, outcome: Outcome, last_try: bool = False) -> Change:
+    """The row change an outcome means (see `deliveries.states`)."""
     if isinstance(outcome, SendResult):
-        return Change(delivery_id, DeliveryStatus.SENT, outcome.provider, outcome.provider_message_id)
+        return Change(delivery_id, DeliveryStatus.SENT, None, outcome.provider, outcome.provider_message_id)
     if isinstance(outcome, PermanentSendError):
-        return Change(delivery_id, DeliveryStatus.FAILED, error=outcome.reason)
-    reason = outcome.reason if isinstance(outcome, SendError) else "not attempted (job interrupted)"
-    return Change(delivery_id, DeliveryStatus.QUEUED, error=reason)
+        reason = Reason.TECHNICAL if isinstance(outcome, ComposeError) else Reason.PERMANENT
+        return Change(delivery_id, DeliveryStatus.FAILED, reason, error=outcome.reason)
+    if isinstance(outcome, UncertainSendError):
+        return Change(delivery_id, DeliveryStatus.UNKNOWN, Reason.ADAPTER_ERROR, error=outcome.reason)
+    error = outcome.reason if isinstance(outcome, SendError) else "not attempted (job interrupted)"
+    if last_try and isinstance(outcome, TransientSendError):
+        return Change(delivery_id, DeliveryStatus.FAILED, Reason.TEMPORARY_EXHAUSTED, error=error)
+    return Change(delivery_id, DeliveryStatus.QUEUED, error=error)

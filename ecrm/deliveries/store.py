@@ -1,11 +1,16 @@
-"""Write a chunk's outcomes in one go: one statement per kind of outcome in it.
+"""Every write of a delivery's status, as SQL built once from the state machine
+(`deliveries.states`): what each new state sets, and which rows may take it.
 
-A chunk's outcomes are grouped by kind (sent through one provider, failed, queued again for a
-retry); a typical chunk is one group. Each group is one statement over the values that differ
-per row: on PostgreSQL an `UPDATE ... FROM unnest(ids, values)` (one plan, one execution, and
-HOT updates since no index covers a changed column), on SQLite an executemany. Passing only the
-columns that differ matters: asyncpg encodes each text array element at about 0.8 µs of
-client CPU, more than the update itself costs the server.
+A chunk's outcomes are grouped by the state they lead to (sent through one provider, failed
+for one reason, queued again for a retry); a typical chunk is one group. Each group is one
+statement over the values that differ per row: on PostgreSQL an `UPDATE ... FROM unnest(ids,
+values)` written by `batch_store_pg` (one plan, one execution, and HOT updates since no index
+covers a changed column), on SQLite an executemany of `write_changes` here. Passing only the
+columns that differ matters: asyncpg encodes each text array element at about 0.8 µs of client
+CPU, more than the update itself costs the server.
+
+Every statement carries the state machine's guard, so a row only ever takes a state it may
+move to: a late write never moves a delivery back.
 """
 
 from __future__ import annotations
@@ -14,68 +19,90 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import TextClause, bindparam, text, update
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncConnection
-from sqlalchemy.sql.dml import Update
 
-from ecrm.deliveries.models import DELIVERIES
-from ecrm.types import DeliveryStatus
+from ecrm.deliveries.states import DeliveryStatus, Reason, State, sql_guard
 
 
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class Change:
     delivery_id: int
-    status: DeliveryStatus  # SENT, FAILED, or QUEUED again for a retry
+    status: DeliveryStatus  # SENT, FAILED, UNKNOWN, SKIPPED, or QUEUED again for a retry
+    reason: Reason | None = None
     provider: str | None = None
     provider_message_id: str | None = None
     error: str | None = None
 
+    @property
+    def state(self) -> State:
+        return self.status, self.reason
 
-# One group: (status, provider) -> (delivery ids, the per-row value: message id if sent, else error)
-Groups = dict[tuple[DeliveryStatus, str | None], tuple[list[int], list[str | None]]]
+
+# One group: (state, provider) -> (delivery ids, the per-row value: message id if sent, else error)
+Groups = dict[tuple[State, str | None], tuple[list[int], list[str | None]]]
 
 
 def group(changes: Sequence[Change]) -> Groups:
     groups: Groups = {}
     for change in changes:
         sent = change.status is DeliveryStatus.SENT
-        ids, values = groups.setdefault((change.status, change.provider if sent else None), ([], []))
+        key = (change.state, change.provider if sent else None)
+        ids, values = groups.setdefault(key, ([], []))
         ids.append(change.delivery_id)
         values.append(change.provider_message_id if sent else change.error)
     return groups
 
 
+_TIMESTAMP = {DeliveryStatus.SENT: "sent_at", DeliveryStatus.DELIVERED: "delivered_at",
+              DeliveryStatus.BOUNCED: "bounced_at", DeliveryStatus.FAILED: "failed_at",
+              DeliveryStatus.UNKNOWN: "failed_at", DeliveryStatus.SKIPPED: "failed_at"}
+
+
+def assignments(state: State, *, value: str, now: str, provider: str) -> str:
+    """The SET list that moves a row to `state`: `value` is the per-row message id (sent) or
+    error text, `now` and `provider` the parameters, each spelled as the calling store binds it."""
+    status, reason = state
+    reason_sql = f"'{reason}'" if reason is not None else "NULL"
+    sets = [f"status = '{status}'", f"reason = {reason_sql}", "attempts = d.attempts + 1"]
+    if status is DeliveryStatus.SENT:
+        sets += [f"provider = {provider}", f"provider_message_id = {value}", "error = NULL"]
+    else:
+        sets.append(f"error = {value}")
+    if status in _TIMESTAMP:
+        sets.append(f"{_TIMESTAMP[status]} = {now}")
+    return ", ".join(sets)
+
+
+def receipt_assignments(state: State, *, detail: str, now: str) -> str:
+    """The SET list a provider's receipt writes (delivered, bounced...): the state, its time, and
+    the provider's words when it gives any; the send's own columns stay as the send wrote them."""
+    status, reason = state
+    reason_sql = f"'{reason}'" if reason is not None else "NULL"
+    sets = [f"status = '{status}'", f"reason = {reason_sql}", f"error = coalesce({detail}, d.error)"]
+    if status in _TIMESTAMP:
+        sets.append(f"{_TIMESTAMP[status]} = {now}")
+    return ", ".join(sets)
+
+
+def timed(state: State) -> bool:
+    return state[0] in _TIMESTAMP
+
+
+_BY_ID: dict[State, TextClause] = {}
+
+
+def _by_id(state: State) -> TextClause:
+    """The SQLite statement for one row (executemany); SQLite names the target table `d` too."""
+    statement = _BY_ID.get(state)
+    if statement is None:
+        sets = assignments(state, value=":val", now=":now", provider=":provider")
+        statement = _BY_ID[state] = text(f"UPDATE deliveries AS d SET {sets} WHERE d.id = :id AND {sql_guard(state)}")
+    return statement
+
+
 async def write_changes(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
-    postgresql = connection.dialect.name == "postgresql"
-    for (status, provider), (ids, values) in group(changes).items():
-        if postgresql:
-            await connection.execute(_UNNEST[status], {"now": now, "provider": provider, "ids": ids, "vals": values})
-        else:
-            rows = [{"b_id": i, "b_val": v, "b_now": now, "b_provider": provider}
-                    for i, v in zip(ids, values, strict=True)]
-            await connection.execute(_BY_ID[status], rows)
-
-
-# What each kind of outcome sets, besides attempts + 1; v.val is the per-row value, {now} and
-# {provider} the parameters (each store spells them its own way: `batch_store_pg` uses this too).
-SET_BY_KIND = {
-    DeliveryStatus.SENT: "status = 'sent', provider = {provider}, provider_message_id = v.val, error = NULL, "
-                         "sent_at = {now}",
-    DeliveryStatus.FAILED: "status = 'failed', error = v.val, failed_at = {now}",
-    DeliveryStatus.QUEUED: "status = 'queued', error = v.val",
-}
-TIMED = tuple(kind for kind, assignments in SET_BY_KIND.items() if "{now}" in assignments)
-_BOUND = {"now": ":now", "provider": ":provider"}
-_UNNEST: dict[DeliveryStatus, TextClause] = {
-    status: text(f"UPDATE deliveries AS d SET attempts = d.attempts + 1, {assignments.format(**_BOUND)} "
-                 "FROM unnest(CAST(:ids AS bigint[]), CAST(:vals AS text[])) AS v(id, val) WHERE d.id = v.id")
-    for status, assignments in SET_BY_KIND.items()
-}
-
-_ONE = update(DELIVERIES).where(DELIVERIES.c.id == bindparam("b_id")).values(attempts=DELIVERIES.c.attempts + 1)
-_BY_ID: dict[DeliveryStatus, Update] = {
-    DeliveryStatus.SENT: _ONE.values(status="sent", provider=bindparam("b_provider"),
-                                     provider_message_id=bindparam("b_val"), error=None, sent_at=bindparam("b_now")),
-    DeliveryStatus.FAILED: _ONE.values(status="failed", error=bindparam("b_val"), failed_at=bindparam("b_now")),
-    DeliveryStatus.QUEUED: _ONE.values(status="queued", error=bindparam("b_val")),
-}
+    """SQLAlchemy Core's write of a chunk's outcomes (the SQLite store's; PostgreSQL has its own)."""
+    for (state, provider), (ids, values) in group(changes).items():
+        rows = [{"id": i, "val": v, "now": now, "provider": provider} for i, v in zip(ids, values, strict=True)]
+        await connection.execute(_by_id(state), rows)

@@ -6,8 +6,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ecrm.channels.base import OutgoingEmail
 from ecrm.feedback.unsubscribe import TokenSigner
+from ecrm.messages import OutgoingEmail
 from ecrm.render.environment import CompiledEmail, TemplateCatalog
 from ecrm.render.message_id import MessageIds
 from ecrm.render.mime import EmailHeaders, MimeSkeleton

@@ -8,12 +8,12 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.deliveries.models import Delivery
 from ecrm.feedback.models import Response
 from ecrm.profiles import ingest
 from ecrm.profiles.models import Consent, Event, Profile
 from tests.api.conftest import Client
+from tests.factories import add_delivery
 from tests.rows import count_rows
 
 ANA = {
@@ -128,16 +128,9 @@ async def test_deleting_a_profile_erases_it_with_its_consents_events_deliveries_
     await api.post("/v1/profiles", json=ANA, headers=auth)
     await api.post("/v1/profiles", json={**ANA, "external_id": "c-2", "email": "bo@example.com"}, headers=auth)
     async with sessions.begin() as session:
-        campaign = Campaign(name="spring", source="spring.yaml", spec={})
-        session.add(campaign)
-        await session.flush()
-        run = CampaignRun(campaign_id=campaign.id, run_key="r", spec={})
-        session.add(run)
-        await session.flush()
         for profile in (await session.scalars(select(Profile))).all():
-            delivery = Delivery(run_id=run.id, batch=0, profile_id=profile.id, channel="email")
-            session.add_all([delivery, Event(profile_id=profile.id, name="viewed")])
-            await session.flush()
+            delivery = await add_delivery(session, profile_id=profile.id)
+            session.add(Event(profile_id=profile.id, name="viewed"))
             session.add(Response(delivery_id=delivery.id, profile_id=profile.id, kind="opened"))
 
     resp = await api.delete("/v1/profiles/c-1", headers=auth)

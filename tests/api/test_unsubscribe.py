@@ -5,14 +5,13 @@ from __future__ import annotations
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.campaigns.models import Campaign, CampaignRun
-from ecrm.deliveries.models import Delivery
 from ecrm.feedback.models import Response
 from ecrm.feedback.unsubscribe import make_token
 from ecrm.profiles.models import Consent, Profile
 from ecrm.settings import Settings
 from ecrm.types import ConsentState
 from tests.api.conftest import Client
+from tests.factories import add_delivery
 from tests.rows import count_rows
 
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
@@ -22,16 +21,10 @@ async def _delivery(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, in
     """A profile who consented to email and one delivery to them: (delivery_id, profile_id)."""
     async with sessions.begin() as session:
         profile = Profile(external_id="c-1", email="ana@example.com")
-        campaign = Campaign(name="spring", source="campaigns/spring.yaml", spec={})
-        session.add_all([profile, campaign])
+        session.add(profile)
         await session.flush()
         session.add(Consent(profile_id=profile.id, channel="email", state=ConsentState.GRANTED, source="api"))
-        run = CampaignRun(campaign_id=campaign.id, run_key="2025-03-01", spec={})
-        session.add(run)
-        await session.flush()
-        delivery = Delivery(run_id=run.id, batch=0, profile_id=profile.id, channel="email")
-        session.add(delivery)
-        await session.flush()
+        delivery = await add_delivery(session, profile_id=profile.id)
         return delivery.id, profile.id
 
 

@@ -9,7 +9,7 @@ from typing import ClassVar
 import pytest
 
 from ecrm.channels.base import SendInterrupted, SendResult, StreamingChannel, send_many
-from ecrm.errors import PermanentSendError, TransientSendError
+from ecrm.errors import PermanentSendError, UncertainSendError
 from ecrm.types import ChannelKind
 
 
@@ -42,7 +42,7 @@ class OneAtATime:
         return None
 
 
-async def test_outcomes_stay_in_place_and_concurrency_is_bounded() -> None:
+async def test_outcomes_stay_in_place_and_concurrency_is_bounded(caplog: pytest.LogCaptureFixture) -> None:
     channel = OneAtATime(max_concurrency=3)
     assert not isinstance(channel, StreamingChannel)
     messages: list[str | None] = [*(f"m{i}" for i in range(20)), "refused", None, "bug"]
@@ -51,8 +51,10 @@ async def test_outcomes_stay_in_place_and_concurrency_is_bounded() -> None:
     assert sent == [f"id-m{i}" for i in range(20)]
     assert isinstance(outcomes[20], PermanentSendError)
     assert outcomes[21] is None  # nothing to send
-    assert isinstance(outcomes[22], TransientSendError) and "unexpected KeyError" in outcomes[22].reason
+    assert isinstance(outcomes[22], UncertainSendError) and "unexpected KeyError" in outcomes[22].reason
     assert channel.peak == 3
+    (bug,) = [r for r in caplog.records if r.levelname == "ERROR"]  # an adapter bug is loud, with its traceback
+    assert "test adapter raised KeyError" in bug.getMessage() and bug.exc_info is not None
 
 
 async def test_a_cancelled_send_finishes_what_started_and_starts_nothing_new() -> None:

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ecrm.channels.base import OutgoingEmail, SendInterrupted, SendResult, send_many
+from ecrm.channels.base import SendInterrupted, SendResult, send_many
 from ecrm.channels.email.pipelining import _dot_stuff, _extend
 from ecrm.channels.email.smtp import SmtpEmail
 from ecrm.errors import PermanentSendError, TransientSendError
+from ecrm.messages import OutgoingEmail
 from ecrm.peers.smtp_sink import SmtpSink
 from ecrm.settings import SmtpSettings
 from tests.waiting import wait_for

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ecrm.channels.base import OutgoingEmail, SendResult, send_many
+from ecrm.channels.base import SendResult, send_many
 from ecrm.channels.email.pipelining import _envelope_bytes
 from ecrm.channels.email.seven_bit import to_seven_bit
 from ecrm.channels.email.smtp import SmtpEmail
+from ecrm.messages import OutgoingEmail
 from ecrm.peers.smtp_sink import SmtpSink
 from ecrm.render.mime import EmailHeaders, MimeSkeleton
 from ecrm.settings import SmtpSettings

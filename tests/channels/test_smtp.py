@@ -9,9 +9,10 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
-from ecrm.channels.base import OutgoingEmail, send_many
+from ecrm.channels.base import send_many
 from ecrm.channels.email.smtp import SmtpEmail
 from ecrm.errors import PermanentSendError, TransientSendError
+from ecrm.messages import OutgoingEmail
 from ecrm.settings import SmtpSettings
 from tests.smtp import CapturingHandler, free_port
 

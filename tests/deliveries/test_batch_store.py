@@ -1,5 +1,5 @@
-"""The `BatchStore` contract, for each store on each database: SQLAlchemy Core on SQLite and
-PostgreSQL, asyncpg on PostgreSQL."""
+"""The `BatchStore` contract, for each database's store: SQLAlchemy Core on SQLite, asyncpg on
+PostgreSQL. Both write statuses only as the state machine allows."""
 
 from __future__ import annotations
 
@@ -11,36 +11,38 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.launch import create_run
 from ecrm.campaigns.load import load_campaign
-from ecrm.campaigns.models import CampaignRun
-from ecrm.db import utcnow
+from ecrm.clock import FrozenClock
 from ecrm.deliveries.batch_store import ERASED, BatchStore, Started
-from ecrm.deliveries.batch_store_pg import PgBatchStore
-from ecrm.deliveries.batch_store_sql import SqlBatchStore
 from ecrm.deliveries.claims import INTERRUPTED
-from ecrm.deliveries.models import Delivery, RunBatch
+from ecrm.deliveries.models import Delivery, Send, SendBatch
+from ecrm.deliveries.sends import open_send
+from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.deliveries.store import Change
 from ecrm.profiles.models import Profile
+from ecrm.runtime import open_batch_store
 from ecrm.settings import Settings
-from ecrm.types import DeliveryStatus
+from ecrm.types import ChannelKind, SendSource
 from tests.conftest import ROOT
 from tests.factories import add_profiles
 
+CLOCK = FrozenClock()
 
-@pytest.fixture(params=["sqlalchemy", "asyncpg"])
-async def store(request: pytest.FixtureRequest, engine: AsyncEngine) -> AsyncIterator[BatchStore]:
-    if request.param == "sqlalchemy":
-        batches: BatchStore = SqlBatchStore(engine)
-    elif engine.dialect.name == "postgresql":
-        batches = PgBatchStore(engine.url.render_as_string(hide_password=False))
-    else:
-        pytest.skip("the asyncpg store is PostgreSQL's")
+
+@pytest.fixture
+async def store(engine: AsyncEngine) -> AsyncIterator[BatchStore]:
+    batches = open_batch_store(engine, CLOCK)
     yield batches
     await batches.aclose()
 
 
-async def new_run(settings: Settings, sessions: async_sessionmaker[AsyncSession], key: str = "first") -> int:
+async def new_send(settings: Settings, sessions: async_sessionmaker[AsyncSession], key: str = "first") -> int:
+    """A campaign run's send (the id the store knows)."""
     spec = load_campaign(ROOT / "campaigns" / "welcome.yaml", settings)
-    return (await create_run(sessions, spec, "welcome.yaml", key)).run_id
+    run_id = (await create_run(sessions, spec, "welcome.yaml", key, clock=CLOCK)).run_id
+    async with sessions.begin() as session:
+        send = await open_send(session, SendSource.CAMPAIGN_RUN, run_id, ChannelKind.EMAIL, "welcome", "welcome",
+                               CLOCK.now())
+    return send.id
 
 
 async def profile_ids(sessions: async_sessionmaker[AsyncSession], count: int) -> list[int]:
@@ -51,10 +53,10 @@ async def profile_ids(sessions: async_sessionmaker[AsyncSession], count: int) ->
 
 async def started_batch(store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession],
                         people: int, first_chunk: int) -> tuple[int, Started]:
-    """A new run with `people` queued in batch 0, taken over with `first_chunk` in flight."""
-    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, people)
-    await store.queue_members(run_id, 0, ids, "email")
-    return run_id, await store.start(run_id, 0, first_chunk)
+    """A new send with `people` queued in batch 0, taken over with `first_chunk` in flight."""
+    send_id, ids = await new_send(settings, sessions), await profile_ids(sessions, people)
+    await store.queue_members(send_id, 0, ids, "email")
+    return send_id, await store.start(send_id, 0, first_chunk)
 
 
 async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[object, ...]]:
@@ -65,70 +67,77 @@ async def rows(sessions: async_sessionmaker[AsyncSession]) -> list[tuple[object,
     return [tuple(row) for row in result]
 
 
-async def in_flight(sessions: async_sessionmaker[AsyncSession], run_id: int) -> tuple[object, ...]:
+async def reasons(sessions: async_sessionmaker[AsyncSession]) -> list[str | None]:
     async with sessions() as session:
-        batch = await session.get_one(RunBatch, (run_id, 0), populate_existing=True)
+        return list(await session.scalars(select(Delivery.reason).order_by(Delivery.id)))
+
+
+async def in_flight(sessions: async_sessionmaker[AsyncSession], send_id: int) -> tuple[object, ...]:
+    async with sessions() as session:
+        batch = await session.get_one(SendBatch, (send_id, 0), populate_existing=True)
     return batch.attempt, batch.inflight_first, batch.inflight_last
 
 
 async def test_planning_queues_each_profile_once_and_skips_erased_ones(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, 5)
+    send_id, ids = await new_send(settings, sessions), await profile_ids(sessions, 5)
 
-    assert await store.queue_members(run_id, 0, ids[:3], "email") == 3
-    assert await store.queue_members(run_id, 1, ids, "email") == 2  # the first three are in the run already
-    assert await store.queue_members(run_id, 2, ids, "email") == 0  # nobody new: no batch 2
+    assert await store.queue_members(send_id, 0, ids[:3], "email") == 3
+    assert await store.queue_members(send_id, 1, ids, "email") == 2  # the first three are in the send already
+    assert await store.queue_members(send_id, 2, ids, "email") == 0  # nobody new: no batch 2
     async with sessions() as session:
-        batches = list(await session.scalars(select(RunBatch.batch).where(RunBatch.run_id == run_id)))
+        batches = list(await session.scalars(select(SendBatch.batch).where(SendBatch.send_id == send_id)))
         await session.execute(delete(Profile).where(Profile.id == ids[0]))
         await session.commit()
     assert sorted(batches) == [0, 1]
-    other_run = await new_run(settings, sessions, "second")
-    assert await store.queue_members(other_run, 0, ids, "email") == 4  # all again but the erased one
+    other_send = await new_send(settings, sessions, "second")
+    assert await store.queue_members(other_send, 0, ids, "email") == 4  # all again but the erased one
 
 
-async def test_taking_a_batch_over_reads_it_in_order_and_fails_what_a_dead_owner_and_erasure_left(
+async def test_taking_a_batch_over_reads_it_in_order_and_settles_what_a_dead_owner_and_erasure_left(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, ids = await new_run(settings, sessions), await profile_ids(sessions, 6)
-    await store.queue_members(run_id, 0, ids, "email")
-    first = await store.start(run_id, 0, 2)  # an attempt marks two in flight, then dies
+    send_id, ids = await new_send(settings, sessions), await profile_ids(sessions, 6)
+    await store.queue_members(send_id, 0, ids, "email")
+    first = await store.start(send_id, 0, 2)  # an attempt marks two in flight, then dies
     assert [r.profile_id for r in first.recipients] == ids and first.erased == 0
     assert first.recipients[1].traits == {"points": 1} and first.recipients[1].locale == "fa"
     async with sessions.begin() as session:
         await session.execute(delete(Profile).where(Profile.id == ids[5]))
 
-    second = await store.start(run_id, 0, 3)
+    second = await store.start(send_id, 0, 3)
 
     assert second.owner.attempt == first.owner.attempt + 1
     assert [r.profile_id for r in second.recipients] == ids[2:5] and second.erased == 1
     delivery_ids = [r.delivery_id for r in second.recipients]
-    assert await in_flight(sessions, run_id) == (second.owner.attempt, delivery_ids[0], delivery_ids[2])
+    assert await in_flight(sessions, send_id) == (second.owner.attempt, delivery_ids[0], delivery_ids[2])
     assert [(r[0], r[3]) for r in await rows(sessions)] == (
-        [("failed", INTERRUPTED)] * 2 + [("queued", None)] * 3 + [("failed", ERASED)])
+        [("unknown", INTERRUPTED)] * 2 + [("queued", None)] * 3 + [("skipped", ERASED)])
+    assert await reasons(sessions) == ["interrupted"] * 2 + [None] * 3 + ["erased"]
 
 
 async def test_recording_writes_each_row_its_own_outcome_and_moves_the_mark(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, started = await started_batch(store, settings, sessions, 8, 5)
+    send_id, started = await started_batch(store, settings, sessions, 8, 5)
     d = [r.delivery_id for r in started.recipients]
     changes = [
-        Change(d[0], DeliveryStatus.SENT, "smtp", "<a@x>"),
-        Change(d[1], DeliveryStatus.FAILED, error='550 "no such" mailbox, {x} \\ ت'),
+        Change(d[0], DeliveryStatus.SENT, None, "smtp", "<a@x>"),
+        Change(d[1], DeliveryStatus.FAILED, Reason.PERMANENT, error='550 "no such" mailbox, {x} \\ ت'),
         Change(d[2], DeliveryStatus.QUEUED, error="server busy"),
-        Change(d[3], DeliveryStatus.SENT, "other", None),
-        Change(d[4], DeliveryStatus.SENT, "smtp", "<c@x>"),
+        Change(d[3], DeliveryStatus.SENT, None, "other", None),
+        Change(d[4], DeliveryStatus.SENT, None, "smtp", "<c@x>"),
     ]
 
     assert await store.record(started.owner, changes, (d[5], d[6]))
-    assert await in_flight(sessions, run_id) == (started.owner.attempt, d[5], d[6])
+    assert await in_flight(sessions, send_id) == (started.owner.attempt, d[5], d[6])
     assert await store.record(started.owner, [Change(d[5], DeliveryStatus.QUEUED, error="not attempted")], (d[7], d[7]))
-    assert await store.record(started.owner, [Change(d[6], DeliveryStatus.FAILED, error="bad address")], None)
+    assert await store.record(started.owner, [Change(d[6], DeliveryStatus.FAILED, Reason.TECHNICAL,
+                                                     error="bad address")], None)
     assert await store.record(started.owner, [], None)
 
-    assert await in_flight(sessions, run_id) == (started.owner.attempt, None, None)
+    assert await in_flight(sessions, send_id) == (started.owner.attempt, None, None)
     assert await rows(sessions) == [
         ("sent", "smtp", "<a@x>", None, 1, True, False),
         ("failed", None, None, '550 "no such" mailbox, {x} \\ ت', 1, False, True),
@@ -139,36 +148,55 @@ async def test_recording_writes_each_row_its_own_outcome_and_moves_the_mark(
         ("failed", None, None, "bad address", 1, False, True),
         ("queued", None, None, None, 0, False, False),
     ]
+    assert await reasons(sessions) == [None, "permanent", None, None, None, None, "technical", None]
+
+
+async def test_a_row_never_moves_back_whatever_the_send_path_writes(
+    store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    _, started = await started_batch(store, settings, sessions, 3, 3)
+    d = [r.delivery_id for r in started.recipients]
+    await store.record(started.owner, [Change(d[0], DeliveryStatus.SENT, None, "smtp", "<a@x>"),
+                                       Change(d[1], DeliveryStatus.FAILED, Reason.PERMANENT, error="550")], None)
+    async with sessions.begin() as session:  # a receipt came in for the first
+        await session.execute(update(Delivery).where(Delivery.id == d[0]).values(status="delivered"))
+
+    late = [Change(d[0], DeliveryStatus.QUEUED, error="retry"),
+            Change(d[1], DeliveryStatus.SENT, None, "smtp", "<b@x>")]
+    assert await store.record(started.owner, late, None)
+
+    assert [r[:4] for r in (await rows(sessions))[:2]] == [("delivered", "smtp", "<a@x>", None),
+                                                           ("failed", None, None, "550")]
 
 
 async def test_an_attempt_taken_over_still_records_its_outcomes_but_learns_it_lost_the_batch(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, older = await started_batch(store, settings, sessions, 3, 1)
-    newer = await store.start(run_id, 0, 1)  # it fails the older one's chunk in flight as interrupted
+    send_id, older = await started_batch(store, settings, sessions, 3, 1)
+    newer = await store.start(send_id, 0, 1)  # it fails the older one's chunk in flight as interrupted
     mine = older.recipients[1].delivery_id
 
-    assert not await store.record(older.owner, [Change(mine, DeliveryStatus.SENT, "smtp", "<m@x>")], None)
+    assert not await store.record(older.owner, [Change(mine, DeliveryStatus.SENT, None, "smtp", "<m@x>")], None)
 
     assert (await rows(sessions))[1][:3] == ("sent", "smtp", "<m@x>")
-    assert await in_flight(sessions, run_id) == (newer.owner.attempt, older.recipients[1].delivery_id,
+    assert await in_flight(sessions, send_id) == (newer.owner.attempt, older.recipients[1].delivery_id,
                                                  older.recipients[1].delivery_id)
 
 
-async def test_a_run_is_done_once_planned_and_its_last_batch_has_nothing_queued(
+async def test_a_send_is_done_once_planned_and_its_last_batch_has_nothing_queued(
     store: BatchStore, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    run_id, started = await started_batch(store, settings, sessions, 2, 2)
+    send_id, started = await started_batch(store, settings, sessions, 2, 2)
     d = [r.delivery_id for r in started.recipients]
-    assert not await store.close(run_id, None)  # not planned yet
+    assert not await store.close(send_id, None)  # not planned yet
     async with sessions.begin() as session:
-        await session.execute(update(CampaignRun).where(CampaignRun.id == run_id).values(planned_at=utcnow()))
+        await session.execute(update(Send).where(Send.id == send_id).values(planned_at=CLOCK.now()))
 
-    assert not await store.close(run_id, 0)  # two still queued
-    await store.record(started.owner, [Change(i, DeliveryStatus.SENT, "smtp", f"<{i}@x>") for i in d], None)
-    assert await store.close(run_id, 0)
+    assert not await store.close(send_id, 0)  # two still queued
+    await store.record(started.owner, [Change(i, DeliveryStatus.SENT, None, "smtp", f"<{i}@x>") for i in d], None)
+    assert await store.close(send_id, 0)
 
     async with sessions() as session:
-        run = await session.get_one(CampaignRun, run_id)
-        batch = await session.get_one(RunBatch, (run_id, 0))
-    assert run.status == "done" and run.finished_at is not None and batch.done_at is not None
+        send = await session.get_one(Send, send_id)
+        batch = await session.get_one(SendBatch, (send_id, 0))
+    assert send.done_at == CLOCK.now() and batch.done_at == CLOCK.now()

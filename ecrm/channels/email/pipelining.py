@@ -15,8 +15,8 @@ import asyncio
 from collections import deque
 from collections.abc import Callable
 
-from ecrm.channels.base import OutgoingEmail
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
+from ecrm.messages import OutgoingEmail
 
 MAX_REPLY = 64 * 1024
 

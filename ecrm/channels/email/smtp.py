@@ -22,10 +22,11 @@ from typing import ClassVar, cast
 
 import aiosmtplib
 
-from ecrm.channels.base import OutgoingEmail, SendResult, Work, send_many
+from ecrm.channels.base import SendResult, Work, send_many
 from ecrm.channels.email.pipelining import BODY_8BITMIME, Done, Item, PipelinedSmtp, Take, no_answer
 from ecrm.channels.email.seven_bit import seven_bit_item, seven_bit_take
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
+from ecrm.messages import OutgoingEmail
 from ecrm.settings import Settings, SmtpSettings
 from ecrm.types import ChannelKind
 

@@ -1,0 +1,50 @@
+"""A campaign run's report: its status and its sends' deliveries, counted by locale, status
+and reason."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.campaigns.models import Campaign, CampaignRun
+from ecrm.deliveries.report import DeliveryCounts, count_deliveries
+from ecrm.deliveries.sends import sends_of
+from ecrm.errors import EcrmError
+from ecrm.types import SendSource
+
+
+@dataclass
+class RunReport:
+    campaign: str
+    run_key: str
+    status: str
+    counts: DeliveryCounts
+
+    @property
+    def by_locale(self) -> dict[str, dict[str, int]]:
+        return self.counts.by_locale
+
+    def total(self, status: str | None = None) -> int:
+        return self.counts.total(status)
+
+
+async def find_run(session: AsyncSession, campaign: str, run_key: str | None = None) -> CampaignRun:
+    query = (select(CampaignRun).join(Campaign).where(Campaign.name == campaign)
+             .order_by(CampaignRun.id.desc()).limit(1))
+    if run_key is not None:
+        query = query.where(CampaignRun.run_key == run_key)
+    run = await session.scalar(query)
+    if run is None:
+        raise EcrmError(f"campaign '{campaign}' has no run{f' {run_key!r}' if run_key else ''}; launch it first")
+    return run
+
+
+async def run_report(sessions: async_sessionmaker[AsyncSession], campaign: str,
+                     run_key: str | None = None) -> RunReport:
+    async with sessions() as session:
+        run = await find_run(session, campaign, run_key)
+        sends = await sends_of(session, SendSource.CAMPAIGN_RUN, run.id)
+        counts = await count_deliveries(session, [send.id for send in sends])
+    return RunReport(campaign, run.run_key, run.status, counts)

@@ -1,0 +1,16 @@
+"""The messages a composer builds (`ecrm.render`) and a channel adapter sends (`ecrm.channels`):
+one type per channel kind, here so both stages import them and neither imports the other.
+Built per message, so plain slotted dataclasses (frozen ones cost three times as much)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(slots=True)
+class OutgoingEmail:
+    sender: str
+    recipient: str
+    data: bytes
+    message_id: str
+    eight_bit: bool = False  # a body is 8bit: declared as BODY=8BITMIME, converted for servers without it
