@@ -70,6 +70,7 @@ LINE = 76
 EMPTY = 2  # an empty message reaches the sink as the CRLF before its end marker
 RECIPIENT = re.compile(r"user(\d{7})@example\.test")
 T = TypeVar("T")
+# folded with CRLF: a bare LF is not valid on the wire, and aiosmtplib sendmail would rewrite it
 SUBJECT = Header("Your weekly picks · پیشنهادهای هفته · ข้อเสนอประจำสัปดาห์", "utf-8").encode(linesep="\r\n")
 DATE = formatdate(0, usegmt=True)
 PARAGRAPHS = (
