@@ -2,15 +2,18 @@
 
     python -m bench.send [-n 20000] [--db postgresql sqlite] [--workers 2] [--connections 8]
 
-For each database it prints one line: messages, seconds, msg/s end to end, the raw transport
-ceiling measured in the same run, just before the pipeline (the same number of pre-built
-messages through the same SMTP client, ecrm's `SmtpEmail` adapter, from as many processes and
-connections as the workers use, see `bench/raw_ceiling.py`; measured `--ceiling-runs` times,
-default 3, and the median taken), their ratio, CPU ms per message per process (and the sink's),
-how busy the cores were, peak RSS per worker, and lost / duplicated counts from the sink's
-per-recipient tally (checked every run). `--sendmail-ceiling` also measures plain aiosmtplib
-`SMTP.sendmail` (four round trips per message, what the issue's "about 8,000 msg/s" assumed)
-and prints the ratio to it.
+For each database it prints one line: messages, seconds, msg/s end to end, two raw transport
+ceilings measured in the same run, just before the pipeline, and the ratio to each (the same
+number of pre-built messages from as many processes and connections as the workers use, see
+`bench/raw_ceiling.py`: through the same SMTP client, ecrm's `SmtpEmail` adapter, and through an
+independent asyncio-streams client with campaign-sized messages; each measured `--ceiling-runs`
+times, default 3, and the median taken), CPU ms per message per process (and the sink's), how
+busy the cores were, peak RSS per worker, and lost / duplicated counts from the sink's
+per-recipient tally (checked every run). The sink also hashes a sample of bodies: the ceilings'
+must be what their client built, the pipeline's non-empty, distinct and of a campaign email's
+size, or the run stops with `BodyCheckError`. `--sendmail-ceiling` also measures plain
+aiosmtplib `SMTP.sendmail` (four round trips per message, what the issue's "about 8,000 msg/s"
+assumed) and prints the ratio to it.
 
 - postgresql: arq on real Redis with `--workers` `ecrm worker` processes; the clock runs from
   the launch (run created, plan enqueued) to the moment the worker that recorded the run's
@@ -40,7 +43,18 @@ import asyncpg
 import psutil
 from sqlalchemy import insert, select
 
-from bench.raw_ceiling import RawResult, SinkProcess, lost_and_duplicated, measure_raw_ceiling
+from bench.raw_ceiling import (
+    RawResult,
+    SinkProcess,
+    campaign_sizes,
+    check_campaign_bodies,
+    check_sent_bodies,
+    lost_and_duplicated,
+    measure_raw_ceiling,
+    message_builder,
+    plausible_sizes,
+    sample_every,
+)
 from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
@@ -149,6 +163,8 @@ def peak_rss_mb(process: psutil.Process) -> float:
 
 
 def tally(stats: dict[str, Any], n: int) -> tuple[int, int]:
+    """Lost and duplicated messages, once the sampled bodies pass ``check_campaign_bodies`` (it raises)."""
+    check_campaign_bodies(stats, sample_every(n), plausible_sizes(campaign_sizes()))
     return lost_and_duplicated(stats.get("per_recipient", {}), {bench_address(i) for i in range(n)})
 
 
@@ -161,7 +177,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
 
     url = await fresh_postgres("ecrm_bench")
     await seed(url, args.n)
-    sink = SinkProcess(work / "sink-pg.json")
+    sink = SinkProcess(work / "sink-pg.json", sample_every(args.n))
     settings = bench_settings(url, sink.port, args, REDIS_URL)
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
     await redis.flushdb()
@@ -232,7 +248,7 @@ def run_sqlite(args: argparse.Namespace, work: Path) -> PipelineResult:
     db.unlink(missing_ok=True)
     url = f"sqlite+aiosqlite:///{db}"
     asyncio.run(seed(url, args.n))
-    sink = SinkProcess(work / "sink-sqlite.json")
+    sink = SinkProcess(work / "sink-sqlite.json", sample_every(args.n))
     settings = bench_settings(url, sink.port, args, None)
     sink_before = sink.cpu_seconds()
     try:
@@ -264,15 +280,16 @@ def child_launch() -> None:
     print(json.dumps({"seconds": seconds, "cpu_s": cpu, "peak_rss_mb": rss}))
 
 
-def report(result: PipelineResult, raw: RawResult) -> str:
+def report(result: PipelineResult, raw: RawResult, independent: RawResult) -> str:
     rate = result.messages / result.seconds
-    raw_rate = raw.messages / raw.seconds
+    raw_rate, independent_rate = raw.msgs_per_s, independent.msgs_per_s
     ours = sum(result.cpu_ms.values())
     cpu = ", ".join(f"{k} {v:.3f}" for k, v in result.cpu_ms.items())
     rss = ", ".join(f"{r:.0f}" for r in result.peak_rss_mb)
     busy = (ours + result.sink_ms) * rate / 1000 / (os.cpu_count() or 1)
     return (f"{result.label}: {result.messages} messages in {result.seconds:.2f} s = {rate:,.0f} msg/s end to end; "
-            f"raw {raw_rate:,.0f} msg/s; ratio {rate / raw_rate:.0%}; CPU ms/msg: {cpu} "
+            f"raw {raw_rate:,.0f} msg/s; ratio {rate / raw_rate:.0%}; independent client's raw "
+            f"{independent_rate:,.0f} msg/s; ratio {rate / independent_rate:.0%}; CPU ms/msg: {cpu} "
             f"(total {ours:.3f}, sink excluded; sink {result.sink_ms:.3f}); cores busy {busy:.0%}; "
             f"peak RSS per worker MB: {rss}; "
             f"lost {result.lost}, duplicated {result.duplicated}")
@@ -280,28 +297,37 @@ def report(result: PipelineResult, raw: RawResult) -> str:
 
 CLIENTS = {
     "adapter": "ecrm's SMTP adapter (aiosmtplib session set-up, RFC 2920 pipelining, one round trip per message)",
+    "independent": "an independent client on plain asyncio streams (RFC 2920 groups, one round trip per message, "
+                   "campaign-sized messages)",
     "sendmail": "plain aiosmtplib SMTP.sendmail (four round trips per message)",
 }
 
 
-def median_ceiling(args: argparse.Namespace, work: Path, processes: int) -> RawResult:
+def median_ceiling(args: argparse.Namespace, work: Path, processes: int, client: str = "adapter") -> RawResult:
     """The raw ceiling measured `--ceiling-runs` times back to back; the run with the median
     rate. One measure swings by up to ±20% on these machines while the pipeline's rate moves by
     a few percent, so a single one mostly measures the swing."""
-    runs = sorted((raw_ceiling(args, work, processes) for _ in range(args.ceiling_runs)), key=lambda r: r.msgs_per_s)
+    runs = sorted((raw_ceiling(args, work, processes, client) for _ in range(args.ceiling_runs)),
+                  key=lambda r: r.msgs_per_s)
     chosen = runs[(len(runs) - 1) // 2]
     if len(runs) > 1:
         rates = ", ".join(f"{r.msgs_per_s:,.0f}" for r in runs)
-        print(f"raw ceiling: median of {len(runs)} runs ({rates} msg/s): {chosen.msgs_per_s:,.0f} msg/s", flush=True)
+        print(f"raw ceiling ({client}): median of {len(runs)} runs ({rates} msg/s): {chosen.msgs_per_s:,.0f} msg/s",
+              flush=True)
     return chosen
 
 
 def raw_ceiling(args: argparse.Namespace, work: Path, processes: int, client: str = "adapter") -> RawResult:
-    sink = SinkProcess(work / f"sink-raw-{processes}-{client}.json")
+    """One ceiling run, whose sampled bodies must be what ``client`` built (``check_sent_bodies`` raises)."""
+    sizes = campaign_sizes() if client == "independent" else ()
+    every = sample_every(args.n)
+    sink = SinkProcess(work / f"sink-raw-{processes}-{client}.json", every)
     try:
-        raw = measure_raw_ceiling(args.n, processes, args.connections, "127.0.0.1", sink.port, client=client)
+        raw = measure_raw_ceiling(args.n, processes, args.connections, "127.0.0.1", sink.port, client=client,
+                                  sizes=sizes)
     finally:
-        sink.stop()
+        stats = sink.stop()
+    check_sent_bodies(stats, every, message_builder(client, sizes))
     print(f"raw ceiling ({processes} process(es) x {args.connections} connections, {CLIENTS[client]}, pre-built "
           f"messages, lean sink ecrm.peers.smtp_sink): {raw.messages} in {raw.seconds:.2f} s = "
           f"{raw.msgs_per_s:,.0f} msg/s", flush=True)
@@ -326,13 +352,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def measure(db: str, args: argparse.Namespace, work: Path) -> tuple[PipelineResult, RawResult, RawResult | None]:
-    """One pair of figures for one database: the raw ceiling, then the pipeline, back to back."""
+@dataclass(frozen=True)
+class Ceilings:
+    """The raw ceilings one pipeline run is compared with: ecrm's adapter, the independent client
+    (each the median of `--ceiling-runs`), and plain aiosmtplib sendmail if asked for."""
+
+    adapter: RawResult
+    independent: RawResult
+    sendmail: RawResult | None
+
+
+def measure(db: str, args: argparse.Namespace, work: Path) -> tuple[PipelineResult, Ceilings]:
+    """One set of figures for one database: the raw ceilings, then the pipeline, back to back."""
     processes = args.workers if db == "postgresql" else 1
-    raw = median_ceiling(args, work, processes)
+    adapter = median_ceiling(args, work, processes)
+    independent = median_ceiling(args, work, processes, "independent")
     result = asyncio.run(run_postgres(args, work)) if db == "postgresql" else run_sqlite(args, work)
     plain = raw_ceiling(args, work, processes, "sendmail") if args.sendmail_ceiling else None
-    return result, raw, plain
+    return result, Ceilings(adapter, independent, plain)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,19 +383,26 @@ def main(argv: list[str] | None = None) -> int:
         if args.keep:
             print(f"worker logs and sink tallies are kept in {tmp}", flush=True)
         for db in args.db:
-            ratios = []
+            ratios: dict[str, list[float]] = {"adapter": [], "independent": []}
             for _ in range(args.repeat):
-                result, raw, plain = measure(db, args, Path(tmp))
-                print(report(result, raw), flush=True)
-                if plain is not None:
+                result, ceilings = measure(db, args, Path(tmp))
+                print(report(result, ceilings.adapter, ceilings.independent), flush=True)
+                rate = result.messages / result.seconds
+                if ceilings.sendmail is not None:
                     print(f"{result.label}: ratio to plain aiosmtplib sendmail "
-                          f"{result.messages / result.seconds / plain.msgs_per_s:.0%}", flush=True)
-                ratios.append(result.messages / result.seconds / raw.msgs_per_s)
+                          f"{rate / ceilings.sendmail.msgs_per_s:.0%}", flush=True)
+                ratios["adapter"].append(rate / ceilings.adapter.msgs_per_s)
+                ratios["independent"].append(rate / ceilings.independent.msgs_per_s)
                 failed |= bool(result.lost or result.duplicated)
             if args.repeat > 1:
-                print(f"{db}: median ratio over {args.repeat} runs {statistics.median(ratios):.0%} "
-                      f"(min {min(ratios):.0%}, max {max(ratios):.0%})", flush=True)
+                print_median_ratios(db, ratios)
     return 1 if failed else 0
+
+
+def print_median_ratios(db: str, ratios: dict[str, list[float]]) -> None:
+    for client, values in ratios.items():
+        print(f"{db}: median ratio to the {client} ceiling over {len(values)} runs {statistics.median(values):.0%} "
+              f"(min {min(values):.0%}, max {max(values):.0%})", flush=True)
 
 
 if __name__ == "__main__":

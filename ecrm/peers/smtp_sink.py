@@ -5,24 +5,31 @@ recipient, and can capture each message to ``<dir>/<n>.eml`` or inject faults (a
 550 for chosen recipients). The hot path parses no message content: it only finds the ``CRLF.CRLF`` end
 marker and counts dot-stuffed lines, so one core sustains far more than aiosmtpd's ~1,700 msg/s.
 
+Counting alone cannot tell a benchmark that sends real mail from one that sends empty or identical
+bodies, so ``sample_every=N`` also keeps the size and SHA-256 of every Nth message's content (dot-stuffing
+undone) in ``samples``: cheap enough to leave on in a measured run, and enough for the sender to check.
+
 Run standalone with ``python -m ecrm.peers.smtp_sink --port 2525 --stats-file F``: it prints
 ``ecrm-sink listening on HOST:PORT`` once bound (``--port 0`` picks a free port), writes JSON stats
-(``stats()`` plus ``per_recipient``) atomically to ``F`` on SIGUSR1 and on exit (SIGTERM/SIGINT), and
-resets its counters on SIGUSR2. Without ``--stats-file`` the stats go to stdout as one JSON line.
+(``stats()`` plus ``per_recipient`` and, with ``--sample-every``, ``samples``) atomically to ``F`` on
+SIGUSR1 and on exit (SIGTERM/SIGINT), and resets its counters on SIGUSR2. Without ``--stats-file`` the
+stats go to stdout as one JSON line.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import json
 import os
 import signal
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import ClassVar, cast
+from typing import Any, ClassVar, cast
 
 MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 MAX_LINE = 4096
@@ -53,6 +60,20 @@ UNKNOWN = b"500 5.5.2 command not recognized\r\n"
 LINE_TOO_LONG = b"500 5.5.6 line too long\r\n"
 
 
+@dataclass(frozen=True, slots=True)
+class BodySample:
+    """One sampled message: its recipients, the size and SHA-256 (hex) of its content as the client gave it."""
+
+    recipients: tuple[str, ...]
+    size: int
+    sha256: str
+
+    @classmethod
+    def from_json(cls, document: dict[str, Any]) -> BodySample:
+        """The inverse of ``asdict``, for samples read back from a stats file."""
+        return cls(tuple(document["recipients"]), int(document["size"]), str(document["sha256"]))
+
+
 class SmtpSink:
     """An in-process SMTP server that accepts and counts mail; see the module docstring."""
 
@@ -64,12 +85,17 @@ class SmtpSink:
         fail_count: int = 1,
         reject: Iterable[str] = (),
         eight_bit_mime: bool = True,
+        sample_every: int | None = None,
     ) -> None:
+        if sample_every is not None and sample_every < 1:
+            raise ValueError("sample_every must be at least 1")
         self.eight_bit_mime = eight_bit_mime  # False: no 8BITMIME in EHLO, and BODY=8BITMIME is refused
         self.capture = Path(capture) if capture is not None else None
         self.fail_after = fail_after
         self.fail_count = fail_count
         self.reject = frozenset(reject)
+        self.sample_every = sample_every
+        self.samples: list[BodySample] = []
         self.per_recipient: Counter[str] = Counter()
         self.messages = 0
         self.bytes = 0
@@ -101,6 +127,7 @@ class SmtpSink:
     def reset(self) -> None:
         """Zero every counter (e.g. after a benchmark's warm-up)."""
         self.per_recipient.clear()
+        self.samples.clear()
         self.messages = self.bytes = self.failed = self.rejected = self.connections = 0
 
     def stats(self) -> dict[str, int]:
@@ -124,9 +151,14 @@ class SmtpSink:
         per_recipient = self.per_recipient
         for address in recipients:  # Counter.update's Mapping check costs more than this loop
             per_recipient[address] += 1
+        if self.sample_every is not None and self.messages % self.sample_every == 0:
+            self._sample(recipients, body())
         if self.capture is not None:
             (self.capture / f"{self.messages}.eml").write_bytes(body())
         return QUEUED
+
+    def _sample(self, recipients: list[str], content: bytes) -> None:
+        self.samples.append(BodySample(tuple(recipients), len(content), hashlib.sha256(content).hexdigest()))
 
     def _inject_failure(self) -> bool:
         if self.fail_after is None or self.messages < self.fail_after or self.failed >= self.fail_count:
@@ -293,8 +325,9 @@ def _address(param: bytes) -> str:
 
 
 def write_stats(sink: SmtpSink, path: Path) -> None:
-    """Write ``stats()`` plus ``per_recipient`` counts to ``path`` as JSON, atomically."""
-    document = {**sink.stats(), "per_recipient": dict(sink.per_recipient)}
+    """Write ``stats()``, ``per_recipient`` counts and any body ``samples`` to ``path`` as JSON, atomically."""
+    document = {**sink.stats(), "per_recipient": dict(sink.per_recipient),
+                "samples": [asdict(sample) for sample in sink.samples]}
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(json.dumps(document), encoding="utf-8")
     os.replace(tmp, path)
@@ -317,12 +350,14 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--fail-after", type=int, help="answer 421 after this many accepted messages")
     parser.add_argument("--fail-count", type=int, default=1, help="how many messages get the 421")
     parser.add_argument("--reject", action="append", default=[], help="answer RCPT with 550 (repeatable)")
+    parser.add_argument("--sample-every", type=int, help="keep the size and SHA-256 of every Nth message's content")
     return parser.parse_args(argv)
 
 
 async def serve(args: argparse.Namespace) -> None:
     """Run the sink until SIGTERM/SIGINT, honouring the signal protocol in the module docstring."""
-    sink = SmtpSink(capture=args.capture, fail_after=args.fail_after, fail_count=args.fail_count, reject=args.reject)
+    sink = SmtpSink(capture=args.capture, fail_after=args.fail_after, fail_count=args.fail_count, reject=args.reject,
+                    sample_every=args.sample_every)
     port = await sink.start(args.host, args.port)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()

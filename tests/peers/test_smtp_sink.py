@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import signal
@@ -17,7 +18,7 @@ from typing import NamedTuple
 import aiosmtplib
 import pytest
 
-from ecrm.peers.smtp_sink import SmtpSink
+from ecrm.peers.smtp_sink import BodySample, SmtpSink, write_stats
 
 ROOT = Path(__file__).resolve().parents[2]
 SENDER = "shop@example.test"
@@ -160,6 +161,44 @@ async def test_captured_message_parses_with_the_stdlib_email_parser(tmp_path: Pa
     assert parsed.get_body(("plain",)).get_content().splitlines() == ["سلام سارا، خوش آمدید"]  # type: ignore[union-attr]
     assert parsed.get_body(("html",)).get_content().splitlines() == ["<p>สวัสดี Sara</p>"]  # type: ignore[union-attr]
     assert server.per_recipient == {"sara@example.test": 1}
+
+
+async def test_sample_every_hashes_every_nth_message_as_the_client_gave_it() -> None:
+    bodies = [b"Subject: %d\r\n\r\n.leading dot\r\nmessage %d\r\n" % (i, i) for i in range(7)]
+    server, port = await _started(SmtpSink(sample_every=3))
+    try:
+        async with _client(port) as client:
+            for i, body in enumerate(bodies):
+                await client.sendmail(SENDER, [f"u{i}@example.test"], body)
+    finally:
+        await server.close()
+
+    assert server.samples == [
+        BodySample((f"u{i}@example.test",), len(bodies[i]), hashlib.sha256(bodies[i]).hexdigest()) for i in (2, 5)
+    ]
+
+
+async def test_samples_round_trip_through_the_stats_file_and_reset_clears_them(tmp_path: Path) -> None:
+    body = b"Subject: one\r\n\r\nbody\r\n"
+    server, port = await _started(SmtpSink(sample_every=1))
+    try:
+        async with _client(port) as client:
+            await client.sendmail(SENDER, ["a@example.test", "b@example.test"], body)
+    finally:
+        await server.close()
+    write_stats(server, tmp_path / "stats.json")
+    server.reset()
+
+    written = json.loads((tmp_path / "stats.json").read_text())["samples"]
+    assert [BodySample.from_json(sample) for sample in written] == [
+        BodySample(("a@example.test", "b@example.test"), len(body), hashlib.sha256(body).hexdigest())
+    ]
+    assert server.samples == []
+
+
+def test_sample_every_below_one_is_refused() -> None:
+    with pytest.raises(ValueError, match="sample_every"):
+        SmtpSink(sample_every=0)
 
 
 async def test_fail_after_answers_421_and_closes_then_accepts_again() -> None:
