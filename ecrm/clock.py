@@ -27,25 +27,26 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep_until(self, when: datetime) -> None:
+        # The loop's timers run on the monotonic clock and may fire a clock tick early, and the
+        # wall clock can be stepped: sleep again until the wall clock has really reached `when`.
         delay = (when - self.now()).total_seconds()
-        if delay > 0:
+        while delay > 0:
             await asyncio.sleep(delay)
+            delay = (when - self.now()).total_seconds()
 
 
 class FrozenClock:
     """A clock for tests: `now()` changes only through `advance` and `set`."""
 
     def __init__(self, at: datetime | None = None) -> None:
-        self._now = (at or datetime(2026, 1, 1, 9, 0, tzinfo=UTC)).astimezone(UTC)
+        self._now = _utc(at or datetime(2026, 1, 1, 9, 0, tzinfo=UTC))
         self._moved = asyncio.Event()
 
     def now(self) -> datetime:
         return self._now
 
     def set(self, at: datetime) -> None:
-        if at.tzinfo is None:
-            raise ValueError("a FrozenClock needs an aware time")
-        self._now = at.astimezone(UTC)
+        self._now = _utc(at)
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 
@@ -55,6 +56,13 @@ class FrozenClock:
     async def sleep_until(self, when: datetime) -> None:
         while self._now < when:
             await self._moved.wait()
+
+
+def _utc(at: datetime) -> datetime:
+    # A naive time would be read as the machine's local time: refuse it rather than guess.
+    if at.tzinfo is None:
+        raise ValueError("a FrozenClock needs an aware time")
+    return at.astimezone(UTC)
 
 
 SYSTEM_CLOCK = SystemClock()
