@@ -3,7 +3,8 @@
 Both take `enqueue(function, *args, _job_id=..., _defer_until=..., _defer_by=...)` like
 `ArqRedis.enqueue_job`, so job code cannot tell them apart. Jobs raise `arq.Retry` to be run
 again later. The in-process queue exists so the demo and `ecrm campaign launch` work on a
-bare machine with no Redis.
+bare machine with no Redis; it waits for deferred jobs and retries on its `Clock`, so a test
+with a `FrozenClock` runs them by moving the clock, not by waiting.
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from datetime import UTC, datetime
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from arq import ArqRedis
 from arq.worker import Retry
+
+from ecrm.clock import SYSTEM_CLOCK, Clock
 
 logger = logging.getLogger(__name__)
 
@@ -41,9 +44,11 @@ class ArqQueue:
 class InProcessQueue:
     """Runs jobs as asyncio tasks with arq's retry rules; `join()` waits until all are done."""
 
-    def __init__(self, functions: Mapping[str, JobFunction], max_tries: int, concurrency: int = 2) -> None:
+    def __init__(self, functions: Mapping[str, JobFunction], max_tries: int, concurrency: int = 2,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.functions = functions
         self.max_tries = max_tries
+        self.clock = clock
         self.ctx: dict[str, Any] = {}
         self.failed: list[tuple[str, BaseException]] = []
         self._slots = asyncio.Semaphore(concurrency)
@@ -58,10 +63,8 @@ class InProcessQueue:
             if _job_id in self._ids:
                 return False
             self._ids.add(_job_id)
-        delay = _defer_by or 0.0
-        if _defer_until is not None:
-            delay = max(0.0, (_defer_until - datetime.now(UTC)).total_seconds())
-        task = asyncio.create_task(self._run(function, args, _job_id or function, delay))
+        due = _defer_until or self.clock.now() + timedelta(seconds=_defer_by or 0.0)
+        task = asyncio.create_task(self._run(function, args, _job_id or function, due))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return True
@@ -70,15 +73,16 @@ class InProcessQueue:
         while self._tasks:
             await asyncio.gather(*list(self._tasks))
 
-    async def _run(self, function: str, args: tuple[Any, ...], job_id: str, delay: float) -> None:
+    async def _run(self, function: str, args: tuple[Any, ...], job_id: str, due: datetime) -> None:
         for job_try in range(1, self.max_tries + 1):
-            await asyncio.sleep(delay)
+            await self.clock.sleep_until(due)
             try:
                 async with self._slots:
                     await self.functions[function]({**self.ctx, "job_try": job_try, "job_id": job_id}, *args)
                 break
             except Retry as retry:
                 delay = retry.defer_score / 1000 if retry.defer_score else 0.0
+                due = self.clock.now() + timedelta(seconds=delay)
                 logger.info("↻ %s:%s retry %d in %.1fs", job_id, function, job_try, delay)
             except Exception as exc:
                 logger.exception("! %s:%s failed", job_id, function)
