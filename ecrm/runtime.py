@@ -13,6 +13,7 @@ from typing import Any, TypedDict
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.channels.registry import Channels
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.deliveries.batch_store import BatchStore
 from ecrm.deliveries.batch_store_pg import PgBatchStore
@@ -33,6 +34,7 @@ class Runtime:
     channels: Channels
     queue: JobQueue
     batches: BatchStore
+    clock: Clock = SYSTEM_CLOCK
     cache: dict[Any, Any] = field(default_factory=dict)
 
     async def warm(self) -> None:
@@ -49,10 +51,11 @@ class Runtime:
         await self.engine.dispose()
 
 
-def open_runtime(settings: Settings, queue: JobQueue, engine: AsyncEngine | None = None) -> Runtime:
+def open_runtime(settings: Settings, queue: JobQueue, engine: AsyncEngine | None = None,
+                 clock: Clock = SYSTEM_CLOCK) -> Runtime:
     engine = engine or create_engine(settings.database_url)
     return Runtime(settings, engine, session_factory(engine), TemplateCatalog(settings.templates_dir),
-                   Channels(settings), queue, open_batch_store(engine))
+                   Channels(settings), queue, open_batch_store(engine), clock)
 
 
 def open_batch_store(engine: AsyncEngine) -> BatchStore:

@@ -14,6 +14,7 @@ from arq.worker import Function
 
 from ecrm import heap
 from ecrm.campaigns.jobs import plan_run_job
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.jobs import send_batch_job
 from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
 from ecrm.runtime import open_runtime
@@ -64,5 +65,5 @@ def make_worker(settings: Settings, **options: Any) -> Worker:
                   on_startup=make_startup(settings), on_shutdown=shutdown, **options)
 
 
-def in_process_queue(settings: Settings) -> InProcessQueue:
-    return InProcessQueue(JOBS, max_tries=settings.send.max_tries)
+def in_process_queue(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> InProcessQueue:
+    return InProcessQueue(JOBS, max_tries=settings.send.max_tries, clock=clock)
