@@ -36,11 +36,22 @@ class SystemClock:
 
 
 class FrozenClock:
-    """A clock for tests: `now()` changes only through `advance` and `set`."""
+    """A clock for tests: `now()` changes only through `advance` and `set`.
+
+    `until_sleeping` tells a test that the code under test has reached its wait, so the test
+    can check nothing happened yet before it moves the clock, without polling or sleeping.
+    """
 
     def __init__(self, at: datetime | None = None) -> None:
         self._now = _utc(at or datetime(2026, 1, 1, 9, 0, tzinfo=UTC))
         self._moved = asyncio.Event()
+        self._sleepers = 0
+        self._sleepers_changed = asyncio.Event()
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting in `sleep_until` for a time still to come."""
+        return self._sleepers
 
     def now(self) -> datetime:
         return self._now
@@ -54,8 +65,24 @@ class FrozenClock:
         self.set(self._now + (by if isinstance(by, timedelta) else timedelta(seconds=by)))
 
     async def sleep_until(self, when: datetime) -> None:
-        while self._now < when:
-            await self._moved.wait()
+        if self._now >= when:
+            return
+        self._count_sleepers(1)
+        try:
+            while self._now < when:
+                await self._moved.wait()
+        finally:
+            self._count_sleepers(-1)
+
+    async def until_sleeping(self, count: int = 1) -> None:
+        """Return once at least `count` tasks are waiting in `sleep_until`."""
+        while self._sleepers < count:
+            await self._sleepers_changed.wait()
+
+    def _count_sleepers(self, change: int) -> None:
+        self._sleepers += change
+        changed, self._sleepers_changed = self._sleepers_changed, asyncio.Event()
+        changed.set()
 
 
 def _utc(at: datetime) -> datetime:

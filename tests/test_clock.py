@@ -3,19 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
 from ecrm.clock import SYSTEM_CLOCK, Clock, FrozenClock
+from tests.waiting import settle
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-async def settle() -> None:
-    """Let every task that is ready run (yields to the loop; no time passes)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 def test_a_frozen_clock_stands_still_until_advanced_or_set() -> None:
@@ -90,3 +86,35 @@ async def test_one_advance_wakes_every_sleeper_that_is_due_and_only_those() -> N
     async with asyncio.timeout(5):
         await asyncio.gather(*tasks)
     assert sorted(woke) == [10, 20, 30]
+
+
+async def test_until_sleeping_returns_once_the_awaited_number_of_tasks_wait_on_the_clock() -> None:
+    clock = FrozenClock(T0)
+    watcher = asyncio.create_task(clock.until_sleeping(2))
+    first = asyncio.create_task(clock.sleep_until(T0 + timedelta(seconds=1)))
+    await settle()
+    assert (clock.sleepers, watcher.done()) == (1, False)
+    second = asyncio.create_task(clock.sleep_until(T0 + timedelta(seconds=2)))
+    async with asyncio.timeout(5):
+        await watcher
+    assert clock.sleepers == 2
+    clock.advance(1)
+    async with asyncio.timeout(5):
+        await first
+    assert clock.sleepers == 1
+    clock.advance(1)
+    async with asyncio.timeout(5):
+        await second
+    assert clock.sleepers == 0
+
+
+async def test_a_sleep_already_due_never_counts_as_sleeping() -> None:
+    clock = FrozenClock(T0)
+    await clock.sleep_until(T0)
+    assert clock.sleepers == 0
+    watcher = asyncio.create_task(clock.until_sleeping())
+    await settle()
+    assert not watcher.done()
+    watcher.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await watcher

@@ -10,14 +10,9 @@ from arq.worker import Retry
 
 from ecrm.clock import FrozenClock
 from ecrm.queue import InProcessQueue, JobFunction
+from tests.waiting import settle
 
 T0 = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
-
-
-async def settle() -> None:
-    """Let every task that is ready run (yields to the loop; no time passes)."""
-    for _ in range(20):
-        await asyncio.sleep(0)
 
 
 def recording_queue(clock: FrozenClock, retry_after: float | None = None) -> tuple[InProcessQueue, list[Any]]:
