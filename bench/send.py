@@ -45,7 +45,7 @@ from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
 from ecrm.clock import SYSTEM_CLOCK
-from ecrm.db import create_engine, migrate, refresh_statistics, session_factory, utcnow
+from ecrm.db import create_engine, migrate, refresh_statistics, session_factory
 from ecrm.profiles.models import Consent, Profile
 from ecrm.settings import Settings, load_settings
 
@@ -176,7 +176,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
         servers_before = {name: server_cpu(name) for name in ("postgres", "redis-server")}
         engine = create_engine(url)
         sink_before = sink.cpu_seconds()
-        launched = utcnow()
+        launched = SYSTEM_CLOCK.now()
         spec = load_campaign(CAMPAIGN, settings)
         ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
         await enqueue_plan(ArqQueue(redis), ref, spec)

@@ -1,4 +1,4 @@
-"""The aiohttp application: `create_app(settings)`, served by `ecrm serve` and used by the tests.
+"""The aiohttp application: `create_app(settings, clock)`, served by `ecrm serve` and used by the tests.
 
 The database engine lives in a cleanup context, so it opens with the app and is disposed when
 the app stops. Middlewares run errors first (outermost), then authentication. Handlers read the
