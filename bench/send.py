@@ -58,7 +58,8 @@ from bench.raw_ceiling import (
 from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
-from ecrm.db import create_engine, migrate, refresh_statistics, session_factory, utcnow
+from ecrm.clock import SYSTEM_CLOCK
+from ecrm.db import create_engine, migrate, refresh_statistics, session_factory
 from ecrm.profiles.models import Consent, Profile
 from ecrm.settings import Settings, load_settings
 
@@ -109,14 +110,16 @@ async def seed(database_url: str, n: int) -> None:
     await migrate(engine)
     sessions = session_factory(engine)
     chunk = 5000
+    now = SYSTEM_CLOCK.now()
     for start in range(0, n, chunk):
         rows = [{"external_id": f"b{i}", "email": bench_address(i), "first_name": NAMES[LOCALES[i % 3]],
-                 "locale": LOCALES[i % 3], "time_zone": "UTC", "traits": {"points": i % 5000}}
+                 "locale": LOCALES[i % 3], "time_zone": "UTC", "traits": {"points": i % 5000},
+                 "created_at": now, "updated_at": now}
                 for i in range(start, min(n, start + chunk))]
         async with sessions.begin() as session:
             ids = (await session.scalars(insert(Profile).returning(Profile.id), rows)).all()
             await session.execute(insert(Consent), [{"profile_id": pid, "channel": "email", "state": "granted",
-                                                     "source": "bench"} for pid in ids])
+                                                     "source": "bench", "updated_at": now} for pid in ids])
     await refresh_statistics(sessions, "profiles", "consents")  # as `ecrm profiles import` does
     await engine.dispose()
 
@@ -189,7 +192,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
         servers_before = {name: server_cpu(name) for name in ("postgres", "redis-server")}
         engine = create_engine(url)
         sink_before = sink.cpu_seconds()
-        launched = utcnow()
+        launched = SYSTEM_CLOCK.now()
         spec = load_campaign(CAMPAIGN, settings)
         ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
         await enqueue_plan(ArqQueue(redis), ref, spec)

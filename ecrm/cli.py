@@ -1,5 +1,6 @@
 """The `ecrm` command line: init, profiles import, campaign validate|launch|status, serve,
-worker, apikey create, demo. Each command is a short function over the stage packages."""
+worker, apikey create, demo. Each command is a short function over the stage packages; as the
+process's edge, it is where the system clock is handed to them."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from ecrm import heap, loop
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.report import RunReport, run_report
+from ecrm.clock import SYSTEM_CLOCK
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.errors import EcrmError, SpecError
@@ -148,7 +150,7 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
             return await _launch_on_redis(settings, engine, spec, source, run_key)
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         heap.settle()
-        ref, queue = await launch_in_process(settings, spec, source, run_key, engine)
+        ref, queue = await launch_in_process(settings, spec, source, run_key, engine, SYSTEM_CLOCK)
         _say_if_resumed(ref)
         report = await run_report(session_factory(engine), spec.name, ref.run_key)
         print_report(report)
@@ -214,7 +216,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         async with database(settings) as engine:
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task("import", total=total)
-                report = await import_csv(session_factory(engine), args.csv,
+                report = await import_csv(session_factory(engine), args.csv, SYSTEM_CLOCK,
                                           progress=lambda n: progress.advance(task, n))
         for error in report.errors[:50]:
             err_console.print(f"  {error}", highlight=False, markup=False)
@@ -237,7 +239,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from ecrm.api.app import create_app
 
-    web.run_app(create_app(settings), host=args.host, port=args.port)
+    web.run_app(create_app(settings, SYSTEM_CLOCK), host=args.host, port=args.port)
     return 0
 
 
@@ -260,7 +262,7 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
 
     async def go() -> int:
         async with database(settings) as engine, session_factory(engine).begin() as session:
-            key = await create_api_key(session, args.name)
+            key = await create_api_key(session, args.name, SYSTEM_CLOCK.now())
         console.print(f"API key '{args.name}' (shown once, store it now):", highlight=False)
         sys.stdout.write(key + "\n")
         return 0
@@ -271,4 +273,4 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_demo(settings: Settings, args: argparse.Namespace) -> int:
     from ecrm.demo import run_demo
 
-    return run_demo(settings, args.profiles, args.out)
+    return run_demo(settings, args.profiles, args.out, SYSTEM_CLOCK)

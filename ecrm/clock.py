@@ -27,25 +27,37 @@ class SystemClock:
         return datetime.now(UTC)
 
     async def sleep_until(self, when: datetime) -> None:
+        # The loop's timers run on the monotonic clock and may fire a clock tick early, and the
+        # wall clock can be stepped: sleep again until the wall clock has really reached `when`.
         delay = (when - self.now()).total_seconds()
-        if delay > 0:
+        while delay > 0:
             await asyncio.sleep(delay)
+            delay = (when - self.now()).total_seconds()
 
 
 class FrozenClock:
-    """A clock for tests: `now()` changes only through `advance` and `set`."""
+    """A clock for tests: `now()` changes only through `advance` and `set`.
+
+    `until_sleeping` tells a test that the code under test has reached its wait, so the test
+    can check nothing happened yet before it moves the clock, without polling or sleeping.
+    """
 
     def __init__(self, at: datetime | None = None) -> None:
-        self._now = (at or datetime(2026, 1, 1, 9, 0, tzinfo=UTC)).astimezone(UTC)
+        self._now = _utc(at or datetime(2026, 1, 1, 9, 0, tzinfo=UTC))
         self._moved = asyncio.Event()
+        self._sleepers = 0
+        self._sleepers_changed = asyncio.Event()
+
+    @property
+    def sleepers(self) -> int:
+        """How many tasks are waiting in `sleep_until` for a time still to come."""
+        return self._sleepers
 
     def now(self) -> datetime:
         return self._now
 
     def set(self, at: datetime) -> None:
-        if at.tzinfo is None:
-            raise ValueError("a FrozenClock needs an aware time")
-        self._now = at.astimezone(UTC)
+        self._now = _utc(at)
         moved, self._moved = self._moved, asyncio.Event()
         moved.set()
 
@@ -53,8 +65,31 @@ class FrozenClock:
         self.set(self._now + (by if isinstance(by, timedelta) else timedelta(seconds=by)))
 
     async def sleep_until(self, when: datetime) -> None:
-        while self._now < when:
-            await self._moved.wait()
+        if self._now >= when:
+            return
+        self._count_sleepers(1)
+        try:
+            while self._now < when:
+                await self._moved.wait()
+        finally:
+            self._count_sleepers(-1)
+
+    async def until_sleeping(self, count: int = 1) -> None:
+        """Return once at least `count` tasks are waiting in `sleep_until`."""
+        while self._sleepers < count:
+            await self._sleepers_changed.wait()
+
+    def _count_sleepers(self, change: int) -> None:
+        self._sleepers += change
+        changed, self._sleepers_changed = self._sleepers_changed, asyncio.Event()
+        changed.set()
+
+
+def _utc(at: datetime) -> datetime:
+    # A naive time would be read as the machine's local time: refuse it rather than guess.
+    if at.tzinfo is None:
+        raise ValueError("a FrozenClock needs an aware time")
+    return at.astimezone(UTC)
 
 
 SYSTEM_CLOCK = SystemClock()

@@ -3,7 +3,8 @@
 It creates a SQLite database, seeds about 1,000 profiles in English, Persian and Thai,
 starts the local SMTP sink on loopback (capturing each message as a .eml file), launches
 `campaigns/welcome.yaml` in this process, reads the mailbox back as delivery receipts and
-prints what was sent and delivered per locale.
+prints what was sent and delivered per locale. The profiles and the run take the time from the
+clock `run_demo` is given.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from rich.table import Table
 from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.report import RunReport, run_report
-from ecrm.clock import SYSTEM_CLOCK
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.errors import EcrmError
 from ecrm.feedback.mailbox import apply_mailbox
@@ -57,14 +58,14 @@ def demo_profiles(count: int, seed: int = 7) -> list[ProfileIn]:
     return profiles
 
 
-def run_demo(settings: Settings, count: int, out: Path) -> int:
+def run_demo(settings: Settings, count: int, out: Path, clock: Clock = SYSTEM_CLOCK) -> int:
     if not CAMPAIGN.exists():
         raise EcrmError(f"{CAMPAIGN} not found: run `ecrm demo` from the ecrm checkout")
     shutil.rmtree(out, ignore_errors=True)
-    return loop.run(_demo(settings, count, out))
+    return loop.run(_demo(settings, count, out, clock))
 
 
-async def _demo(settings: Settings, count: int, out: Path) -> int:
+async def _demo(settings: Settings, count: int, out: Path, clock: Clock) -> int:
     started = time.perf_counter()
     mail = out / "mail"
     sink = SmtpSink(capture=mail)
@@ -75,29 +76,29 @@ async def _demo(settings: Settings, count: int, out: Path) -> int:
                                                   "tls": False, "username": None, "password": None}),
     })
     try:
-        report = await _run(settings, count, mail, port)
+        report = await _run(settings, count, mail, port, clock)
     finally:
         await sink.close()
     _print(report, sink.stats()["messages"], mail, out, time.perf_counter() - started)
     return 0 if report.total("delivered") == sink.stats()["messages"] else 1
 
 
-async def _run(settings: Settings, count: int, mail: Path, port: int) -> RunReport:
+async def _run(settings: Settings, count: int, mail: Path, port: int, clock: Clock) -> RunReport:
     engine = create_engine(settings.database_url)
     sessions = session_factory(engine)
     try:
         await migrate(engine)
         console.print(f"database   {settings.database_url.split('///', 1)[1]} (SQLite, created)", highlight=False)
         async with sessions.begin() as session:
-            await upsert_profiles(session, demo_profiles(count))
+            await upsert_profiles(session, demo_profiles(count), clock.now())
         console.print(f"profiles   {count} seeded in English, Persian and Thai", highlight=False)
         console.print(f"smtp       ecrm sink on 127.0.0.1:{port}, capturing to {mail}/", highlight=False)
         spec = load_campaign(CAMPAIGN, settings)
         console.print(f"campaign   {CAMPAIGN} is valid; sending...", highlight=False)
         heap.settle()
-        await launch_in_process(settings, spec, str(CAMPAIGN), engine=engine)
+        await launch_in_process(settings, spec, str(CAMPAIGN), engine=engine, clock=clock)
         await apply_mailbox(sessions, MessageIds(settings.secret_key, settings.email.message_id_domain), mail,
-                            SYSTEM_CLOCK)
+                            clock)
         return await run_report(sessions, spec.name)
     finally:
         await engine.dispose()

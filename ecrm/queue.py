@@ -3,7 +3,8 @@
 Both take `enqueue(function, *args, _job_id=..., _defer_until=..., _defer_by=...)` like
 `ArqRedis.enqueue_job`, so job code cannot tell them apart. Jobs raise `arq.Retry` to be run
 again later. The in-process queue exists so the demo and `ecrm campaign launch` work on a
-bare machine with no Redis.
+bare machine with no Redis; it waits for deferred jobs and retries on its `Clock`, so a test
+with a `FrozenClock` runs them by moving the clock, not by waiting.
 """
 
 from __future__ import annotations
@@ -45,8 +46,9 @@ class InProcessQueue:
 
     def __init__(self, functions: Mapping[str, JobFunction], max_tries: int, concurrency: int = 2,
                  clock: Clock = SYSTEM_CLOCK) -> None:
-        self.functions, self.clock = functions, clock
+        self.functions = functions
         self.max_tries = max_tries
+        self.clock = clock
         self.ctx: dict[str, Any] = {}
         self.failed: list[tuple[str, BaseException]] = []
         self._slots = asyncio.Semaphore(concurrency)

@@ -7,6 +7,7 @@ import os
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import asyncpg
@@ -15,6 +16,7 @@ from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ecrm.clock import FrozenClock
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.settings import Settings, load_settings
 from tests.smtp import SmtpServer
@@ -22,6 +24,7 @@ from tests.smtp import SmtpServer
 PG_ADMIN = os.environ.get("ECRM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("ECRM_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
+T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -69,6 +72,12 @@ def settings(db_url: str) -> Settings:
     """Settings for one test: the test database, the repository's templates, no Redis."""
     return load_settings(Path("/nonexistent"), environ={}, database_url=db_url,
                          templates_dir=ROOT / "templates", secret_key="test-secret-key-0123456789")
+
+
+@pytest.fixture
+def clock() -> FrozenClock:
+    """The time for one test: 2026-01-01 09:00 UTC until the test moves it."""
+    return FrozenClock(T0)
 
 
 @pytest.fixture

@@ -12,3 +12,10 @@ async def wait_for(predicate: Callable[[], bool]) -> None:
             if predicate():
                 return
             await asyncio.sleep(0.005)
+
+
+async def settle() -> None:
+    """Let every task that is ready run, e.g. the sleepers a FrozenClock just woke (this only
+    yields to the loop; no time passes)."""
+    for _ in range(20):
+        await asyncio.sleep(0)

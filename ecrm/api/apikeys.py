@@ -1,7 +1,8 @@
 """API keys: `ecrm_<prefix>_<secret>`, shown once, stored as the prefix and a SHA-256 hash.
 
 The prefix finds the row without a scan and names the key in logs; the hash is compared in
-constant time. A revoked key stays in the table, refused.
+constant time. A revoked key stays in the table, refused. Creating and revoking take the `now`
+their caller read from its clock.
 """
 
 from __future__ import annotations
@@ -10,12 +11,12 @@ import hashlib
 import hmac
 import re
 import secrets
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.models import ApiKey
-from ecrm.db import utcnow
 
 KEY_PATTERN = re.compile(r"ecrm_(?P<prefix>[A-Za-z0-9_-]{8})_[A-Za-z0-9_-]{32,200}")
 
@@ -24,11 +25,12 @@ def _hash(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-async def create_api_key(session: AsyncSession, name: str) -> str:
-    """Store a new key named `name` and return it in plain text; this is the only time it is seen."""
+async def create_api_key(session: AsyncSession, name: str, now: datetime) -> str:
+    """Store a new key named `name`, created at `now`, and return it in plain text; this is the
+    only time it is seen."""
     prefix = secrets.token_urlsafe(6)
     key = f"ecrm_{prefix}_{secrets.token_urlsafe(32)}"
-    session.add(ApiKey(name=name, prefix=prefix, secret_hash=_hash(key)))
+    session.add(ApiKey(name=name, prefix=prefix, secret_hash=_hash(key), created_at=now))
     await session.flush()
     return key
 
@@ -44,13 +46,13 @@ async def check_api_key(session: AsyncSession, presented: str) -> ApiKey | None:
     return None if row.revoked_at is not None else row
 
 
-async def revoke_api_key(session: AsyncSession, prefix_or_key: str) -> bool:
-    """Refuse the key (given whole, or by its 8-character prefix) from now on; False if no such live key."""
+async def revoke_api_key(session: AsyncSession, prefix_or_key: str, now: datetime) -> bool:
+    """Refuse the key (given whole, or by its 8-character prefix) from `now` on; False if no such live key."""
     match = KEY_PATTERN.fullmatch(prefix_or_key)
     prefix = match["prefix"] if match else prefix_or_key
     row = await session.scalar(select(ApiKey).where(ApiKey.prefix == prefix, ApiKey.revoked_at.is_(None)))
     if row is None:
         return False
-    row.revoked_at = utcnow()
+    row.revoked_at = now
     await session.flush()
     return True

@@ -1,7 +1,8 @@
-"""The aiohttp application: `create_app(settings)`, served by `ecrm serve` and used by the tests.
+"""The aiohttp application: `create_app(settings, clock)`, served by `ecrm serve` and used by the tests.
 
 The database engine lives in a cleanup context, so it opens with the app and is disposed when
-the app stops. Middlewares run errors first (outermost), then authentication.
+the app stops. Middlewares run errors first (outermost), then authentication. Handlers read the
+time from the app's clock (`CLOCK`), which tests replace with a `FrozenClock`.
 """
 
 from __future__ import annotations
@@ -13,16 +14,18 @@ from aiohttp import web
 from ecrm.api import events, health, profiles, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
-from ecrm.api.keys import ENGINE, SESSIONS, SETTINGS
+from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, profiles.routes, events.routes, unsubscribe.routes)
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
     app = web.Application(middlewares=[error_middleware, auth_middleware])
     app[SETTINGS] = settings
+    app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
     for routes in ROUTES:
         app.add_routes(routes)

@@ -1,11 +1,14 @@
-"""`POST /v1/events`: record something a person did; 202 with the new event's id."""
+"""`POST /v1/events`: record something a person did; 202 with the new event's id.
+
+An event without `occurred_at` happened when the app's clock received it.
+"""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import SESSIONS
+from ecrm.api.keys import CLOCK, SESSIONS
 from ecrm.profiles.ingest import EventIn, record_event
 
 routes = web.RouteTableDef()
@@ -15,5 +18,5 @@ routes = web.RouteTableDef()
 async def post_event(request: web.Request) -> web.Response:
     data = await read_model(request, EventIn)
     async with request.app[SESSIONS].begin() as session:
-        event = await record_event(session, data)
+        event = await record_event(session, data, request.app[CLOCK].now())
     return web.json_response({"id": event.id}, status=202)

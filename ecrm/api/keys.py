@@ -1,12 +1,14 @@
-"""Typed keys for what the aiohttp app holds: settings, the database engine and sessions."""
+"""Typed keys for what the aiohttp app holds: settings, the clock, the database engine and sessions."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ecrm.clock import Clock
 from ecrm.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
+CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")

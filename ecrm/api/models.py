@@ -1,4 +1,7 @@
-"""The api_keys table: keys are shown once at creation and stored only as a SHA-256 hash."""
+"""The api_keys table: keys are shown once at creation and stored only as a SHA-256 hash.
+
+Times have no Python-side default: `ecrm.api.apikeys` sets them from its caller's clock.
+"""
 
 from __future__ import annotations
 
@@ -7,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ecrm.db import Base, Id, UtcDateTime, utcnow
+from ecrm.db import Base, Id, UtcDateTime
 
 
 class ApiKey(Base):
@@ -17,5 +20,5 @@ class ApiKey(Base):
     name: Mapped[str] = mapped_column(String(100))
     prefix: Mapped[str] = mapped_column(String(16), unique=True)
     secret_hash: Mapped[str] = mapped_column(String(64))
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

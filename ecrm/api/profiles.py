@@ -9,7 +9,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import SESSIONS
+from ecrm.api.keys import CLOCK, SESSIONS
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
 from ecrm.profiles.erase import erase_profile
@@ -40,7 +40,7 @@ def profile_json(profile: Profile, consents: list[Consent]) -> dict[str, Any]:
 async def post_profile(request: web.Request) -> web.Response:
     data = await read_model(request, ProfileIn)
     async with request.app[SESSIONS].begin() as session:
-        profile, created = await upsert_profile(session, data)
+        profile, created = await upsert_profile(session, data, request.app[CLOCK].now())
         body = profile_json(profile, await load_consents(session, profile.id))
     if not created:
         return web.json_response(body)

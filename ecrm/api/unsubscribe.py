@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from ecrm.api.keys import SESSIONS, SETTINGS
+from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
 from ecrm.feedback.apply import apply_unsubscribe
 from ecrm.feedback.unsubscribe import InvalidTokenError, read_token
 
@@ -58,5 +58,5 @@ async def post_unsubscribe(request: web.Request) -> web.Response:
         return _page("Link not valid", INVALID, status=400)
     delivery_id, profile_id = ids
     async with request.app[SESSIONS].begin() as session:
-        await apply_unsubscribe(session, delivery_id, profile_id, SOURCE)
+        await apply_unsubscribe(session, delivery_id, profile_id, SOURCE, request.app[CLOCK].now())
     return _page("You are unsubscribed", DONE)

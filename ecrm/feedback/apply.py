@@ -7,6 +7,7 @@ response per delivery, however often the link is posted (mail clients and scanne
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 
 from sqlalchemy import exists, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,8 +21,9 @@ from ecrm.types import ChannelKind, ConsentState, ResponseKind
 logger = logging.getLogger(__name__)
 
 
-async def apply_unsubscribe(session: AsyncSession, delivery_id: int | None, profile_id: int, source: str) -> bool:
-    """Withdraw the profile's email consent; True if this recorded a new `unsubscribed` response.
+async def apply_unsubscribe(session: AsyncSession, delivery_id: int | None, profile_id: int, source: str,
+                            now: datetime) -> bool:
+    """Withdraw the profile's email consent at `now`; True if this recorded a new `unsubscribed` response.
 
     A profile deleted since the message was sent has nothing left to withdraw (False); a
     deleted delivery still counts, unattributed.
@@ -30,13 +32,13 @@ async def apply_unsubscribe(session: AsyncSession, delivery_id: int | None, prof
         return False
     # The consent upsert runs first: on PostgreSQL it locks the consent row, so two posts of
     # the same link serialise here and the second one sees the first one's response.
-    await set_consents(session, [ConsentChange(profile_id, ChannelKind.EMAIL, ConsentState.WITHDRAWN, source)])
+    await set_consents(session, [ConsentChange(profile_id, ChannelKind.EMAIL, ConsentState.WITHDRAWN, source)], now)
     if delivery_id is not None and await session.get(Delivery, delivery_id) is None:
         delivery_id = None
     if await _already_unsubscribed(session, delivery_id, profile_id):
         return False
     session.add(Response(delivery_id=delivery_id, profile_id=profile_id, kind=ResponseKind.UNSUBSCRIBED,
-                         properties={"source": source}))
+                         properties={"source": source}, occurred_at=now))
     await session.flush()
     logger.info("unsubscribed", extra={"delivery_id": delivery_id, "profile_id": profile_id})
     return True

@@ -1,4 +1,7 @@
-"""The responses table: one row per thing a person did in reply to a delivery."""
+"""The responses table: one row per thing a person did in reply to a delivery.
+
+`occurred_at` has no Python-side default: whoever records a response sets it from its clock.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ecrm.db import Base, Id, Json, UtcDateTime, utcnow
+from ecrm.db import Base, Id, Json, UtcDateTime
 
 
 class Response(Base):
@@ -19,4 +22,4 @@ class Response(Base):
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
     kind: Mapped[str] = mapped_column(String(16))
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -2,18 +2,20 @@
 
 A consent row says whether a profile may be contacted on a channel, who said so last and
 when it last changed. Re-stating the current state changes nothing, so `updated_at` keeps
-the moment the state was actually set (the date a regulator asks for).
+the moment the state was actually set (the date a regulator asks for). That moment is the `now`
+the caller read from its clock.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.db import dialect_insert, utcnow
+from ecrm.db import dialect_insert
 from ecrm.profiles.models import Consent
 from ecrm.types import ChannelKind, ConsentState
 
@@ -26,12 +28,12 @@ class ConsentChange:
     source: str
 
 
-async def set_consents(session: AsyncSession, changes: Sequence[ConsentChange]) -> None:
-    """Upsert consent rows; when one batch names a (profile, channel) twice, the last one wins."""
+async def set_consents(session: AsyncSession, changes: Sequence[ConsentChange], now: datetime) -> None:
+    """Upsert consent rows changed at `now`; when one batch names a (profile, channel) twice,
+    the last one wins."""
     latest = {(c.profile_id, c.channel): c for c in changes}
     if not latest:
         return
-    now = utcnow()
     rows = [{"profile_id": c.profile_id, "channel": c.channel.value, "state": c.state.value,
              "source": c.source, "updated_at": now} for c in latest.values()]
     stmt = dialect_insert(session, Consent)

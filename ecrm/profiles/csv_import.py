@@ -5,7 +5,8 @@ The header names the columns. `external_id`, `email`, `phone`, `first_name`, `la
 `consent_push`) takes yes/no/granted/withdrawn; every other column becomes a trait, kept as
 the text in the cell (a CSV cannot tell the zip code "01234" from a number, so we don't guess).
 An empty cell changes nothing. Reading and validating run in a worker thread, a batch at a
-time, so a large file never holds the event loop; each batch is written and committed once.
+time, so a large file never holds the event loop; each batch is written and committed once,
+stamped with the clock's time when it is written.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from typing import Any, BinaryIO
 from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
 from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, UpsertCounts, input_errors, upsert_profile_batch
@@ -50,7 +52,7 @@ class _Chunk:
     skipped: int = 0
 
 
-async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path,
+async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
                      progress: Callable[[int], None] | None = None, batch_size: int = 1000) -> ImportReport:
     """Import `path`; `progress` is called after each batch with the number of rows read so far.
 
@@ -58,19 +60,19 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path,
     """
     reader = await asyncio.to_thread(_CsvProfiles, path)
     try:
-        report = await _import(sessions, reader, progress, batch_size)
+        report = await _import(sessions, reader, clock, progress, batch_size)
     finally:
         await asyncio.to_thread(reader.close)
     await refresh_statistics(sessions, "profiles", "consents")
     return report
 
 
-async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles,
+async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
                   progress: Callable[[int], None] | None, batch_size: int) -> ImportReport:
     totals = _Totals()
     while (chunk := await asyncio.to_thread(reader.read, batch_size)).rows_read:
         async with sessions.begin() as session:
-            counts = await upsert_profile_batch(session, chunk.profiles)
+            counts = await upsert_profile_batch(session, chunk.profiles, clock.now())
         totals.add(chunk, counts)
         if progress is not None:
             progress(totals.rows)

@@ -3,7 +3,9 @@
 The API, the CSV import and (later) shop connectors all come through here. The input models
 refuse unknown fields and normalise what they accept: lowercased email, E.164 phone,
 `en_US`-style locale, IANA time zone. An update changes only the fields the input names,
-and merges traits shallowly into the stored ones.
+and merges traits shallowly into the stored ones. Every write takes the `now` its caller read
+from its clock: `created_at`, `updated_at`, an event's `received_at` (and its `occurred_at` when
+the input leaves it out).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -31,7 +34,7 @@ from pydantic_core import PydanticCustomError
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.db import dialect_insert, utcnow
+from ecrm.db import dialect_insert
 from ecrm.profiles.consent import ConsentChange, set_consents
 from ecrm.profiles.models import Event, Profile
 from ecrm.types import ChannelKind, ConsentState
@@ -128,14 +131,15 @@ class ProfileIn(BaseModel):
 
 
 class EventIn(BaseModel):
-    """Something a person did, e.g. `order.placed`; `occurred_at` must carry a time zone."""
+    """Something a person did, e.g. `order.placed`; `occurred_at` must carry a time zone, and
+    without one the event happened when it was received (see `record_event`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     external_id: Text
     name: EventName
     properties: JsonObject = Field(default_factory=dict)
-    occurred_at: AwareDatetime = Field(default_factory=utcnow)
+    occurred_at: AwareDatetime | None = None
 
 
 @dataclass(frozen=True)
@@ -176,35 +180,38 @@ async def find_profile(session: AsyncSession, external_id: str) -> Profile | Non
     return await session.scalar(select(Profile).where(Profile.external_id == external_id))
 
 
-async def upsert_profile(session: AsyncSession, data: ProfileIn) -> tuple[Profile, bool]:
-    """Create or update the profile named by `data.external_id`; True when it was created."""
+async def upsert_profile(session: AsyncSession, data: ProfileIn, now: datetime) -> tuple[Profile, bool]:
+    """Create or update the profile named by `data.external_id` at `now`; True when it was created.
+
+    `updated_at` moves only when a field really changed."""
     await _lock_on_sqlite(session, [data.external_id])
-    profile_id, created = await _ensure_profile(session, data.external_id)
+    profile_id, created = await _ensure_profile(session, data.external_id, now)
     profile = await session.get_one(Profile, profile_id, with_for_update=True, populate_existing=True)
     for name, value in data.changes().items():
         setattr(profile, name, value)
     if data.traits:
         profile.traits = {**profile.traits, **data.traits}
+    if session.is_modified(profile):
+        profile.updated_at = now
     await session.flush()
-    await set_consents(session, data.consent_changes(profile.id))
+    await set_consents(session, data.consent_changes(profile.id), now)
     return profile, created
 
 
-async def record_event(session: AsyncSession, data: EventIn) -> Event:
-    """Store an event; a profile not seen before is created bare, to be filled in later."""
-    profile_id, _ = await _ensure_profile(session, data.external_id)
+async def record_event(session: AsyncSession, data: EventIn, now: datetime) -> Event:
+    """Store an event received at `now`; a profile not seen before is created bare, to be filled in later."""
+    profile_id, _ = await _ensure_profile(session, data.external_id, now)
     event = Event(profile_id=profile_id, name=data.name, properties=data.properties,
-                  occurred_at=data.occurred_at, received_at=utcnow())
+                  occurred_at=data.occurred_at or now, received_at=now)
     session.add(event)
     await session.flush()
     return event
 
 
-async def _ensure_profile(session: AsyncSession, external_id: str) -> tuple[int, bool]:
+async def _ensure_profile(session: AsyncSession, external_id: str, now: datetime) -> tuple[int, bool]:
     found = await _profile_ids(session, [external_id])
     if external_id in found:
         return found[external_id], False
-    now = utcnow()
     stmt = dialect_insert(session, Profile).values(external_id=external_id, created_at=now, updated_at=now)
     new_id = await session.scalar(stmt.on_conflict_do_nothing(index_elements=["external_id"]).returning(Profile.id))
     if new_id is not None:
@@ -226,24 +233,24 @@ async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> 
     return dict((await session.execute(stmt)).all())
 
 
-async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn]) -> int:
+async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn], now: datetime) -> int:
     """Batch `upsert_profile` for imports; returns how many profiles were written."""
-    counts = await upsert_profile_batch(session, rows)
+    counts = await upsert_profile_batch(session, rows, now)
     return counts.created + counts.updated
 
 
-async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn]) -> UpsertCounts:
-    """Upsert a batch in a few statements; rows naming the same external_id apply in order."""
+async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn], now: datetime) -> UpsertCounts:
+    """Upsert a batch at `now` in a few statements; rows naming the same external_id apply in order."""
     merged = _merge_duplicates(rows)
     await _lock_on_sqlite(session, merged)
     existing = await _existing_traits(session, merged)
-    created = await _insert_new(session, [row for ext, row in merged.items() if ext not in existing])
+    created = await _insert_new(session, [row for ext, row in merged.items() if ext not in existing], now)
     raced = [ext for ext in merged if ext not in existing and ext not in created]
     if raced:
         existing |= await _existing_traits(session, raced)
-    await _update_existing(session, [merged[ext] for ext in existing], existing)
+    await _update_existing(session, [merged[ext] for ext in existing], existing, now)
     ids = created | {ext: pid for ext, (pid, _) in existing.items()}
-    await set_consents(session, [c for ext, row in merged.items() for c in row.consent_changes(ids[ext])])
+    await set_consents(session, [c for ext, row in merged.items() for c in row.consent_changes(ids[ext])], now)
     return UpsertCounts(created=len(created), updated=len(existing))
 
 
@@ -265,10 +272,9 @@ async def _existing_traits(session: AsyncSession, external_ids: Collection[str])
     return {ext: (pid, traits) for ext, pid, traits in await session.execute(stmt)}
 
 
-async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn]) -> dict[str, int]:
+async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn], now: datetime) -> dict[str, int]:
     if not rows:
         return {}
-    now = utcnow()
     values = [{"external_id": row.external_id, **{name: getattr(row, name) for name in PROFILE_COLUMNS},
                "traits": row.traits, "created_at": now, "updated_at": now} for row in rows]
     stmt = dialect_insert(session, Profile).on_conflict_do_nothing(index_elements=["external_id"])
@@ -277,10 +283,9 @@ async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn]) -> dict[
 
 
 async def _update_existing(session: AsyncSession, rows: Sequence[ProfileIn],
-                           existing: dict[str, tuple[int, Any]]) -> None:
+                           existing: dict[str, tuple[int, Any]], now: datetime) -> None:
     if not rows:
         return
-    now = utcnow()
     values = []
     for row in rows:
         profile_id, traits = existing[row.external_id]

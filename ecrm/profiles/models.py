@@ -1,4 +1,7 @@
-"""Tables of stage 1: profiles, consents and events."""
+"""Tables of stage 1: profiles, consents and events.
+
+Times have no Python-side default: whoever writes a row sets them from its clock.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +11,7 @@ from typing import Any
 from sqlalchemy import ForeignKey, Index, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ecrm.db import Base, Id, Json, UtcDateTime, utcnow
+from ecrm.db import Base, Id, Json, UtcDateTime
 
 
 class Profile(Base):
@@ -23,8 +26,8 @@ class Profile(Base):
     locale: Mapped[str] = mapped_column(String(35), default="en")
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     traits: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, onupdate=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Consent(Base):
@@ -38,7 +41,7 @@ class Consent(Base):
     channel: Mapped[str] = mapped_column(String(16))
     state: Mapped[str] = mapped_column(String(16))
     source: Mapped[str] = mapped_column(String(200))
-    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime)
 
 
 class Event(Base):
@@ -49,5 +52,5 @@ class Event(Base):
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
     name: Mapped[str] = mapped_column(String(100))
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
-    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
-    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -1,4 +1,5 @@
-"""Fixtures for the HTTP API: a test client over `create_app(settings)` and a live API key."""
+"""Fixtures for the HTTP API: a test client over `create_app(settings, clock)`, on the test's
+FrozenClock, and a live API key."""
 
 from __future__ import annotations
 
@@ -10,20 +11,21 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.apikeys import create_api_key
 from ecrm.api.app import create_app
+from ecrm.clock import FrozenClock
 from ecrm.settings import Settings
 
 Client = TestClient[web.Request, web.Application]
 
 
 @pytest.fixture
-async def api(aiohttp_client: AiohttpClient, settings: Settings) -> Client:
-    return await aiohttp_client(create_app(settings))
+async def api(aiohttp_client: AiohttpClient, settings: Settings, clock: FrozenClock) -> Client:
+    return await aiohttp_client(create_app(settings, clock))
 
 
 @pytest.fixture
-async def api_key(sessions: async_sessionmaker[AsyncSession]) -> str:
+async def api_key(sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> str:
     async with sessions.begin() as session:
-        return await create_api_key(session, "tests")
+        return await create_api_key(session, "tests", clock.now())
 
 
 @pytest.fixture

@@ -6,6 +6,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.apikeys import revoke_api_key
+from ecrm.clock import FrozenClock
 from ecrm.profiles.models import Profile
 from tests.api.conftest import Client
 from tests.rows import count_rows
@@ -40,9 +41,9 @@ async def test_a_key_with_a_wrong_secret_answers_401(api: Client, api_key: str) 
 
 
 async def test_a_revoked_key_answers_401(
-        api: Client, api_key: str, sessions: async_sessionmaker[AsyncSession]) -> None:
+        api: Client, api_key: str, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
     async with sessions.begin() as session:
-        assert await revoke_api_key(session, api_key)
+        assert await revoke_api_key(session, api_key, clock.now())
     resp = await api.post("/v1/profiles", json=PROFILE, headers={"X-Api-Key": api_key})
     assert resp.status == 401
     assert await count_rows(sessions, Profile) == 0

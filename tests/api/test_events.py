@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.clock import FrozenClock
 from ecrm.profiles.models import Event, Profile
 from tests.api.conftest import Client
+from tests.conftest import T0
 from tests.rows import count_rows
 
 ORDER = {"external_id": "c-9", "name": "order.placed", "properties": {"total": "49.90", "currency": "THB"},
@@ -25,7 +27,7 @@ async def test_an_event_for_an_unknown_profile_creates_the_profile_and_answers_2
         profile = await session.get_one(Profile, event.profile_id)
     assert profile.external_id == "c-9"
     assert (event.name, event.properties["currency"]) == ("order.placed", "THB")
-    assert event.occurred_at == datetime(2025, 3, 1, 3, 0, tzinfo=UTC)
+    assert (event.occurred_at, event.received_at) == (datetime(2025, 3, 1, 3, 0, tzinfo=UTC), T0)
 
 
 async def test_events_for_a_known_profile_attach_to_it(
@@ -40,13 +42,13 @@ async def test_events_for_a_known_profile_attach_to_it(
     assert await count_rows(sessions, Event) == 2
 
 
-async def test_an_event_without_occurred_at_is_stamped_now(
-        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
-    before = datetime.now(UTC)
+async def test_an_event_without_occurred_at_is_stamped_with_the_app_clock(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    clock.advance(timedelta(minutes=3))
     resp = await api.post("/v1/events", json={"external_id": "c-9", "name": "app:opened"}, headers=auth)
     async with sessions() as session:
         event = await session.get_one(Event, (await resp.json())["id"])
-    assert before <= event.occurred_at <= datetime.now(UTC)
+    assert event.occurred_at == event.received_at == T0 + timedelta(minutes=3)
 
 
 async def test_an_event_with_a_naive_time_or_a_bad_name_answers_422_and_creates_no_profile(

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.clock import FrozenClock
 from ecrm.deliveries.models import Delivery
 from ecrm.feedback.models import Response
 from ecrm.profiles import ingest
 from ecrm.profiles.models import Consent, Event, Profile
 from tests.api.conftest import Client
+from tests.conftest import T0
 from tests.factories import add_delivery
 from tests.rows import count_rows
 
@@ -40,11 +43,13 @@ async def test_posting_a_new_profile_creates_it_and_answers_201_with_normalised_
     assert body["traits"] == {"tier": "gold", "orders": 3}
     assert body["consent"]["email"]["state"] == "granted"
     assert body["consent"]["email"]["source"] == "api"
+    assert body["created_at"] == body["updated_at"] == body["consent"]["email"]["updated_at"] == T0.isoformat()
 
 
 async def test_posting_the_same_external_id_again_updates_only_given_fields_and_merges_traits(
-        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
     await api.post("/v1/profiles", json=ANA, headers=auth)
+    clock.advance(timedelta(hours=5))
     update = {"external_id": "c-1", "last_name": "Silva", "traits": {"orders": 4, "city": "Bangkok"}}
     resp = await api.post("/v1/profiles", json=update, headers=auth)
     assert resp.status == 200
@@ -53,6 +58,8 @@ async def test_posting_the_same_external_id_again_updates_only_given_fields_and_
     assert (body["first_name"], body["last_name"]) == ("Ana", "Silva")
     assert body["traits"] == {"tier": "gold", "orders": 4, "city": "Bangkok"}
     assert body["consent"]["email"]["state"] == "granted"
+    assert (body["created_at"], body["updated_at"]) == (T0.isoformat(), (T0 + timedelta(hours=5)).isoformat())
+    assert body["consent"]["email"]["updated_at"] == T0.isoformat()
     assert await count_rows(sessions, Profile) == 1
 
 
@@ -130,8 +137,8 @@ async def test_deleting_a_profile_erases_it_with_its_consents_events_deliveries_
     async with sessions.begin() as session:
         for profile in (await session.scalars(select(Profile))).all():
             delivery = await add_delivery(session, profile_id=profile.id)
-            session.add(Event(profile_id=profile.id, name="viewed"))
-            session.add(Response(delivery_id=delivery.id, profile_id=profile.id, kind="opened"))
+            session.add(Event(profile_id=profile.id, name="viewed", occurred_at=T0, received_at=T0))
+            session.add(Response(delivery_id=delivery.id, profile_id=profile.id, kind="opened", occurred_at=T0))
 
     resp = await api.delete("/v1/profiles/c-1", headers=auth)
 

@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.clock import FrozenClock
 from ecrm.feedback.models import Response
 from ecrm.feedback.unsubscribe import make_token
 from ecrm.profiles.models import Consent, Profile
 from ecrm.settings import Settings
 from ecrm.types import ConsentState
 from tests.api.conftest import Client
+from tests.conftest import T0
 from tests.factories import add_delivery
 from tests.rows import count_rows
 
@@ -20,10 +24,11 @@ ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 async def _delivery(sessions: async_sessionmaker[AsyncSession]) -> tuple[int, int]:
     """A profile who consented to email and one delivery to them: (delivery_id, profile_id)."""
     async with sessions.begin() as session:
-        profile = Profile(external_id="c-1", email="ana@example.com")
+        profile = Profile(external_id="c-1", email="ana@example.com", created_at=T0, updated_at=T0)
         session.add(profile)
         await session.flush()
-        session.add(Consent(profile_id=profile.id, channel="email", state=ConsentState.GRANTED, source="api"))
+        session.add(Consent(profile_id=profile.id, channel="email", state=ConsentState.GRANTED, source="api",
+                            updated_at=T0))
         delivery = await add_delivery(session, profile_id=profile.id)
         return delivery.id, profile.id
 
@@ -47,8 +52,9 @@ async def test_get_shows_a_form_that_posts_and_changes_nothing(
 
 
 async def test_one_click_post_withdraws_email_consent_and_records_one_response(
-        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
     delivery_id, profile_id = await _delivery(sessions)
+    clock.advance(timedelta(days=2))
     resp = await api.post(f"/u/{make_token(settings.secret_key, delivery_id, profile_id)}",
                           data="List-Unsubscribe=One-Click", headers=ONE_CLICK)
     assert resp.status == 200
@@ -57,7 +63,10 @@ async def test_one_click_post_withdraws_email_consent_and_records_one_response(
     assert await _email_consent(sessions) == ("withdrawn", "unsubscribe-link")
     async with sessions() as session:
         responses = list(await session.scalars(select(Response)))
-    assert [(r.kind, r.delivery_id, r.profile_id) for r in responses] == [("unsubscribed", delivery_id, profile_id)]
+        withdrawn = await session.scalar(select(Consent.updated_at))
+    assert [(r.kind, r.delivery_id, r.profile_id, r.occurred_at) for r in responses] == [
+        ("unsubscribed", delivery_id, profile_id, T0 + timedelta(days=2))]
+    assert withdrawn == T0 + timedelta(days=2)
 
 
 async def test_posting_the_same_link_twice_or_with_an_empty_body_records_one_response(

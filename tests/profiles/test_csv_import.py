@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.clock import FrozenClock
 from ecrm.errors import SpecError
 from ecrm.profiles.csv_import import import_csv
 from ecrm.profiles.ingest import find_profile
 from ecrm.profiles.models import Consent, Profile
+from tests.conftest import T0
 from tests.rows import count_rows
 
 PEOPLE = """\
@@ -30,9 +33,10 @@ def _write(tmp_path: Path, text: str) -> Path:
 
 
 async def test_a_bad_row_is_reported_by_file_and_line_and_the_rest_are_imported(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
     path = _write(tmp_path, PEOPLE)
-    report = await import_csv(sessions, path)
+    report = await import_csv(sessions, path, clock)
     assert (report.imported, report.created, report.skipped) == (3, 3, 1)
     assert len(report.errors) == 1
     assert report.errors[0].startswith(f"{path}:3 email: value is not a valid email address")
@@ -42,8 +46,9 @@ async def test_a_bad_row_is_reported_by_file_and_line_and_the_rest_are_imported(
 
 
 async def test_columns_map_to_fields_traits_stay_text_and_consent_words_are_understood(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
-    await import_csv(sessions, _write(tmp_path, PEOPLE))
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    await import_csv(sessions, _write(tmp_path, PEOPLE), clock)
     async with sessions() as session:
         ana, dee = await find_profile(session, "c-1"), await find_profile(session, "c-4")
         consents = {(c.profile_id, c.state, c.source) for c in await session.scalars(select(Consent))}
@@ -55,35 +60,49 @@ async def test_columns_map_to_fields_traits_stay_text_and_consent_words_are_unde
 
 
 async def test_reimporting_updates_without_creating_and_empty_cells_change_nothing(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
-    await import_csv(sessions, _write(tmp_path, PEOPLE))
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    await import_csv(sessions, _write(tmp_path, PEOPLE), clock)
+    clock.advance(timedelta(days=1))
     path = _write(tmp_path, "external_id,first_name,email,tier\nc-1,Anna,,platinum\n")
-    report = await import_csv(sessions, path)
+    report = await import_csv(sessions, path, clock)
     assert (report.imported, report.created, report.skipped, report.errors) == (1, 0, 0, [])
     async with sessions() as session:
         ana = await find_profile(session, "c-1")
     assert ana is not None
     assert (ana.first_name, ana.email, ana.traits["tier"], ana.traits["zip"]) == (
         "Anna", "ana@example.com", "platinum", "01234")
+    assert (ana.created_at, ana.updated_at) == (T0, T0 + timedelta(days=1))
 
 
 async def test_rows_are_written_in_batches_and_progress_is_reported_after_each(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
     lines = "".join(f"c-{i},p{i}@example.com\n" for i in range(5))
     seen: list[int] = []
-    report = await import_csv(sessions, _write(tmp_path, "external_id,email\n" + lines), seen.append, batch_size=2)
+
+    def progress(rows: int) -> None:
+        seen.append(rows)
+        clock.advance(60)
+
+    report = await import_csv(sessions, _write(tmp_path, "external_id,email\n" + lines), clock, progress, batch_size=2)
     assert seen == [2, 4, 5]
     assert report.imported == report.created == 5
+    async with sessions() as session:
+        stamped = dict((await session.execute(select(Profile.external_id, Profile.created_at))).all())
+    minute = timedelta(minutes=1)
+    assert stamped == {"c-0": T0, "c-1": T0, "c-2": T0 + minute, "c-3": T0 + minute, "c-4": T0 + 2 * minute}
 
 
 async def test_every_bad_row_is_reported_not_only_the_first(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
     text = ("external_id,email,locale,consent_email\n"
             ",a@example.com,,\n"
             "c-2,b@example.com,xx-invalid,maybe\n"
             "c-3,c@x.io,,,extra\n")
     path = _write(tmp_path, text)
-    report = await import_csv(sessions, path)
+    report = await import_csv(sessions, path, clock)
     assert (report.imported, report.skipped) == (0, 3)
     assert [e.split(": ", 1)[0] for e in report.errors] == [
         f"{path}:2 external_id", f"{path}:3 locale", f"{path}:3 consent_email", f"{path}:4"]
@@ -96,23 +115,26 @@ async def test_every_bad_row_is_reported_not_only_the_first(
     ("external_id,email,email\nc-1,a@example.com,b@example.com\n", "repeats email"),
 ])
 async def test_a_file_without_a_usable_header_raises_spec_error(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], text: str, problem: str) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock, text: str,
+        problem: str) -> None:
     with pytest.raises(SpecError, match=problem):
-        await import_csv(sessions, _write(tmp_path, text))
+        await import_csv(sessions, _write(tmp_path, text), clock)
 
 
 async def test_a_missing_file_raises_spec_error_naming_it(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
     with pytest.raises(SpecError, match=r"missing\.csv: cannot read the file"):
-        await import_csv(sessions, tmp_path / "missing.csv")
+        await import_csv(sessions, tmp_path / "missing.csv", clock)
 
 
 async def test_a_line_that_is_not_utf8_is_reported_and_skipped_alone(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
     path = tmp_path / "people.csv"
     latin1 = "c-2,José\n".encode("latin-1")
     path.write_bytes("\ufeffexternal_id,first_name\nc-1,Ana\n".encode() + latin1 + "c-3,Zoë\n".encode())
-    report = await import_csv(sessions, path)
+    report = await import_csv(sessions, path, clock)
     assert (report.imported, report.skipped) == (2, 1)
     assert report.errors == [f"{path}:3: the line is not UTF-8 text (save as UTF-8)"]
     async with sessions() as session:
@@ -121,8 +143,9 @@ async def test_a_line_that_is_not_utf8_is_reported_and_skipped_alone(
 
 
 async def test_an_import_leaves_the_planner_statistics_on_profiles_and_consents(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession]) -> None:
-    await import_csv(sessions, _write(tmp_path, PEOPLE))
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    await import_csv(sessions, _write(tmp_path, PEOPLE), clock)
     async with sessions() as session:
         if session.get_bind().dialect.name == "postgresql":
             query = ("SELECT relname FROM pg_stat_user_tables WHERE last_analyze IS NOT NULL "
