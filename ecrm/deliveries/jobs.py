@@ -41,7 +41,7 @@ def sender_for(runtime: Runtime, pairing: Pairing[M], send: SendRef, last_try: b
     composer = runtime.composers.get(send.id)
     if composer is None:
         composer = runtime.composers.put(send.id, pairing.composer(runtime.settings, runtime.catalog, send.template,
-                                                                   send.label))
+                                                                   send.label, runtime.clock))
     return Sender(composer, runtime.channels.open(pairing), last_try)
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Protocol, TypeVar
 
+from ecrm.clock import Clock
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.recipient import Recipient
 from ecrm.settings import Settings
@@ -22,6 +23,7 @@ class Composer(Protocol[M_co]):
     def compose(self, recipient: Recipient) -> M_co: ...
 
 
-# How a channel kind builds its composer: settings, templates, the template's name, and the
-# label templates see as `campaign` (a campaign's name, a transactional template's name).
-ComposerFactory = Callable[[Settings, TemplateCatalog, str, str], Composer[M_co]]
+# How a channel kind builds its composer: settings, templates, the template's name, the label
+# templates see as `campaign` (a campaign's name, a transactional template's name), and the
+# clock that dates its messages.
+ComposerFactory = Callable[[Settings, TemplateCatalog, str, str, Clock], Composer[M_co]]

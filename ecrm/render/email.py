@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.feedback.unsubscribe import TokenSigner
 from ecrm.messages import OutgoingEmail
 from ecrm.render.environment import CompiledEmail, TemplateCatalog
@@ -39,8 +40,9 @@ class EmailComposer:
 
     kind = ChannelKind.EMAIL
 
-    def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, campaign: str) -> None:
-        self.catalog, self.template, self.campaign = catalog, template, campaign
+    def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, campaign: str,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.catalog, self.template, self.campaign, self.clock = catalog, template, campaign, clock
         self.from_name, self.from_address = settings.email.from_name, settings.email.from_address
         self.eight_bit = settings.email.eight_bit
         self.unsubscribe_base = settings.public_url.rstrip("/") + "/u/"
@@ -79,6 +81,6 @@ class EmailComposer:
     def _add_variant(self, locale: str) -> LocaleVariant:
         compiled = self.catalog.email(self.template, locale)
         context = self.catalog.context({"campaign": self.campaign, **compiled.locale_values})
-        skeleton = MimeSkeleton(self.from_name, self.from_address, compiled.lang, self.eight_bit)
+        skeleton = MimeSkeleton(self.from_name, self.from_address, compiled.lang, self.eight_bit, self.clock)
         variant = self._variants[locale] = LocaleVariant(compiled, skeleton, context)
         return variant

@@ -20,11 +20,12 @@ import binascii
 import re
 import secrets
 import struct
-import time
 from dataclasses import dataclass
 from email.header import Header
 from email.utils import formataddr, formatdate
 from functools import lru_cache
+
+from ecrm.clock import SYSTEM_CLOCK, Clock
 
 _MAX_PLAIN_HEADER = 76
 MAX_LINE = 998  # octets in a line, CRLF excluded (RFC 5322 2.1.1)
@@ -89,15 +90,16 @@ def _line_unpacker(count: int) -> struct.Struct:
     return struct.Struct("76s" * count)
 
 
-class _Clock:
-    """RFC 5322 Date header, formatted at most once per second."""
+class _DateHeader:
+    """RFC 5322 Date header from the composer's clock, formatted at most once per second."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Clock) -> None:
+        self._now = clock.now
         self._second = -1
         self._value = b""
 
     def header(self) -> bytes:
-        now = int(time.time())
+        now = int(self._now().timestamp())
         if now != self._second:
             self._second, self._value = now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
         return self._value
@@ -106,7 +108,8 @@ class _Clock:
 class MimeSkeleton:
     """A multipart/alternative (text + HTML) email whose fixed bytes are encoded once."""
 
-    def __init__(self, from_name: str, from_address: str, lang: str, eight_bit: bool = True) -> None:
+    def __init__(self, from_name: str, from_address: str, lang: str, eight_bit: bool = True,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
         self.eight_bit = eight_bit  # bodies may go as written (7bit, 8bit); else QP or base64
         self.boundary = "=_ecrm_" + secrets.token_hex(8)
         self._boundary = self.boundary.encode()
@@ -120,7 +123,7 @@ class MimeSkeleton:
         self._text_part = f'--{self.boundary}\r\nContent-Type: text/plain; charset="utf-8"\r\n'.encode()
         self._html_part = f'\r\n--{self.boundary}\r\nContent-Type: text/html; charset="utf-8"\r\n'.encode()
         self._end = f"\r\n--{self.boundary}--\r\n".encode()
-        self._clock = _Clock()
+        self._date = _DateHeader(clock)
 
     def build(self, headers: EmailHeaders, text: str, html: str) -> tuple[bytes, bool]:
         """The email's bytes, and whether a body in it is 8bit (the server must take 8BITMIME)."""
@@ -128,7 +131,7 @@ class MimeSkeleton:
         html_cte, html_body = encode_body(html, self.eight_bit, self._boundary)
         data = b"".join((
             self._head,
-            self._clock.header(),
+            self._date.header(),
             encode_header("To", headers.to),
             encode_header("Subject", headers.subject),
             f"Message-ID: {headers.message_id}\r\nList-Unsubscribe: {headers.list_unsubscribe}\r\n".encode(),

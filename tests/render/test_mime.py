@@ -5,12 +5,14 @@ from __future__ import annotations
 import base64
 import binascii
 import random
+from datetime import UTC, datetime, timedelta
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 
 import pytest
 
+from ecrm.clock import FrozenClock
 from ecrm.render.mime import EmailHeaders, MimeSkeleton, encode_body, encode_header
 
 CASES = {
@@ -111,3 +113,16 @@ def test_a_body_that_cannot_go_as_written_is_encoded(text: str) -> None:
     assert body.isascii() and all(len(line) <= 76 for line in body.split(b"\r\n"))
     decoded = binascii.a2b_qp(body) if text.isascii() else base64.b64decode(body)
     assert decoded == text.replace("\n", "\r\n").encode()
+
+
+def test_the_date_header_is_the_composers_clock_and_follows_it() -> None:
+    clock = FrozenClock(datetime(2026, 3, 1, 12, 0, 5, tzinfo=UTC))
+    skeleton = MimeSkeleton("Shop", "news@shop.example", "en", clock=clock)
+    headers = EmailHeaders("buyer@example.com", "Hi", "<a@shop.example>", "<https://crm.example/u/T>")
+
+    first = BytesParser(policy=policy.default).parsebytes(skeleton.build(headers, "t", "<p>h</p>")[0])
+    clock.advance(3600)
+    later = BytesParser(policy=policy.default).parsebytes(skeleton.build(headers, "t", "<p>h</p>")[0])
+
+    assert first["Date"].datetime == clock.now() - timedelta(hours=1)
+    assert later["Date"].datetime == clock.now()
