@@ -1,0 +1,63 @@
+"""The registry pairs each channel kind's composer with its providers on one message type, so
+the type checker refuses a composer whose messages a provider cannot send. These tests run mypy
+on two small modules that build a pairing: the email one as registered, and a wrong one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mypy import api
+
+from ecrm.channels.registry import EMAIL, PAIRINGS, Channels
+from ecrm.render.email import EmailComposer
+from ecrm.settings import Settings
+from ecrm.types import ChannelKind
+from tests.conftest import ROOT
+
+HEAD = """
+from ecrm.channels.email.smtp import SmtpEmail
+from ecrm.channels.registry import Pairing
+from ecrm.clock import Clock
+from ecrm.messages import OutgoingEmail
+from ecrm.render.email import EmailComposer
+from ecrm.render.environment import TemplateCatalog
+from ecrm.render.recipient import Recipient
+from ecrm.settings import Settings
+from ecrm.types import ChannelKind
+
+
+class TextComposer:
+    def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, label: str, clock: Clock) -> None:
+        self.template = template
+
+    def compose(self, recipient: Recipient) -> str:
+        return self.template
+"""
+
+
+def check(tmp_path: Path, body: str) -> tuple[str, int]:
+    module = tmp_path / "pairing_check.py"
+    module.write_text(HEAD + body)
+    out, err, status = api.run(["--strict", "--no-error-summary", "--follow-imports=silent",
+                                "--cache-dir", str(ROOT / ".mypy_cache"), str(module)])
+    return out + err, status
+
+
+def test_a_composer_paired_with_providers_of_its_own_message_type_checks(tmp_path: Path) -> None:
+    report, status = check(tmp_path, 'Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, '
+                                     '{"smtp": SmtpEmail.from_settings}, default="smtp")\n')
+    assert status == 0, report
+
+
+def test_a_composer_paired_with_a_provider_of_another_message_type_is_refused(tmp_path: Path) -> None:
+    report, status = check(tmp_path, 'Pairing[str](ChannelKind.SMS, TextComposer, '
+                                     '{"smtp": SmtpEmail.from_settings}, default="smtp")\n')
+    assert status == 1 and "pairing_check.py" in report and "OutgoingEmail" in report, report
+
+
+async def test_every_kind_is_registered_once_with_its_default_provider(settings: Settings) -> None:
+    assert PAIRINGS == {ChannelKind.EMAIL: EMAIL} and EMAIL.composer is EmailComposer
+    assert all(p.default in p.providers for p in PAIRINGS.values())
+    channels = Channels(settings)
+    assert channels.open(EMAIL) is channels.open(EMAIL, "smtp")  # one live adapter per provider
+    await channels.close()
