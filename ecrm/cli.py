@@ -95,7 +95,7 @@ def run(coro: Awaitable[int]) -> int:
     async def wrapped() -> int:
         return await coro
 
-    return loop.run(wrapped())
+    return loop.run(wrapped(), sigterm_as_sigint=True)
 
 
 def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:

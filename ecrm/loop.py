@@ -4,6 +4,7 @@ the SMTP client's CPU per message), asyncio's own loop elsewhere."""
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import Coroutine
 from typing import Any, TypeVar
 
@@ -20,6 +21,12 @@ def use_fast_loop() -> bool:
     return True
 
 
-def run(coro: Coroutine[Any, Any, T]) -> T:
+def run(coro: Coroutine[Any, Any, T], *, sigterm_as_sigint: bool = False) -> T:
+    """Run `coro` to the end. With `sigterm_as_sigint`, SIGTERM (a plain `kill`, a service
+    manager's stop) is handled as Ctrl-C: the main task is cancelled, so messages in flight
+    finish and their outcomes are recorded, and KeyboardInterrupt comes out as with Ctrl-C."""
     use_fast_loop()
-    return asyncio.run(coro)
+    with asyncio.Runner() as runner:
+        if sigterm_as_sigint:
+            runner.get_loop().add_signal_handler(signal.SIGTERM, signal.raise_signal, signal.SIGINT)
+        return runner.run(coro)

@@ -101,8 +101,15 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
 
 async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipients: list[Recipient],
                      following: list[Recipient] | None) -> BatchOutcome:
-    """Send a chunk already marked in flight; record it and mark `following` in flight."""
-    messages, outcomes = await compose_all(sender.composer, recipients)
+    """Send a chunk already marked in flight; record it and mark `following` in flight. A
+    cancellation before anything is handed over records the chunk as still queued, so it is
+    not taken for in doubt."""
+    try:
+        messages, outcomes = await compose_all(sender.composer, recipients)
+    except asyncio.CancelledError:
+        with contextlib.suppress(SupersededError):
+            await asyncio.shield(record(runtime, owner, recipients, [None] * len(recipients), None))
+        raise
     try:
         sent = await send_many(sender.channel, messages)
     except SendInterrupted as stop:
