@@ -1,5 +1,5 @@
-"""The `ecrm` command line: init, profiles import, campaign validate|launch|status, serve,
-worker, apikey create, demo. Each command is a short function over the stage packages; as the
+"""The `ecrm` command line: init, profiles import, campaign validate|launch|status|resume|resend,
+serve, worker, apikey create, demo. Each command is a short function over the stage packages; as the
 process's edge, it is where the system clock is handed to them."""
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from ecrm.clock import SYSTEM_CLOCK
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.errors import EcrmError, SpecError
+from ecrm.queue import InProcessQueue
 from ecrm.schema import ensure_schema
 from ecrm.settings import Settings, load_settings
 
@@ -50,8 +51,8 @@ def main(argv: list[str] | None = None) -> int:
         err_console.print(f"error: {exc}", highlight=False, markup=False)
         return 1
     except KeyboardInterrupt:
-        err_console.print("interrupted: messages not yet handed over stay queued; launch the same run again to "
-                          "resume", highlight=False, markup=False)
+        err_console.print("interrupted: messages not yet handed over stay queued; `ecrm campaign status NAME` "
+                          "says how to resume", highlight=False, markup=False)
         return 130
 
 
@@ -73,6 +74,14 @@ def parser() -> argparse.ArgumentParser:
     status = _add(campaign, "status", "deliveries of a campaign run by locale and status", cmd_status)
     status.add_argument("name")
     status.add_argument("--run", help="run key (default: the latest run)")
+    resume = _add(campaign, "resume", "send what a stopped run still has queued, from its stored spec", cmd_resume)
+    resume.add_argument("name")
+    resume.add_argument("--run", help="run key (default: the latest run)")
+    resend = _add(campaign, "resend", "send a run's deliveries in doubt again (some may get two copies)", cmd_resend)
+    resend.add_argument("name")
+    resend.add_argument("--run", required=True, help="run key")
+    resend.add_argument("--unknown", action="store_true", required=True,
+                        help="the deliveries in doubt (`unknown`: may have been sent)")
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -147,19 +156,23 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
 
     async with database(settings) as engine:
         if settings.redis_url:
-            return await _launch_on_redis(settings, engine, spec, source, run_key)
+            ref = await create_run(session_factory(engine), spec, source, run_key)
+            return await _queue_on_redis(settings, ref, spec)
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         heap.settle()
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine, SYSTEM_CLOCK)
         _say_if_resumed(ref)
-        report = await run_report(session_factory(engine), spec.name, ref.run_key)
-        print_report(report)
+        return await _report_in_process(engine, ref, queue)
+
+
+async def _report_in_process(engine: AsyncEngine, ref: RunRef, queue: InProcessQueue) -> int:
+    report = await run_report(session_factory(engine), ref.campaign, ref.run_key)
+    print_report(report)
     given_up = any(reason == Reason.TEMPORARY_EXHAUSTED for _, reason, _ in report.counts.reasons)
     return 1 if queue.failed or given_up or report.total("queued") else 0
 
 
-async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, source: str,
-                           run_key: str | None) -> int:
+async def _queue_on_redis(settings: Settings, ref: RunRef, spec: Any) -> int:
     from arq import create_pool
     from arq.connections import RedisSettings
 
@@ -167,7 +180,6 @@ async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, s
 
     redis = await create_pool(RedisSettings.from_dsn(settings.redis_url or ""))
     try:
-        ref = await create_run(session_factory(engine), spec, source, run_key)
         await enqueue_plan(ArqQueue(redis), ref, spec)
     finally:
         await redis.aclose()
@@ -175,6 +187,31 @@ async def _launch_on_redis(settings: Settings, engine: AsyncEngine, spec: Any, s
     console.print(f"run '{ref.run_key}' of '{ref.campaign}' queued on {settings.redis_url}; "
                   f"`ecrm worker` sends it; follow with `ecrm campaign status {ref.campaign}`", highlight=False)
     return 0
+
+
+def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
+    return run(resume(settings, args.name, args.run, in_doubt=False))
+
+
+def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
+    return run(resume(settings, args.name, args.run, in_doubt=args.unknown))
+
+
+async def resume(settings: Settings, name: str, run_key: str | None, *, in_doubt: bool) -> int:
+    """Send a stopped run again from its stored spec; with `in_doubt`, its `unknown` ones too."""
+    from ecrm.campaigns.resume import prepare_resume
+    from ecrm.local import resume_in_process
+
+    async with database(settings) as engine:
+        again = await prepare_resume(session_factory(engine), name, run_key, SYSTEM_CLOCK, in_doubt=in_doubt)
+        if in_doubt:
+            err_console.print(f"warning: {again.requeued} deliveries in doubt are sent again; those that did reach "
+                              "their recipient before will arrive twice", highlight=False, markup=False)
+        if settings.redis_url:
+            return await _queue_on_redis(settings, again.run, again.spec)
+        console.print(f"sending run '{again.run.run_key}' of '{name}' in this process", highlight=False)
+        queue = await resume_in_process(settings, again.run, again.spec, engine, SYSTEM_CLOCK)
+        return await _report_in_process(engine, again.run, queue)
 
 
 def _say_if_resumed(ref: RunRef) -> None:
@@ -206,6 +243,22 @@ def print_report(report: RunReport) -> None:
     console.print(table)
     for state, reason, count in report.counts.reasons:
         console.print(f"  {count} {state}: {reason}", highlight=False, markup=False)
+    for line in next_steps(report):
+        console.print(line, highlight=False, markup=False)
+
+
+def next_steps(report: RunReport) -> list[str]:
+    """What an operator can do about a run that stopped or left deliveries in doubt."""
+    run = f"{report.campaign} --run {report.run_key}"
+    lines = []
+    if report.stopped:
+        lines.append(f"stopped: {report.stopped}; {report.total('queued')} deliveries are still queued. "
+                     f"Resume with `ecrm campaign resume {run}`.")
+    if report.status != "running" and report.total("unknown"):
+        lines.append(f"{report.total('unknown')} deliveries are in doubt (may have been sent). "
+                     f"`ecrm campaign resend {run} --unknown` sends them again; some recipients may get a second "
+                     "copy.")
+    return lines
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:

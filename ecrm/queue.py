@@ -70,8 +70,15 @@ class InProcessQueue:
         return True
 
     async def join(self) -> None:
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks))
+        """Wait until every job is done. If the wait is cancelled (Ctrl-C, SIGTERM), the jobs are
+        cancelled too and waited for, so each records what it handed over before this returns."""
+        try:
+            while self._tasks:
+                await asyncio.gather(*list(self._tasks))
+        except asyncio.CancelledError:  # gather has cancelled the jobs; let them record
+            if self._tasks:
+                await asyncio.wait(list(self._tasks))
+            raise
 
     async def _run(self, function: str, args: tuple[Any, ...], job_id: str, due: datetime) -> None:
         for job_try in range(1, self.max_tries + 1):

@@ -39,3 +39,5 @@ class CampaignRun(Base):
     plans: Mapped[int] = mapped_column(default=0)
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    launcher: Mapped[str | None] = mapped_column(String(300))  # `host:pid` sending it in-process (liveness)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -1,5 +1,5 @@
-"""A campaign run's report: its status and its sends' deliveries, counted by locale, status
-and reason."""
+"""A campaign run's report: its status (and, for a run whose launcher died, why it stopped) and
+its sends' deliveries, counted by locale, status and reason."""
 
 from __future__ import annotations
 
@@ -8,7 +8,9 @@ from dataclasses import dataclass
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.campaigns.liveness import why_stopped
 from ecrm.campaigns.models import Campaign, CampaignRun
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.report import DeliveryCounts, count_deliveries
 from ecrm.deliveries.sends import sends_of
 from ecrm.errors import EcrmError
@@ -21,6 +23,8 @@ class RunReport:
     run_key: str
     status: str
     counts: DeliveryCounts
+    source: str = ""  # the campaign file it was launched from
+    stopped: str | None = None  # why a run marked running is not being sent any more
 
     @property
     def by_locale(self) -> dict[str, dict[str, int]]:
@@ -42,9 +46,11 @@ async def find_run(session: AsyncSession, campaign: str, run_key: str | None = N
 
 
 async def run_report(sessions: async_sessionmaker[AsyncSession], campaign: str,
-                     run_key: str | None = None) -> RunReport:
+                     run_key: str | None = None, clock: Clock = SYSTEM_CLOCK) -> RunReport:
     async with sessions() as session:
         run = await find_run(session, campaign, run_key)
+        source = await session.scalar(select(Campaign.source).where(Campaign.id == run.campaign_id))
         sends = await sends_of(session, SendSource.CAMPAIGN_RUN, run.id)
         counts = await count_deliveries(session, [send.id for send in sends])
-    return RunReport(campaign, run.run_key, run.status, counts)
+    stopped = why_stopped(run, clock.now())
+    return RunReport(campaign, run.run_key, "stopped" if stopped else run.status, counts, source or "", stopped)

@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, bindparam, text, update
+from sqlalchemy import CursorResult, bindparam, func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from ecrm.deliveries.models import SEND_BATCHES
+from ecrm.deliveries.models import DELIVERIES, SEND_BATCHES
 from ecrm.deliveries.states import DeliveryStatus, Reason, State, sql_guard
 from ecrm.deliveries.store import assignments
 
@@ -85,3 +85,30 @@ async def mark_in_flight(connection: AsyncConnection, owner: Owner, ids: tuple[i
     """`still_owner`, raising SupersededError if not."""
     if not await still_owner(connection, owner, ids):
         raise SupersededError(owner)
+
+
+_ABANDONED = select(B.batch).where(B.send_id == bindparam("b_send"), B.inflight_first.is_not(None))
+_IN_FLIGHT_QUEUED = (select(func.count()).select_from(DELIVERIES).join(
+    SEND_BATCHES, (SEND_BATCHES.c.send_id == DELIVERIES.c.send_id) & (SEND_BATCHES.c.batch == DELIVERIES.c.batch))
+    .where(DELIVERIES.c.send_id.in_(bindparam("b_sends", expanding=True)),
+           DELIVERIES.c.status == DeliveryStatus.QUEUED,
+           DELIVERIES.c.id.between(SEND_BATCHES.c.inflight_first, SEND_BATCHES.c.inflight_last)))
+
+
+async def settle_abandoned(connection: AsyncConnection, send_id: int, now: datetime) -> int:
+    """For a send nobody is sending any more (its launcher died): take over every batch that was
+    left with a chunk in flight, mark that chunk in doubt and clear the mark, as the next send
+    job would. Return how many batches had one."""
+    batches = list(await connection.scalars(_ABANDONED, {"b_send": send_id}))
+    for batch in batches:
+        owner = await take_over(connection, send_id, batch, now)
+        await still_owner(connection, owner, None)
+    return len(batches)
+
+
+async def count_in_flight(connection: AsyncConnection, send_ids: list[int]) -> int:
+    """Deliveries still queued inside a chunk marked in flight: being handed over now, or, if the
+    sender died, in doubt until the batch is taken over."""
+    if not send_ids:
+        return 0
+    return int(await connection.scalar(_IN_FLIGHT_QUEUED, {"b_sends": send_ids}) or 0)

@@ -19,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
@@ -34,6 +34,7 @@ from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
 
 M = TypeVar("M")
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -108,17 +109,32 @@ async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipien
         messages, outcomes = await compose_all(sender.composer, recipients)
     except asyncio.CancelledError:
         with contextlib.suppress(SupersededError):
-            await asyncio.shield(record(runtime, owner, recipients, [None] * len(recipients), None))
+            await uncancellable(record(runtime, owner, recipients, [None] * len(recipients), None))
         raise
     try:
         sent = await send_many(sender.channel, messages)
     except SendInterrupted as stop:
         with contextlib.suppress(SupersededError):
-            await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
+            await uncancellable(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
         raise asyncio.CancelledError from None
-    # shielded: a cancellation now must not leave the chunk's outcomes unrecorded
-    return await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, sent), following,
-                                       sender.last_try))
+    return await uncancellable(record(runtime, owner, recipients, merge(outcomes, sent), following, sender.last_try))
+
+
+async def uncancellable(recording: Coroutine[Any, Any, T]) -> T:
+    """Run a chunk's recording to its end even if the caller is cancelled meanwhile (once or
+    again: Ctrl-C, then the event loop cancelling what is left on its way out); the
+    cancellation is passed on afterwards. Messages handed over are never left unrecorded."""
+    task = asyncio.ensure_future(recording)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.shield(task)
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        task.result()  # an error recording wins over the cancellation
+        raise asyncio.CancelledError
+    return task.result()
 
 
 def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:

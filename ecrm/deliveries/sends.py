@@ -14,7 +14,7 @@ from sqlalchemy import CursorResult, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.deliveries.models import Delivery, Send, SendBatch
-from ecrm.deliveries.states import RESUMABLE, DeliveryStatus
+from ecrm.deliveries.states import RESENDABLE, RESUMABLE, DeliveryStatus
 from ecrm.types import ChannelKind, SendSource
 
 
@@ -65,6 +65,18 @@ async def replan(session: AsyncSession, send_id: int) -> int:
         Delivery.send_id == send_id, Delivery.status == RESUMABLE[0], Delivery.reason == RESUMABLE[1],
     ).values(status=DeliveryStatus.QUEUED, reason=None))
     result = await session.execute(update(SendBatch).where(SendBatch.send_id == send_id).values(done_at=None))
+    return int(cast(CursorResult[Any], result).rowcount or 0)
+
+
+RESENT = "was in doubt (may have been sent); queued again by an operator's resend"
+
+
+async def requeue_in_doubt(session: AsyncSession, send_id: int) -> int:
+    """An operator's explicit resend: queue again every delivery of the send in doubt (`unknown`:
+    it may have reached the provider). Return how many; some of them may be sent twice."""
+    result = await session.execute(update(Delivery).where(
+        Delivery.send_id == send_id, Delivery.status == RESENDABLE,
+    ).values(status=DeliveryStatus.QUEUED, reason=None, error=RESENT))
     return int(cast(CursorResult[Any], result).rowcount or 0)
 
 

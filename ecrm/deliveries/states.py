@@ -19,8 +19,10 @@ The rules, from what providers really do (GOV.UK Notify's statuses, anymail's ev
 - A soft bounce is temporary: a later `delivered` or hard bounce still wins. A hard bounce after
   `delivered` wins too (a server that accepted, then bounced).
 - `queued -> queued` is the send path's retry (the error text changes, the status does not).
-- The one way back is an operator's resume: `failed` for `temporary_exhausted` (a provider
-  outage outlasted every retry) is queued again when the same run is launched again.
+- The ways back are an operator's: `failed` for `temporary_exhausted` (a provider outage
+  outlasted every retry) is queued again when the same run is launched again (`RESUMABLE`);
+  `unknown` is queued again only by an explicit resend (`ecrm campaign resend --unknown`,
+  `RESENDABLE`), knowing that some of those recipients may get a second copy.
 """
 
 from __future__ import annotations
@@ -105,6 +107,7 @@ def predecessors(new: State) -> frozenset[State]:
 
 
 RESUMABLE: State = (S.FAILED, Reason.TEMPORARY_EXHAUSTED)  # an operator's resume queues it again
+RESENDABLE: DeliveryStatus = S.UNKNOWN  # an operator's explicit resend queues it again, any reason
 
 
 ALL_STATES: tuple[State, ...] = tuple(
