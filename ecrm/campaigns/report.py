@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.campaigns.liveness import why_stopped
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.clock import SYSTEM_CLOCK, Clock
+from ecrm.deliveries.claims import count_in_flight
 from ecrm.deliveries.report import DeliveryCounts, count_deliveries
 from ecrm.deliveries.sends import sends_of
 from ecrm.errors import EcrmError
@@ -25,6 +26,7 @@ class RunReport:
     counts: DeliveryCounts
     source: str = ""  # the campaign file it was launched from
     stopped: str | None = None  # why a run marked running is not being sent any more
+    in_flight: int = 0  # of a stopped run: queued, but being handed over when it stopped (in doubt)
 
     @property
     def by_locale(self) -> dict[str, dict[str, int]]:
@@ -52,5 +54,7 @@ async def run_report(sessions: async_sessionmaker[AsyncSession], campaign: str,
         source = await session.scalar(select(Campaign.source).where(Campaign.id == run.campaign_id))
         sends = await sends_of(session, SendSource.CAMPAIGN_RUN, run.id)
         counts = await count_deliveries(session, [send.id for send in sends])
-    stopped = why_stopped(run, clock.now())
-    return RunReport(campaign, run.run_key, "stopped" if stopped else run.status, counts, source or "", stopped)
+        stopped = why_stopped(run, clock.now())
+        in_flight = await count_in_flight(await session.connection(), [s.id for s in sends]) if stopped else 0
+    return RunReport(campaign, run.run_key, "stopped" if stopped else run.status, counts, source or "", stopped,
+                     in_flight)

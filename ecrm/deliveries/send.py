@@ -102,9 +102,10 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
 
 async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipients: list[Recipient],
                      following: list[Recipient] | None) -> BatchOutcome:
-    """Send a chunk already marked in flight; record it and mark `following` in flight. A
-    cancellation before anything is handed over records the chunk as still queued, so it is
-    not taken for in doubt."""
+    """Send a chunk already marked in flight; record it and mark `following` in flight. On a
+    cancellation, what was handed over is recorded, and what was not (the chunk while it is
+    composed, the following chunk once this one is recorded) stays queued, with no mark in
+    flight left behind to be taken for in doubt."""
     try:
         messages, outcomes = await compose_all(sender.composer, recipients)
     except asyncio.CancelledError:
@@ -117,7 +118,14 @@ async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipien
         with contextlib.suppress(SupersededError):
             await uncancellable(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
         raise asyncio.CancelledError from None
-    return await uncancellable(record(runtime, owner, recipients, merge(outcomes, sent), following, sender.last_try))
+    try:
+        return await uncancellable(record(runtime, owner, recipients, merge(outcomes, sent), following,
+                                          sender.last_try))
+    except asyncio.CancelledError:  # `following` was just marked in flight: it was not, and will not be
+        if following:
+            with contextlib.suppress(SupersededError):
+                await uncancellable(record(runtime, owner, following, [None] * len(following), None))
+        raise
 
 
 async def uncancellable(recording: Coroutine[Any, Any, T]) -> T:

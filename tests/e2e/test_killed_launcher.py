@@ -109,8 +109,10 @@ async def test_sigkill_leaves_only_the_chunks_in_flight_in_doubt_and_resend_is_a
     killed = await statuses(sessions)
     assert set(killed) <= {"sent", "queued"} and await in_flight_marks(sessions) <= RUNNING_AT_ONCE
 
+    marks = await in_flight_marks(sessions)
     code, output = await finish(ecrm(send_settings, "campaign", "status", "welcome", "--run", "k1"))
     assert code == 0 and "stopped: the process that was sending it" in output, output
+    assert ("were being handed over when it stopped" in output) == (marks > 0), output
 
     code, output = await finish(ecrm(send_settings, "campaign", "resume", "welcome", "--run", "k1"))
     assert code == 0, output
