@@ -6,9 +6,9 @@ The header names the columns. `external_id`, `email`, `phone`, `first_name`, `la
 column becomes a trait, kept as the text in the cell (a CSV cannot tell the zip code "01234"
 from a number, so we don't guess). An empty cell changes nothing.
 
-A row naming an external_id that an earlier row of the same file named is rejected, pointing
-at that row: the first row wins, and nothing is silently merged or overwritten (two rows for
-one customer is a mistake in the export more often than an intended update).
+A row naming an external_id that an earlier imported row of the same file named is rejected,
+pointing at that row: the first row wins, and nothing is silently merged or overwritten (two
+rows for one customer is a mistake in the export more often than an intended update).
 
 Reading and validating run in a worker thread, a batch at a time, so a large file never holds
 the event loop; each batch is written and committed once, stamped with the clock's time when
