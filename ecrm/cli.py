@@ -63,7 +63,10 @@ def parser() -> argparse.ArgumentParser:
     sub = top.add_subparsers(required=True, metavar="COMMAND")
     _add(sub, "init", "create or upgrade the database schema", cmd_init)
     profiles = sub.add_parser("profiles", help="import profiles").add_subparsers(required=True, metavar="ACTION")
-    _add(profiles, "import", "import profiles from a CSV file", cmd_import).add_argument("csv", type=Path)
+    profiles_import = _add(profiles, "import", "import profiles from a CSV file", cmd_import)
+    profiles_import.add_argument("csv", type=Path)
+    profiles_import.add_argument("--errors", type=Path, metavar="FILE",
+                                 help="write every rejected row to FILE (CSV: line, external_id, field, reason)")
     campaign = sub.add_parser("campaign", help="validate, launch, follow campaigns").add_subparsers(
         required=True, metavar="ACTION")
     _add(campaign, "validate", "check campaign files; nothing is sent", cmd_validate).add_argument(
@@ -265,29 +268,27 @@ def next_steps(report: RunReport) -> list[str]:
 
 
 def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
-    from ecrm.profiles.csv_import import import_csv
+    from ecrm.profiles.csv_import import count_rows, import_csv
+    from ecrm.profiles.rejections import summary
 
-    async def go(total: int | None) -> int:
+    async def go() -> int:
+        total = await asyncio.to_thread(count_rows, args.csv)
         columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TextColumn("rows"), TimeElapsedColumn())
         async with database(settings) as engine:
             with Progress(*columns, console=console) as progress:
                 task = progress.add_task("import", total=total)
                 report = await import_csv(session_factory(engine), args.csv, SYSTEM_CLOCK,
-                                          progress=lambda n: progress.advance(task, n))
-        for error in report.errors[:50]:
-            err_console.print(f"  {error}", highlight=False, markup=False)
-        console.print(f"imported {report.imported}, skipped {report.skipped}", highlight=False)
-        return 1 if report.errors else 0
+                                          progress=lambda rows: progress.update(task, completed=rows),
+                                          errors_file=args.errors)
+        for rejection in report.shown:
+            err_console.print(f"  {rejection}", highlight=False, markup=False)
+        if line := summary(report.problems, len(report.shown), args.errors):
+            err_console.print(line, highlight=False, markup=False)
+        console.print(f"imported {report.imported} ({report.created} new), rejected {report.skipped} of "
+                      f"{report.rows} rows", highlight=False)
+        return 1 if report.problems else 0
 
-    return run(go(_count_rows(args.csv)))
-
-
-def _count_rows(path: Path) -> int | None:
-    try:
-        with path.open("rb") as handle:
-            return max(0, sum(1 for _ in handle) - 1)
-    except OSError:
-        return None
+    return run(go())
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -2,6 +2,10 @@
 
 Marketers' files (campaigns, config) are reported by file, line and field, so the loader
 keeps a map from each field path, e.g. ``("audience", "rules", 0, "field")``, to its line.
+
+The files are small and written by hand, so the loader refuses what only a hostile or broken
+file needs: more than ``MAX_BYTES``, nesting deeper than ``MAX_DEPTH``, and aliases (``*name``),
+whose expansion is what lets a 400-byte "billion laughs" file grow into gigabytes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,9 @@ from pydantic_core import ErrorDetails
 from ecrm.errors import SpecError, SpecProblem
 
 FieldPath = tuple[str | int, ...]
+
+MAX_BYTES = 1024 * 1024
+MAX_DEPTH = 50
 
 
 @dataclass
@@ -49,20 +56,31 @@ def dotted(path: Sequence[str | int]) -> str:
 def load_yaml(path: Path) -> YamlDocument:
     """Parse ``path``; a syntax error becomes a SpecError naming the line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        with path.open("rb") as handle:
+            raw = handle.read(MAX_BYTES + 1)
     except OSError as exc:
-        raise SpecError([SpecProblem(str(path), None, "", f"cannot read the file: {exc.strerror}")]) from exc
+        raise _refused(str(path), None, f"cannot read the file: {exc.strerror}") from exc
+    if len(raw) > MAX_BYTES:
+        raise _refused(str(path), None, f"the file is larger than {MAX_BYTES // 1024} KiB; "
+                       "a campaign or settings file is a few KiB")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = raw.count(b"\n", 0, exc.start) + 1
+        raise _refused(str(path), line, "the file is not UTF-8 text (save it as UTF-8)") from exc
     return parse_yaml(text, str(path))
 
 
 def parse_yaml(text: str, name: str) -> YamlDocument:
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        node = yaml.compose(text, Loader=_BoundedLoader)
+    except _Refusal as exc:
+        raise _refused(name, exc.line, exc.reason) from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = mark.line + 1 if mark is not None else None
         reason = getattr(exc, "problem", None) or str(exc)
-        raise SpecError([SpecProblem(name, line, "", f"not valid YAML: {reason}")]) from exc
+        raise _refused(name, line, f"not valid YAML: {reason}") from exc
     doc = YamlDocument(name, None)
     if node is not None:
         loader = yaml.SafeLoader("")
@@ -71,6 +89,36 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         finally:
             loader.dispose()
     return doc
+
+
+def _refused(name: str, line: int | None, message: str) -> SpecError:
+    return SpecError([SpecProblem(name, line, "", message)])
+
+
+class _Refusal(Exception):
+    def __init__(self, mark: Any, reason: str) -> None:
+        self.line, self.reason = (mark.line + 1 if mark is not None else None), reason
+        super().__init__(reason)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """PyYAML's safe composer, refusing aliases and nesting deeper than MAX_DEPTH as it meets
+    them, before anything is expanded (it composes nested nodes by recursion)."""
+
+    _depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
+        event: yaml.Event = self.peek_event()  # type: ignore[no-untyped-call]
+        if isinstance(event, yaml.AliasEvent):
+            raise _Refusal(event.start_mark, f"YAML aliases (*{event.anchor}) are not supported; "
+                           "write the value out where it is used")
+        if self._depth >= MAX_DEPTH:
+            raise _Refusal(event.start_mark, f"nested more than {MAX_DEPTH} levels deep")
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
 
 
 def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, lines: dict[FieldPath, int]) -> Any:

@@ -95,3 +95,22 @@ def test_a_bad_setting_names_the_key_and_its_source(tmp_path: Path, capsys: pyte
     path.write_text("smtp:\n  port: lots\n")
     assert main(["--config", str(path), "init"]) == 1
     assert f"smtp.port ({path}:2): Input should be a valid integer" in capsys.readouterr().err
+
+
+def test_import_counts_rows_prints_the_first_problems_and_says_where_the_rest_are(
+        config: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    people = tmp_path / "people.csv"
+    people.write_text("external_id,email,note\n" + "".join(
+        f'c-{i},{f"p{i}@example.com" if i % 10 else "not-an-address"},"two\nlines"\n' for i in range(7000)))
+    assert main(["--config", str(config), "profiles", "import", str(people)]) == 1
+    out, err = capsys.readouterr()
+    assert "7000/7000 rows" in out
+    assert "imported 6300 (6300 new), rejected 700 of 7000 rows" in out
+    assert err.count(f"{people}:") == 50 and f"  {people}:2 email:" in err
+    assert "50 of 700 problems printed, 650 not printed; add --errors FILE to write every one to a CSV file" in err
+
+    errors = tmp_path / "errors.csv"
+    assert main(["--config", str(config), "profiles", "import", str(people), "--errors", str(errors)]) == 1
+    err = capsys.readouterr().err
+    assert f"650 not printed; all 700 are in {errors} (columns: line, external_id, field, reason)" in err
+    assert len(errors.read_text().splitlines()) == 701

@@ -12,6 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ecrm.campaigns.spec import CampaignSpec
+from ecrm.campaigns.template_hints import advice
 from ecrm.channels.registry import PAIRINGS
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
@@ -68,7 +69,7 @@ def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
         try:
             composer.compose(recipient)
         except TemplateError as exc:
-            problems.append(doc.problem(("template",), f"{exc}; rendering for the sample profile in locale "
-                                        f"{locale or 'default'} (add the value to `sample:` or use "
-                                        "`| default(...)` in the template)"))
+            problem = doc.problem(("template",), advice(exc, catalog, spec.template, locale))
+            if problem not in problems:  # a broken layout breaks every locale the same way
+                problems.append(problem)
     return problems

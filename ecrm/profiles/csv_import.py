@@ -2,11 +2,17 @@
 
 The header names the columns. `external_id`, `email`, `phone`, `first_name`, `last_name`,
 `locale` and `time_zone` fill the profile; `consent_email` (likewise `consent_sms`,
-`consent_push`) takes yes/no/granted/withdrawn; every other column becomes a trait, kept as
-the text in the cell (a CSV cannot tell the zip code "01234" from a number, so we don't guess).
-An empty cell changes nothing. Reading and validating run in a worker thread, a batch at a
-time, so a large file never holds the event loop; each batch is written and committed once,
-stamped with the clock's time when it is written.
+`consent_push`) takes yes/no, true/false, 1/0 or granted/withdrawn, in any case; every other
+column becomes a trait, kept as the text in the cell (a CSV cannot tell the zip code "01234"
+from a number, so we don't guess). An empty cell changes nothing.
+
+A row naming an external_id that an earlier imported row of the same file named is rejected,
+pointing at that row: the first row wins, and nothing is silently merged or overwritten (two
+rows for one customer is a mistake in the export more often than an intended update).
+
+Reading and validating run in a worker thread, a batch at a time, so a large file never holds
+the event loop; each batch is written and committed once, stamped with the clock's time when
+it is written. Every problem goes to the errors file, when one is given, as the import goes.
 """
 
 from __future__ import annotations
@@ -26,41 +32,64 @@ from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
 from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, UpsertCounts, input_errors, upsert_profile_batch
+from ecrm.profiles.rejections import Rejection, RejectionFile
 from ecrm.types import ChannelKind, ConsentState
 
 PROFILE_FIELDS = frozenset(("external_id", *PROFILE_COLUMNS))
 CONSENT_COLUMNS = {f"consent_{channel.value}": channel for channel in ChannelKind}
-CONSENT_WORDS = {"yes": ConsentState.GRANTED, "granted": ConsentState.GRANTED,
-                 "no": ConsentState.WITHDRAWN, "withdrawn": ConsentState.WITHDRAWN}
+CONSENT_WORDS = {
+    **dict.fromkeys(("yes", "true", "1", "granted"), ConsentState.GRANTED),
+    **dict.fromkeys(("no", "false", "0", "withdrawn"), ConsentState.WITHDRAWN),
+}
+CONSENT_HELP = "expected yes, no, true, false, 1, 0, granted or withdrawn"
 
 
 @dataclass(frozen=True)
 class ImportReport:
+    """`skipped` rows were rejected, with `problems` problems in all (a row can have several);
+    `shown` holds the first of them, every one is in the errors file when one was given."""
+
     imported: int
     created: int
     skipped: int
-    errors: list[str] = field(default_factory=list)
+    problems: int = 0
+    shown: list[Rejection] = field(default_factory=list)
+    rows: int = 0
+
+    @property
+    def errors(self) -> list[str]:
+        return [str(rejection) for rejection in self.shown]
 
 
 @dataclass
 class _Chunk:
-    """What one read from the file produced: valid rows, and an error line per bad row."""
+    """What one read from the file produced: valid rows, and the problems of the bad ones."""
 
     rows_read: int = 0
     profiles: list[ProfileIn] = field(default_factory=list)
-    errors: list[str] = field(default_factory=list)
+    errors: list[Rejection] = field(default_factory=list)
     skipped: int = 0
+    last: bool = False
 
 
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
-                     progress: Callable[[int], None] | None = None, batch_size: int = 1000) -> ImportReport:
-    """Import `path`; `progress` is called after each batch with the number of rows read so far.
+                     progress: Callable[[int], None] | None = None, batch_size: int = 1000,
+                     errors_file: Path | None = None, show: int = 50) -> ImportReport:
+    """Import `path`; `progress` is called after each batch with the number of rows read so far
+    (as `count_rows` counts them). Every problem is written to `errors_file` when given; the
+    report keeps the first `show`.
 
-    A file that cannot be read at all, or has no `external_id` column, raises SpecError.
+    A file that cannot be read at all, or has no `external_id` column, raises SpecError, as
+    does an errors file that cannot be written.
     """
     reader = await asyncio.to_thread(_CsvProfiles, path)
     try:
-        report = await _import(sessions, reader, clock, progress, batch_size)
+        rejected = await asyncio.to_thread(RejectionFile, errors_file, path) if errors_file else None
+        try:
+            report = await _import(sessions, reader, clock, _Totals(show, rejected), progress, batch_size)
+        finally:
+            if rejected is not None:
+                await asyncio.to_thread(rejected.close)
     finally:
         await asyncio.to_thread(reader.close)
     await refresh_statistics(sessions, "profiles", "consents")
@@ -68,34 +97,70 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
 
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
-                  progress: Callable[[int], None] | None, batch_size: int) -> ImportReport:
-    totals = _Totals()
-    while (chunk := await asyncio.to_thread(reader.read, batch_size)).rows_read:
-        async with sessions.begin() as session:
-            counts = await upsert_profile_batch(session, chunk.profiles, clock.now())
-        totals.add(chunk, counts)
-        if progress is not None:
+                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int) -> ImportReport:
+    while True:
+        chunk = await asyncio.to_thread(reader.read, batch_size)
+        counts = UpsertCounts(created=0, updated=0)
+        if chunk.profiles:
+            async with sessions.begin() as session:
+                counts = await upsert_profile_batch(session, chunk.profiles, clock.now())
+        await totals.add(chunk, counts)
+        if progress is not None and chunk.rows_read:
             progress(totals.rows)
-    return totals.report()
+        if chunk.last:
+            return totals.report()
 
 
 @dataclass
 class _Totals:
+    show: int
+    rejected: RejectionFile | None
     rows: int = 0
     imported: int = 0
     created: int = 0
     skipped: int = 0
-    errors: list[str] = field(default_factory=list)
+    problems: int = 0
+    shown: list[Rejection] = field(default_factory=list)
 
-    def add(self, chunk: _Chunk, counts: UpsertCounts) -> None:
+    async def add(self, chunk: _Chunk, counts: UpsertCounts) -> None:
         self.rows += chunk.rows_read
         self.imported += len(chunk.profiles)
         self.created += counts.created
         self.skipped += chunk.skipped
-        self.errors += chunk.errors
+        self.problems += len(chunk.errors)
+        self.shown += chunk.errors[: max(0, self.show - len(self.shown))]
+        if self.rejected is not None and chunk.errors:
+            await asyncio.to_thread(self.rejected.write, chunk.errors)
 
     def report(self) -> ImportReport:
-        return ImportReport(self.imported, self.created, self.skipped, self.errors)
+        return ImportReport(self.imported, self.created, self.skipped, self.problems, self.shown, self.rows)
+
+
+def count_rows(path: Path) -> int | None:
+    """How many rows an import of `path` will read (the progress bar's total), counted as the
+    import counts them: a record whose cells span lines is one row, a blank row is none, a line
+    that is not UTF-8 is one. None when the file cannot be read. Blocks: run it in a thread."""
+    try:
+        with path.open("rb") as file:
+            not_utf8 = 0
+
+            def lines() -> Iterator[str]:
+                nonlocal not_utf8
+                for raw in file:
+                    try:
+                        yield raw.decode("utf-8-sig")
+                    except UnicodeDecodeError:
+                        not_utf8 += 1
+            reader = csv.reader(lines())
+            rows = 0
+            try:
+                next(reader, None)
+                rows = sum(1 for cells in reader if any(cell.strip() for cell in cells))
+            except csv.Error:
+                pass
+            return rows + not_utf8
+    except OSError:
+        return None
 
 
 class _CsvProfiles:
@@ -113,9 +178,11 @@ class _CsvProfiles:
         except OSError as exc:
             raise self._fatal(None, f"cannot read the file: {exc.strerror}") from exc
         self._line = 0
+        self._record_start: int | None = None  # the first line of the record being read
         self._chunk = _Chunk()
         self._reader = csv.reader(self._lines())
         self._done = False
+        self._first_line: dict[str, int] = {}
         try:
             self.columns = self._header()
         except BaseException:
@@ -132,19 +199,25 @@ class _CsvProfiles:
         for raw in self._file:
             self._line += 1
             try:
-                yield raw.decode("utf-8-sig")
+                text = raw.decode("utf-8-sig")
             except UnicodeDecodeError:
                 if self._line == 1:
                     raise
                 self._chunk.rows_read += 1
                 self._chunk.skipped += 1
-                self._chunk.errors.append(f"{self.name}:{self._line}: the line is not UTF-8 text (save as UTF-8)")
+                self._chunk.errors.append(Rejection(self.name, self._line, "", "the line is not UTF-8 text "
+                                                    "(save as UTF-8)"))
+                continue
+            if self._record_start is None:
+                self._record_start = self._line
+            yield text
 
     def _header(self) -> list[str]:
         try:
             header = next(self._reader, None)
         except (UnicodeDecodeError, csv.Error) as exc:
             raise self._fatal(1, f"cannot read the header: {exc}") from exc
+        self._record_start = None
         columns = [name.strip() for name in header or []]
         if "external_id" not in (name.lower() for name in columns):
             raise self._fatal(1, "the header has no external_id column")
@@ -154,15 +227,18 @@ class _CsvProfiles:
         return columns
 
     def read(self, limit: int) -> _Chunk:
+        """The next `limit` records (blank ones included); `last` once the file is exhausted."""
         chunk = self._chunk = _Chunk()
-        if self._done:
-            return chunk
+        records = 0
         try:
-            for cells in itertools.islice(self._reader, limit):
-                self._add(chunk, self._line, cells)
+            for cells in itertools.islice(self._reader, limit) if not self._done else ():
+                records += 1
+                start, self._record_start = self._record_start or self._line, None
+                self._add(chunk, start, cells)
         except csv.Error as exc:
             self._done = True
-            chunk.errors.append(f"{self.name}:{self._line}: {exc}; the rest of the file was not read")
+            chunk.errors.append(Rejection(self.name, self._line, "", f"{exc}; the rest of the file was not read"))
+        chunk.last = self._done = self._done or records < limit
         return chunk
 
     def _add(self, chunk: _Chunk, line: int, cells: list[str]) -> None:
@@ -174,13 +250,22 @@ class _CsvProfiles:
             chunk.skipped += 1
             chunk.errors += errors
 
-    def _validate(self, chunk: _Chunk, line: int, cells: list[str]) -> list[str]:
+    def _validate(self, chunk: _Chunk, line: int, cells: list[str]) -> list[Rejection]:
+        data = self._input(cells)
+        external_id = str(data.get("external_id", ""))
         if len(cells) > len(self.columns):
-            return [f"{self.name}:{line}: the row has {len(cells)} cells but the header only {len(self.columns)}"]
+            return [Rejection(self.name, line, "", f"the row has {len(cells)} cells but the header only "
+                              f"{len(self.columns)}", external_id)]
         try:
-            chunk.profiles.append(ProfileIn.model_validate(self._input(cells)))
+            profile = ProfileIn.model_validate(data)
         except ValidationError as exc:
-            return [f"{self.name}:{line} {column}: {message}" for column, message in _located(exc)]
+            return [Rejection(self.name, line, column, message, external_id) for column, message in _located(exc)]
+        first = self._first_line.setdefault(profile.external_id, line)
+        if first != line:
+            return [Rejection(self.name, line, "external_id", f"{profile.external_id!r} is already on line {first}; "
+                              "only the first row is imported (merge the rows, or import this one on its own)",
+                              profile.external_id)]
+        chunk.profiles.append(profile)
         return []
 
     def _input(self, cells: list[str]) -> dict[str, Any]:
@@ -208,7 +293,7 @@ def _located(exc: ValidationError) -> list[tuple[str, str]]:
     for err in input_errors(exc):
         parts = err.field.split(".")
         if parts[0] == "consent" and len(parts) > 1:
-            out.append((f"consent_{parts[1]}", f"expected yes, no, granted or withdrawn (got {err.value!r})"))
+            out.append((f"consent_{parts[1]}", f"{CONSENT_HELP} (got {err.value!r})"))
         elif isinstance(err.value, str):
             out.append((err.field or "row", f"{err.message} (got {err.value!r})"))
         else:

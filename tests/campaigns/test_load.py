@@ -111,3 +111,11 @@ def test_a_template_syntax_error_is_refused(tmp_path: Path, config: Settings, te
     (templates / "broken" / "body.html").write_text("<p>\n{% if %}\n")
     problems = problems_of(write(tmp_path, GOOD.format(template="broken")), config)
     assert "broken/body.html:2" in problems[0]
+
+
+def test_a_billion_laughs_campaign_is_refused_at_its_first_alias(tmp_path: Path, config: Settings) -> None:
+    from tests.test_yamlfile import BILLION_LAUGHS
+
+    path = write(tmp_path, BILLION_LAUGHS)
+    assert problems_of(path, config) == [f"{path}:2: YAML aliases (*a) are not supported; "
+                                         "write the value out where it is used"]

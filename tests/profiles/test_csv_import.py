@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 from datetime import timedelta
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.clock import FrozenClock
 from ecrm.errors import SpecError
+from ecrm.profiles.csv_import import count_rows as counted_rows
 from ecrm.profiles.csv_import import import_csv
 from ecrm.profiles.ingest import find_profile
 from ecrm.profiles.models import Consent, Profile
@@ -154,3 +156,99 @@ async def test_an_import_leaves_the_planner_statistics_on_profiles_and_consents(
             query = "SELECT DISTINCT tbl FROM sqlite_stat1 WHERE tbl IN ('profiles', 'consents') ORDER BY tbl"
         analyzed = list(await session.scalars(text(query)))
     assert analyzed == ["consents", "profiles"]
+
+
+def _bad_rows(count: int) -> str:
+    return "external_id,email\n" + "".join(f"c-{i},not-an-address-{i}\n" for i in range(count))
+
+
+async def test_every_rejection_goes_to_the_errors_file_and_the_report_keeps_the_first(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    errors = tmp_path / "errors.csv"
+    report = await import_csv(sessions, _write(tmp_path, _bad_rows(700)), clock, batch_size=64, errors_file=errors)
+    assert (report.imported, report.skipped, report.problems, len(report.shown)) == (0, 700, 700, 50)
+    with errors.open(newline="", encoding="utf-8") as handle:
+        written = list(csv.DictReader(handle))
+    assert [int(row["line"]) for row in written] == list(range(2, 702))
+    assert {row["field"] for row in written} == {"email"}
+    assert (written[0]["external_id"], written[-1]["external_id"]) == ("c-0", "c-699")
+    assert written[-1]["reason"].endswith("(got 'not-an-address-699')")
+    assert report.errors[49].startswith(f"{tmp_path / 'people.csv'}:51 email:")
+
+
+async def test_an_errors_file_that_cannot_be_written_or_is_the_input_is_refused_before_importing(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    path = _write(tmp_path, PEOPLE)
+    with pytest.raises(SpecError, match="would overwrite the file being imported"):
+        await import_csv(sessions, path, clock, errors_file=tmp_path / "." / "people.csv")
+    with pytest.raises(SpecError, match="cannot write the errors file"):
+        await import_csv(sessions, path, clock, errors_file=tmp_path / "no-such-dir" / "errors.csv")
+    assert path.read_text() == PEOPLE
+    assert await count_rows(sessions, Profile) == 0
+
+
+async def test_a_repeated_external_id_is_rejected_naming_the_first_line_and_the_first_row_wins(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    text = ("external_id,first_name\n"
+            "c-1,Ana\n"
+            "c-2,Ben\n"
+            "c-1,Anna\n"
+            " c-1 ,Ann\n")
+    path = _write(tmp_path, text)
+    report = await import_csv(sessions, path, clock, batch_size=2)
+    assert (report.imported, report.skipped) == (2, 2)
+    assert report.errors == [
+        f"{path}:{line} external_id: 'c-1' is already on line 2; only the first row is imported "
+        "(merge the rows, or import this one on its own)" for line in (4, 5)]
+    async with sessions() as session:
+        ana = await find_profile(session, "c-1")
+    assert ana is not None and ana.first_name == "Ana"
+
+
+@pytest.mark.parametrize(("word", "state"), [
+    ("yes", "granted"), ("True", "granted"), ("1", "granted"), ("GRANTED", "granted"),
+    ("No", "withdrawn"), ("false", "withdrawn"), ("0", "withdrawn"), ("withdrawn", "withdrawn"),
+])
+async def test_consent_takes_yes_no_true_false_1_0_granted_withdrawn_in_any_case(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock,
+        word: str, state: str) -> None:
+    report = await import_csv(sessions, _write(tmp_path, f"external_id,consent_email\nc-1,{word}\n"), clock)
+    assert report.errors == []
+    async with sessions() as session:
+        assert list(await session.scalars(select(Consent.state))) == [state]
+
+
+async def test_an_unknown_consent_word_lists_the_accepted_ones(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    path = _write(tmp_path, "external_id,consent_sms\nc-1,opt-in\n")
+    report = await import_csv(sessions, path, clock)
+    assert report.errors == [f"{path}:2 consent_sms: expected yes, no, true, false, 1, 0, granted or withdrawn "
+                             "(got 'opt-in')"]
+
+
+async def test_progress_counts_rows_and_ends_at_the_count_made_beforehand(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession],
+        clock: FrozenClock) -> None:
+    path = tmp_path / "people.csv"
+    path.write_bytes(b"external_id,first_name,note\n"
+                     b'c-1,Ana,"two\nlines"\n'
+                     b"\n\n\n\n"
+                     + "c-2,Jos\u00e9,x\n".encode("latin-1")
+                     + b'c-3,Cai,"three\nline\nnote"\n'
+                     b'c-4,,"bad\nnote",extra\n'
+                     b"c-5,Dee,\n")
+    seen: list[int] = []
+    report = await import_csv(sessions, path, clock, seen.append, batch_size=2)
+    assert counted_rows(path) == seen[-1] == report.rows == 5
+    assert seen == sorted(seen) and len(seen) == len(set(seen))
+    assert (report.imported, report.skipped) == (3, 2)
+    assert [e.split(": ", 1)[0] for e in report.errors] == [f"{path}:8", f"{path}:12"]  # a record's first line
+    assert await count_rows(sessions, Profile) == 3
+
+
+def test_counting_rows_of_a_missing_file_gives_none(tmp_path: Path) -> None:
+    assert counted_rows(tmp_path / "missing.csv") is None
