@@ -5,9 +5,10 @@ Each trial seeds a fresh SQLite database with N profiles, starts the SMTP sink, 
 or SIGKILL after a random delay, reads what the database recorded against what the sink received,
 then runs `ecrm campaign resume welcome --run k` and tallies again. Printed per trial:
 
-- `delay_s`: seconds from the first message the sink received to the signal; `at`: messages the sink had when the launcher exited; `sent`/`queued`/`unknown`/`failed`: the
-  deliveries' statuses then; `unrecorded`: messages the sink received that are not recorded as sent
-  (they are in doubt: each must be `unknown` or still in a chunk marked in flight);
+- `delay_s`: seconds from the first message the sink received to the signal; `at`: messages the
+  sink had when the launcher exited; `sent`/`queued`/`unknown`/`failed`: the deliveries' statuses
+  then; `unrecorded`: messages the sink received that are not recorded as sent (in doubt: each
+  must be `unknown` or still in a chunk marked in flight);
 - after the resume: `missing` (never received and not in doubt: lost), `doubled` (received twice).
 
     python -m bench.kill -n 49536 --trials 3
