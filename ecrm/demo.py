@@ -3,9 +3,9 @@
 It runs from any folder and writes only under its output folder (`demo-out/`): a SQLite
 database and the mailbox. It seeds about 1,000 profiles in English, Persian and Thai, starts
 the local SMTP sink on loopback (capturing each message as a .eml file), launches the
-`campaigns/welcome.yaml` that ships with ecrm (`ecrm/starter/`) in this process, reads the mailbox back as delivery receipts and
-prints what was sent and delivered per locale. The profiles and the run take the time from the
-clock `run_demo` is given.
+`campaigns/welcome.yaml` that ships with ecrm (`ecrm/starter/`) in this process, reads the
+mailbox back as delivery receipts and prints what was sent and delivered per locale. The
+profiles and the run take the time from the clock `run_demo` is given.
 """
 
 from __future__ import annotations
