@@ -18,16 +18,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecrm import heap, loop
+from ecrm import heap, loop, preflight
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.report import RunReport, run_report
+from ecrm.cli_failures import explain
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.errors import EcrmError, SpecError
 from ecrm.schema import ensure_schema
-from ecrm.settings import Settings, load_settings
+from ecrm.settings import Settings, environment, load_settings
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -37,30 +38,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
+    settings: Settings | None = None
+    environ: dict[str, str] = {}
     try:
-        settings = load_settings(args.config)
+        environ = environment()  # with ./.env, where `ecrm init DIR` put the secret key
+        settings = load_settings(args.config, environ=environ)
         result: int = args.handler(settings, args)
         return result
-    except SpecError as exc:
-        err_console.print(f"[red]refused[/red]: {len(exc.problems)} problem(s)", highlight=False)
-        for problem in exc.problems:
-            err_console.print(f"  {problem}", highlight=False, markup=False)
-        return 1
-    except EcrmError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False)
-        return 1
     except KeyboardInterrupt:
         err_console.print("interrupted: messages not yet handed over stay queued; launch the same run again to "
                           "resume", highlight=False, markup=False)
         return 130
+    except Exception as exc:
+        lines = None if args.debug or environ.get("ECRM_DEBUG", "") not in ("", "0") else explain(exc, settings)
+        if lines is None:
+            raise
+        for line in lines:
+            err_console.print(line, highlight=False, markup=False)
+        return 1
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ecrm", description="eCRM messaging engine")
     top.add_argument("--config", type=Path, default=None, help="settings file (default config/ecrm.yaml)")
     top.add_argument("-v", "--verbose", action="store_true")
+    top.add_argument("--debug", action="store_true", help="show the traceback of an error (also ECRM_DEBUG=1)")
     sub = top.add_subparsers(required=True, metavar="COMMAND")
-    _add(sub, "init", "create or upgrade the database schema", cmd_init)
+    _add(sub, "init", "create or upgrade the database schema; with DIR, a new project there", cmd_init).add_argument(
+        "dir", type=Path, nargs="?", help="a new project: settings, campaigns, templates, .env, database")
     profiles = sub.add_parser("profiles", help="import profiles").add_subparsers(required=True, metavar="ACTION")
     _add(profiles, "import", "import profiles from a CSV file", cmd_import).add_argument("csv", type=Path)
     campaign = sub.add_parser("campaign", help="validate, launch, follow campaigns").add_subparsers(
@@ -70,13 +75,17 @@ def parser() -> argparse.ArgumentParser:
     launch = _add(campaign, "launch", "validate and launch a campaign run", cmd_launch)
     launch.add_argument("file", type=Path)
     launch.add_argument("--run", help="run key (default: 'now', or the scheduled time); same key = resume")
+    _dev_flag(launch)
     status = _add(campaign, "status", "deliveries of a campaign run by locale and status", cmd_status)
     status.add_argument("name")
     status.add_argument("--run", help="run key (default: the latest run)")
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker).add_argument("--burst", action="store_true")
+    _dev_flag(serve)
+    worker = _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker)
+    worker.add_argument("--burst", action="store_true")
+    _dev_flag(worker)
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
     _add(apikey, "create", "create an API key (shown once)", cmd_apikey).add_argument("name")
     demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
@@ -91,6 +100,11 @@ def _add(sub: Any, name: str, help_text: str, handler: Callable[[Settings, argpa
     return command
 
 
+def _dev_flag(command: Any) -> None:
+    command.add_argument("--dev", action="store_true",
+                         help="a test machine: allow the shipped secret_key and a public_url without HTTPS")
+
+
 def run(coro: Awaitable[int]) -> int:
     async def wrapped() -> int:
         return await coro
@@ -98,7 +112,17 @@ def run(coro: Awaitable[int]) -> int:
     return loop.run(wrapped(), sigterm_as_sigint=True)
 
 
-def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        from ecrm.scaffold import project_settings, scaffold
+
+        scaffold(args.dir)
+        console.print(f"project    {args.dir}/: config/ecrm.yaml, campaigns/, templates/ (en, fa, th), segments/, "
+                      ".env (a new ECRM_SECRET_KEY)", highlight=False)
+        settings = project_settings(args.dir)
+
+    preflight.check_sqlite_folder(settings.database_url)
+
     async def go() -> int:
         engine = create_engine(settings.database_url)
         try:
@@ -106,6 +130,11 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
         console.print(f"database ready: {settings.database_url}", highlight=False)
+        if args.dir is not None:
+            console.print(f"next:\n  cd {args.dir}\n  ecrm profiles import customers.csv\n"
+                          "  ecrm campaign validate campaigns/welcome.yaml\n"
+                          "then set smtp and an https:// public_url in config/ecrm.yaml, and "
+                          "`ecrm campaign launch campaigns/welcome.yaml`", highlight=False, markup=False)
         return 0
 
     return run(go())
@@ -127,6 +156,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
+    preflight.check(settings, args.dev)
     spec = load_campaign(args.file, settings)
     return run(launch(settings, spec, str(args.file), args.run))
 
@@ -134,6 +164,7 @@ def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine on a database that carries this version's schema, disposed afterwards."""
+    preflight.check_sqlite_folder(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         await ensure_schema(engine)
@@ -143,11 +174,15 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def launch(settings: Settings, spec: Any, source: str, run_key: str | None) -> int:
+    from ecrm.channels.email.probe import check_smtp
     from ecrm.local import launch_in_process
+    from ecrm.types import ChannelKind
 
     async with database(settings) as engine:
         if settings.redis_url:
             return await _launch_on_redis(settings, engine, spec, source, run_key)
+        if spec.channel == ChannelKind.EMAIL:
+            await check_smtp(settings.smtp)  # fail now, not after an hour of retries
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         heap.settle()
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine, SYSTEM_CLOCK)
@@ -239,6 +274,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from ecrm.api.app import create_app
 
+    preflight.check(settings, args.dev, listen_host=args.host)
     web.run_app(create_app(settings, SYSTEM_CLOCK), host=args.host, port=args.port)
     return 0
 
@@ -249,6 +285,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise EcrmError("`ecrm worker` needs redis_url (ECRM_REDIS_URL=redis://127.0.0.1:6379); without Redis, "
                         "`ecrm campaign launch` sends in its own process")
+    preflight.check(settings, args.dev)
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = make_worker(settings, burst=args.burst)
@@ -258,7 +295,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
-    from ecrm.api.apikeys import create_api_key
+    from ecrm.api.apikeys import check_key_name, create_api_key
+
+    check_key_name(args.name)
 
     async def go() -> int:
         async with database(settings) as engine, session_factory(engine).begin() as session:
