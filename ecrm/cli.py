@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -131,7 +132,7 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
             await engine.dispose()
         console.print(f"database ready: {settings.database_url}", highlight=False)
         if args.dir is not None:
-            console.print(f"next:\n  cd {args.dir}\n  ecrm profiles import customers.csv\n"
+            console.print(f"next:\n  cd {shlex.quote(str(args.dir))}\n  ecrm profiles import customers.csv\n"
                           "  ecrm campaign validate campaigns/welcome.yaml\n"
                           "then set smtp and an https:// public_url in config/ecrm.yaml, and "
                           "`ecrm campaign launch campaigns/welcome.yaml`", highlight=False, markup=False)

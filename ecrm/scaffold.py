@@ -7,7 +7,7 @@
     DIR/.env                 ECRM_SECRET_KEY, newly generated; `ecrm` reads it when run from DIR
     DIR/.gitignore           keeps .env and the SQLite database out of version control
 
-Nothing is written if any of these files already exists.
+Nothing is written if any of these files already exists, but for a .gitignore: that one is kept.
 """
 
 from __future__ import annotations
@@ -32,12 +32,15 @@ profile fields, `language` and `traits.<name>`, all of which must hold. Keep not
 audience snippets for your campaigns here.
 """
 GITIGNORE = ".env\n*.db\n*.db-*\ndemo-out/\n"
+KEPT_IF_THERE = Path(".gitignore")
 
 
 def scaffold(target: Path) -> list[Path]:
     """Write a new project into `target` (created if missing) and return the paths written,
     relative to it. Raise `ProjectExistsError` and write nothing if one of them exists."""
     plan = project_files()
+    if (target / KEPT_IF_THERE).exists():
+        del plan[KEPT_IF_THERE]
     if target.exists() and not target.is_dir():
         raise ProjectExistsError(f"{target} exists and is not a folder; choose a new folder for the project")
     existing = [path for path in plan if (target / path).exists()]

@@ -98,6 +98,14 @@ def test_init_refuses_a_folder_holding_any_of_its_files(here: Path, capsys: pyte
     assert sorted(p.name for p in (here / "shop").iterdir()) == [".env"]
 
 
+def test_init_keeps_a_gitignore_already_there(here: Path) -> None:
+    (here / "shop").mkdir()
+    (here / "shop" / ".gitignore").write_text("mine\n")
+    assert main(["init", "shop"]) == 0
+    assert (here / "shop" / ".gitignore").read_text() == "mine\n"
+    assert (here / "shop" / ".env").is_file()
+
+
 def test_the_generated_key_is_what_commands_run_in_the_project_use(
     here: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
