@@ -77,8 +77,9 @@ def trial(args: argparse.Namespace, work: Path, sig: signal.Signals, delay: floa
     sink = SinkProcess(work / "sink.json")
     env = settings_env(bench_settings(url, sink.port, args, None))
     try:
-        launcher = subprocess.Popen([sys.executable, "-m", "ecrm", "campaign", "launch", str(CAMPAIGN), "--run", "k"],
-                                    env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        launch = ["campaign", "launch", str(CAMPAIGN), "--run", "k", "--dev"]
+        launcher = subprocess.Popen([sys.executable, "-m", "ecrm", *launch], env=env, cwd=ROOT,
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         while not sink_received(sink) and launcher.poll() is None:
             time.sleep(0.05)
         time.sleep(delay)
@@ -86,8 +87,9 @@ def trial(args: argparse.Namespace, work: Path, sig: signal.Signals, delay: floa
         code = launcher.wait(timeout=120)
         at = sink_received(sink)
         stopped = asyncio.run(statuses(url))
-        resumed = subprocess.run([sys.executable, "-m", "ecrm", "campaign", "resume", "welcome", "--run", "k"],
-                                 env=env, cwd=ROOT, capture_output=True, text=True, timeout=600)
+        resume = ["campaign", "resume", "welcome", "--run", "k", "--dev"]
+        resumed = subprocess.run([sys.executable, "-m", "ecrm", *resume], env=env, cwd=ROOT, capture_output=True,
+                                 text=True, timeout=600)
         final = sink_received(sink)
         after = asyncio.run(statuses(url))
     finally:

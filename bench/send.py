@@ -218,7 +218,7 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
 
 def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker"], env=settings_env(settings),
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker", "--dev"], env=settings_env(settings),
                                 cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 

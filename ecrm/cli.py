@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
+import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -18,17 +19,18 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecrm import heap, loop
+from ecrm import heap, loop, preflight
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.report import RunReport, run_report
+from ecrm.cli_failures import explain
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.errors import EcrmError, SpecError
 from ecrm.queue import InProcessQueue
 from ecrm.schema import ensure_schema
-from ecrm.settings import Settings, load_settings
+from ecrm.settings import Settings, environment, load_settings
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -38,30 +40,34 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING,
                         format="%(asctime)s %(levelname)s %(message)s")
+    settings: Settings | None = None
+    environ: dict[str, str] = {}
     try:
-        settings = load_settings(args.config)
+        environ = environment()  # with ./.env, where `ecrm init DIR` put the secret key
+        settings = load_settings(args.config, environ=environ)
         result: int = args.handler(settings, args)
         return result
-    except SpecError as exc:
-        err_console.print(f"[red]refused[/red]: {len(exc.problems)} problem(s)", highlight=False)
-        for problem in exc.problems:
-            err_console.print(f"  {problem}", highlight=False, markup=False)
-        return 1
-    except EcrmError as exc:
-        err_console.print(f"error: {exc}", highlight=False, markup=False)
-        return 1
     except KeyboardInterrupt:
         err_console.print("interrupted: messages not yet handed over stay queued; `ecrm campaign status NAME` "
                           "says how to resume", highlight=False, markup=False)
         return 130
+    except Exception as exc:
+        lines = None if args.debug or environ.get("ECRM_DEBUG", "") not in ("", "0") else explain(exc, settings)
+        if lines is None:
+            raise
+        for line in lines:
+            err_console.print(line, highlight=False, markup=False)
+        return 1
 
 
 def parser() -> argparse.ArgumentParser:
     top = argparse.ArgumentParser(prog="ecrm", description="eCRM messaging engine")
     top.add_argument("--config", type=Path, default=None, help="settings file (default config/ecrm.yaml)")
     top.add_argument("-v", "--verbose", action="store_true")
+    top.add_argument("--debug", action="store_true", help="show the traceback of an error (also ECRM_DEBUG=1)")
     sub = top.add_subparsers(required=True, metavar="COMMAND")
-    _add(sub, "init", "create or upgrade the database schema", cmd_init)
+    _add(sub, "init", "create or upgrade the database schema; with DIR, a new project there", cmd_init).add_argument(
+        "dir", type=Path, nargs="?", help="a new project: settings, campaigns, templates, .env, database")
     profiles = sub.add_parser("profiles", help="import profiles").add_subparsers(required=True, metavar="ACTION")
     profiles_import = _add(profiles, "import", "import profiles from a CSV file", cmd_import)
     profiles_import.add_argument("csv", type=Path)
@@ -74,21 +80,27 @@ def parser() -> argparse.ArgumentParser:
     launch = _add(campaign, "launch", "validate and launch a campaign run", cmd_launch)
     launch.add_argument("file", type=Path)
     launch.add_argument("--run", help="run key (default: 'now', or the scheduled time); same key = resume")
+    _dev_flag(launch)
     status = _add(campaign, "status", "deliveries of a campaign run by locale and status", cmd_status)
     status.add_argument("name")
     status.add_argument("--run", help="run key (default: the latest run)")
     resume = _add(campaign, "resume", "send what a stopped run still has queued, from its stored spec", cmd_resume)
     resume.add_argument("name")
     resume.add_argument("--run", help="run key (default: the latest run)")
+    _dev_flag(resume)
     resend = _add(campaign, "resend", "send a run's deliveries in doubt again (some may get two copies)", cmd_resend)
     resend.add_argument("name")
     resend.add_argument("--run", required=True, help="run key")
     resend.add_argument("--unknown", action="store_true", required=True,
                         help="the deliveries in doubt (`unknown`: may have been sent)")
+    _dev_flag(resend)
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker).add_argument("--burst", action="store_true")
+    _dev_flag(serve)
+    worker = _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker)
+    worker.add_argument("--burst", action="store_true")
+    _dev_flag(worker)
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
     _add(apikey, "create", "create an API key (shown once)", cmd_apikey).add_argument("name")
     demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
@@ -103,6 +115,11 @@ def _add(sub: Any, name: str, help_text: str, handler: Callable[[Settings, argpa
     return command
 
 
+def _dev_flag(command: Any) -> None:
+    command.add_argument("--dev", action="store_true",
+                         help="a test machine: allow the shipped secret_key and a public_url without HTTPS")
+
+
 def run(coro: Awaitable[int]) -> int:
     async def wrapped() -> int:
         return await coro
@@ -110,7 +127,17 @@ def run(coro: Awaitable[int]) -> int:
     return loop.run(wrapped(), sigterm_as_sigint=True)
 
 
-def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
+def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
+    if args.dir is not None:
+        from ecrm.scaffold import project_settings, scaffold
+
+        scaffold(args.dir)
+        console.print(f"project    {args.dir}/: config/ecrm.yaml, campaigns/, templates/ (en, fa, th), segments/, "
+                      ".env (a new ECRM_SECRET_KEY)", highlight=False)
+        settings = project_settings(args.dir)
+
+    preflight.check_sqlite_folder(settings.database_url)
+
     async def go() -> int:
         engine = create_engine(settings.database_url)
         try:
@@ -118,6 +145,11 @@ def cmd_init(settings: Settings, _args: argparse.Namespace) -> int:
         finally:
             await engine.dispose()
         console.print(f"database ready: {settings.database_url}", highlight=False)
+        if args.dir is not None:
+            console.print(f"next:\n  cd {shlex.quote(str(args.dir))}\n  ecrm profiles import customers.csv\n"
+                          "  ecrm campaign validate campaigns/welcome.yaml\n"
+                          "then set smtp and an https:// public_url in config/ecrm.yaml, and "
+                          "`ecrm campaign launch campaigns/welcome.yaml`", highlight=False, markup=False)
         return 0
 
     return run(go())
@@ -139,6 +171,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
+    preflight.check(settings, args.dev)
     spec = load_campaign(args.file, settings)
     return run(launch(settings, spec, str(args.file), args.run))
 
@@ -146,6 +179,7 @@ def cmd_launch(settings: Settings, args: argparse.Namespace) -> int:
 @asynccontextmanager
 async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
     """An engine on a database that carries this version's schema, disposed afterwards."""
+    preflight.check_sqlite_folder(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
         await ensure_schema(engine)
@@ -155,12 +189,16 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 
 async def launch(settings: Settings, spec: Any, source: str, run_key: str | None) -> int:
+    from ecrm.channels.email.probe import check_smtp
     from ecrm.local import launch_in_process
+    from ecrm.types import ChannelKind
 
     async with database(settings) as engine:
         if settings.redis_url:
             ref = await create_run(session_factory(engine), spec, source, run_key)
             return await _queue_on_redis(settings, ref, spec)
+        if spec.channel == ChannelKind.EMAIL:
+            await check_smtp(settings.smtp)  # fail now, not after an hour of retries
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         heap.settle()
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine, SYSTEM_CLOCK)
@@ -193,19 +231,27 @@ async def _queue_on_redis(settings: Settings, ref: RunRef, spec: Any) -> int:
 
 
 def cmd_resume(settings: Settings, args: argparse.Namespace) -> int:
+    preflight.check(settings, args.dev)
     return run(resume(settings, args.name, args.run, in_doubt=False))
 
 
 def cmd_resend(settings: Settings, args: argparse.Namespace) -> int:
+    preflight.check(settings, args.dev)
     return run(resume(settings, args.name, args.run, in_doubt=args.unknown))
 
 
 async def resume(settings: Settings, name: str, run_key: str | None, *, in_doubt: bool) -> int:
     """Send a stopped run again from its stored spec; with `in_doubt`, its `unknown` ones too."""
-    from ecrm.campaigns.resume import prepare_resume
+    from ecrm.campaigns.resume import prepare_resume, stored_spec
+    from ecrm.channels.email.probe import check_smtp
     from ecrm.local import resume_in_process
+    from ecrm.types import ChannelKind
 
     async with database(settings) as engine:
+        if not settings.redis_url:  # before anything is requeued: fail now, not after an hour of retries
+            spec = await stored_spec(session_factory(engine), name, run_key)
+            if spec.channel == ChannelKind.EMAIL:
+                await check_smtp(settings.smtp)
         again = await prepare_resume(session_factory(engine), name, run_key, SYSTEM_CLOCK, in_doubt=in_doubt)
         if in_doubt:
             err_console.print(f"warning: {again.requeued} deliveries in doubt are sent again; those that did reach "
@@ -296,6 +342,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
     from ecrm.api.app import create_app
 
+    preflight.check(settings, args.dev, listen_host=args.host)
     web.run_app(create_app(settings, SYSTEM_CLOCK), host=args.host, port=args.port)
     return 0
 
@@ -306,6 +353,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     if not settings.redis_url:
         raise EcrmError("`ecrm worker` needs redis_url (ECRM_REDIS_URL=redis://127.0.0.1:6379); without Redis, "
                         "`ecrm campaign launch` sends in its own process")
+    preflight.check(settings, args.dev)
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
     worker = make_worker(settings, burst=args.burst)
@@ -315,7 +363,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
-    from ecrm.api.apikeys import create_api_key
+    from ecrm.api.apikeys import check_key_name, create_api_key
+
+    check_key_name(args.name)
 
     async def go() -> int:
         async with database(settings) as engine, session_factory(engine).begin() as session:

@@ -1,28 +1,27 @@
 """`ecrm demo`: the whole flow on a bare machine, no Redis and no PostgreSQL needed.
 
-It creates a SQLite database, seeds about 1,000 profiles in English, Persian and Thai,
-starts the local SMTP sink on loopback (capturing each message as a .eml file), launches
-`campaigns/welcome.yaml` in this process, reads the mailbox back as delivery receipts and
-prints what was sent and delivered per locale. The profiles and the run take the time from the
-clock `run_demo` is given.
+It runs from any folder and writes only under its output folder (`demo-out/`): a SQLite
+database and the mailbox. It seeds about 1,000 profiles in English, Persian and Thai, starts
+the local SMTP sink on loopback (capturing each message as a .eml file), launches the
+`campaigns/welcome.yaml` that ships with ecrm (`ecrm/starter/`) in this process, reads the
+mailbox back as delivery receipts and prints what was sent and delivered per locale. The
+profiles and the run take the time from the clock `run_demo` is given.
 """
 
 from __future__ import annotations
 
 import random
-import shutil
 import time
 from pathlib import Path
 
 from rich.console import Console
 from rich.table import Table
 
-from ecrm import heap, loop
+from ecrm import heap, loop, starter
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.report import RunReport, run_report
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, migrate, session_factory
-from ecrm.errors import EcrmError
 from ecrm.feedback.mailbox import apply_mailbox
 from ecrm.local import launch_in_process
 from ecrm.peers.smtp_sink import SmtpSink
@@ -30,7 +29,7 @@ from ecrm.profiles.ingest import ProfileIn, upsert_profiles
 from ecrm.render.message_id import MessageIds
 from ecrm.settings import Settings
 
-CAMPAIGN = Path("campaigns/welcome.yaml")
+CAMPAIGN = starter.WELCOME
 PEOPLE = {
     "en": (["Emma", "Liam", "Olivia", "Noah", "Ava", "James"], ["Smith", "Jones", "Brown", "Taylor"], "Europe/London"),
     "fa": (["سارا", "علی", "مریم", "رضا", "نگار", "حسین"], ["احمدی", "رضایی", "محمدی", "کریمی"], "Asia/Tehran"),
@@ -59,10 +58,14 @@ def demo_profiles(count: int, seed: int = 7) -> list[ProfileIn]:
 
 
 def run_demo(settings: Settings, count: int, out: Path, clock: Clock = SYSTEM_CLOCK) -> int:
-    if not CAMPAIGN.exists():
-        raise EcrmError(f"{CAMPAIGN} not found: run `ecrm demo` from the ecrm checkout")
-    shutil.rmtree(out, ignore_errors=True)
+    _clear(out)
     return loop.run(_demo(settings, count, out, clock))
+
+
+def _clear(out: Path) -> None:
+    """Remove what an earlier demo left in `out` (its database and captured mail), nothing else."""
+    for path in [*out.glob("ecrm.db*"), *(out / "mail").glob("*.eml")]:
+        path.unlink()
 
 
 async def _demo(settings: Settings, count: int, out: Path, clock: Clock) -> int:
@@ -72,6 +75,7 @@ async def _demo(settings: Settings, count: int, out: Path, clock: Clock) -> int:
     port = await sink.start()
     settings = settings.model_copy(update={
         "database_url": f"sqlite+aiosqlite:///{out / 'ecrm.db'}", "redis_url": None,
+        "templates_dir": starter.TEMPLATES,
         "smtp": settings.smtp.model_copy(update={"host": "127.0.0.1", "port": port, "starttls": False,
                                                   "tls": False, "username": None, "password": None}),
     })
@@ -94,7 +98,8 @@ async def _run(settings: Settings, count: int, mail: Path, port: int, clock: Clo
         console.print(f"profiles   {count} seeded in English, Persian and Thai", highlight=False)
         console.print(f"smtp       ecrm sink on 127.0.0.1:{port}, capturing to {mail}/", highlight=False)
         spec = load_campaign(CAMPAIGN, settings)
-        console.print(f"campaign   {CAMPAIGN} is valid; sending...", highlight=False)
+        console.print(f"campaign   {CAMPAIGN.relative_to(starter.STARTER)} (shipped with ecrm) is valid; sending...",
+                      highlight=False)
         heap.settle()
         await launch_in_process(settings, spec, str(CAMPAIGN), engine=engine, clock=clock)
         await apply_mailbox(sessions, MessageIds(settings.secret_key, settings.email.message_id_domain), mail,

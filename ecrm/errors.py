@@ -2,6 +2,9 @@
 
     EcrmError
     ├── ConfigError                 a setting is wrong: names the key and where it came from
+    ├── UnsafeSettingsError         settings fit only a local try-out: refused outside --dev
+    ├── UnreachableError            a server ecrm needs does not answer: names it and why
+    ├── ProjectExistsError          `ecrm init DIR` would overwrite a project's files
     ├── SpecError                   a marketer's YAML is wrong: file, line, field
     │   └── CampaignSpecError       carries every problem of one file, not just the first
     ├── TemplateError               a template is missing or does not render for a profile
@@ -25,6 +28,20 @@ class ConfigError(EcrmError, ValueError):
     def __init__(self, key: str, source: str, problem: str) -> None:
         self.key, self.source, self.problem = key, source, problem
         super().__init__(f"{key} ({source}): {problem}")
+
+
+class UnsafeSettingsError(EcrmError):
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("\n".join(problems))
+
+
+class UnreachableError(EcrmError):
+    pass
+
+
+class ProjectExistsError(EcrmError):
+    pass
 
 
 @dataclass(frozen=True)

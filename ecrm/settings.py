@@ -19,6 +19,7 @@ from ecrm.yamlfile import dotted, load_yaml
 
 DEFAULT_CONFIG = Path("config/ecrm.yaml")
 ENV_PREFIX = "ECRM_"
+NOT_SETTINGS = ("ECRM_CONFIG", "ECRM_DEBUG")  # read by the command line, not settings
 
 
 class _Section(BaseModel):
@@ -106,6 +107,15 @@ def load_settings(path: Path | None = None, environ: Mapping[str, str] = os.envi
         raise ConfigError(dotted(key), _source_of(sources, key, path), _explain(err["type"], err["msg"])) from exc
 
 
+def environment(dotenv: Path = Path(".env"), environ: Mapping[str, str] = os.environ) -> dict[str, str]:
+    """The process environment over the variables of a `.env` file (what `ecrm init` writes
+    there), if it exists: a variable set in the process wins."""
+    from dotenv import dotenv_values
+
+    from_file = dotenv_values(dotenv) if dotenv.is_file() else {}
+    return {**{k: v for k, v in from_file.items() if v is not None}, **environ}
+
+
 def _from_file(path: Path) -> tuple[dict[str, Any], dict[tuple[str, ...], str]]:
     if not path.exists():
         return {}, {}
@@ -125,7 +135,7 @@ def _from_env(environ: Mapping[str, str]) -> dict[tuple[str, ...], str]:
     fields = set(Settings.model_fields)
     out = {}
     for name, value in environ.items():
-        if not name.startswith(ENV_PREFIX) or name == "ECRM_CONFIG":
+        if not name.startswith(ENV_PREFIX) or name in NOT_SETTINGS:
             continue
         key = tuple(name[len(ENV_PREFIX):].lower().split("__"))
         if key[0] not in fields:

@@ -16,9 +16,21 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.api.models import ApiKey
+from ecrm.api.models import NAME_MAX, ApiKey
+from ecrm.errors import EcrmError
 
 KEY_PATTERN = re.compile(r"ecrm_(?P<prefix>[A-Za-z0-9_-]{8})_[A-Za-z0-9_-]{32,200}")
+NAME_PATTERN = re.compile(r"\w[\w .@-]*")  # letters (any script), digits, and _ . @ - and spaces inside
+
+
+def check_key_name(name: str) -> str:
+    """`name` if it can name a key, else an `EcrmError` saying what a name may hold."""
+    if not 1 <= len(name) <= NAME_MAX:
+        raise EcrmError(f"an API key's name has 1 to {NAME_MAX} characters, not {len(name)}")
+    if not NAME_PATTERN.fullmatch(name):
+        raise EcrmError(f"an API key's name holds letters, digits, spaces and _ . @ -, and starts with a letter or "
+                        f"digit; {name!r} does not")
+    return name
 
 
 def _hash(key: str) -> str:
@@ -28,6 +40,7 @@ def _hash(key: str) -> str:
 async def create_api_key(session: AsyncSession, name: str, now: datetime) -> str:
     """Store a new key named `name`, created at `now`, and return it in plain text; this is the
     only time it is seen."""
+    check_key_name(name)
     prefix = secrets.token_urlsafe(6)
     key = f"ecrm_{prefix}_{secrets.token_urlsafe(32)}"
     session.add(ApiKey(name=name, prefix=prefix, secret_hash=_hash(key), created_at=now))

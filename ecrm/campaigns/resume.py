@@ -51,6 +51,12 @@ async def prepare_resume(sessions: async_sessionmaker[AsyncSession], campaign: s
         return Resumption(ref, CampaignSpec.model_validate(run.spec), requeued)
 
 
+async def stored_spec(sessions: async_sessionmaker[AsyncSession], campaign: str, run_key: str | None) -> CampaignSpec:
+    """The campaign as the run was first launched."""
+    async with sessions() as session:
+        return CampaignSpec.model_validate((await find_run(session, campaign, run_key)).spec)
+
+
 def _refuse_if_sending(run: CampaignRun, campaign: str, stopped: bool) -> None:
     if run.status != RunStatus.RUNNING or stopped:
         return

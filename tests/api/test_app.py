@@ -37,7 +37,8 @@ def _free_port() -> int:
 
 
 def start_server(settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url}
+    env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
+           "ECRM_SECRET_KEY": "k" * 32, "ECRM_PUBLIC_URL": "https://shop.example"}  # what preflight asks on PostgreSQL
     return subprocess.Popen([sys.executable, "-m", "ecrm", "serve", "--port", str(port)], env=env, cwd=ROOT,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 

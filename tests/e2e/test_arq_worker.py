@@ -77,7 +77,7 @@ def worker_process(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
            "ECRM_TEMPLATES_DIR": str(settings.templates_dir), "ECRM_PUBLIC_URL": settings.public_url,
            "ECRM_SEND__JOB_TIMEOUT": str(settings.send.job_timeout)}
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker"], env=env, cwd=ROOT,
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker", "--dev"], env=env, cwd=ROOT,
                                 stdout=out, stderr=subprocess.STDOUT)
 
 

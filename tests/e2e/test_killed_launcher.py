@@ -29,17 +29,21 @@ BATCH = 100
 RUNNING_AT_ONCE = 2  # the in-process queue's concurrency
 
 
+def dev(args: tuple[str, ...]) -> list[str]:
+    """The test key and public URL are not production's: commands that send take `--dev`."""
+    return ["--dev"] if args[1] in {"launch", "resume", "resend"} else []
+
+
 def ecrm(settings: Settings, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
            "ECRM_REDIS_URL": "", "ECRM_SMTP__PORT": str(settings.smtp.port), "ECRM_SMTP__CONNECTIONS": "2",
            "ECRM_SEND__BATCH_SIZE": str(BATCH), "ECRM_SECRET_KEY": settings.secret_key,
            "ECRM_TEMPLATES_DIR": str(settings.templates_dir), "ECRM_PUBLIC_URL": settings.public_url}
+    command = [sys.executable, "-m", "ecrm", *args, *dev(args)]
     if log is None:
-        return subprocess.Popen([sys.executable, "-m", "ecrm", *args], env=env, cwd=ROOT, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "ecrm", *args], env=env, cwd=ROOT, stdout=out,
-                                stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 async def finish(process: subprocess.Popen[bytes]) -> tuple[int, str]:

@@ -150,11 +150,7 @@ class SmtpEmail:
             return self._idle.get_nowait()
         if self._down is not None and time.monotonic() < self._down[0]:
             raise self._down[1]
-        client = aiosmtplib.SMTP(
-            hostname=self.config.host, port=self.config.port, timeout=self.config.timeout,
-            use_tls=self.config.tls, start_tls=self.config.starttls or None,
-            username=self.config.username, password=self.config.password,
-        )
+        client = smtp_client(self.config)
         try:
             await client.connect()
             if client.last_ehlo_response is None:
@@ -176,6 +172,15 @@ class SmtpEmail:
             return
         self._open.discard(session)
         session.abort()
+
+
+def smtp_client(config: SmtpSettings, timeout: float | None = None) -> aiosmtplib.SMTP:
+    """A client for the configured server (not connected): TLS, STARTTLS and login as set."""
+    return aiosmtplib.SMTP(
+        hostname=config.host, port=config.port, timeout=timeout or config.timeout,
+        use_tls=config.tls, start_tls=config.starttls or None,
+        username=config.username, password=config.password,
+    )
 
 
 @contextlib.contextmanager
