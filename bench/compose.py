@@ -70,7 +70,8 @@ def dkim_stages(template: str, people: Sequence[Recipient]) -> dict[str, Callabl
                                             "private_key": key.private_key.decode()}})
         signer = comp._dkim
         assert signer is not None
-        unsigned = [composer(template).compose(r).data for r in people]
+        # what the signer signs: the signed email without its signature (7bit bodies)
+        unsigned = [b"From: " + comp.compose(r).data.split(b"\r\nFrom: ", 1)[1] for r in people]
         out[f"dkim {key.algorithm} sign"] = each(signer.sign, unsigned)
         out[f"compose + {key.algorithm}"] = each(comp.compose, people)
     return out

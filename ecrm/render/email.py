@@ -55,7 +55,9 @@ class EmailComposer:
         self.bulk_headers = (list_id(campaign, email.list_id_domain or email.message_id_domain)
                              + feedback_id(campaign, run, source, email.feedback_sender_id) + PRECEDENCE)
         self._dkim = signer_for(settings.dkim, self.from_address)
-        self.eight_bit = settings.email.eight_bit
+        # A signed body must reach the verifier byte for byte: a hop without 8BITMIME would
+        # re-encode an 8bit one, so signed emails go 7bit (RFC 6376 5.3).
+        self.eight_bit = settings.email.eight_bit and self._dkim is None
         self.unsubscribe_base = settings.public_url.rstrip("/") + "/u/"
         self.mailto = f", <mailto:{settings.email.unsubscribe_mailto}?subject=unsubscribe>" \
             if settings.email.unsubscribe_mailto else ""

@@ -53,7 +53,7 @@ def test_a_signed_email_verifies_and_its_unsubscribe_headers_are_covered(key: Dk
                                                            private_key=key.private_key.decode())})
     data = compose(settings)
     records = dns_for({record_name("shop.example", "s1"): key.record_value()})
-    assert data.startswith(b"DKIM-Signature: ")
+    assert data.startswith(b"DKIM-Signature: ") and data.isascii()  # 7bit bodies: no hop re-encodes them
     assert dkim.verify(data, dnsfunc=records)
     signature = data.split(b"\r\n\r\n", 1)[0].split(b"\r\nFrom:", 1)[0].replace(b"\r\n", b"").replace(b" ", b"")
     signed = signature.split(b"h=", 1)[1].split(b";", 1)[0].split(b":")
