@@ -4,7 +4,7 @@ A token names the delivery it came from (so the unsubscribe is attributed to the
 run) and carries an HMAC-SHA256 tag truncated to 16 bytes, so it cannot be forged or altered.
 
 Tokens are lowercase hex of a length byte, both ids in as few bytes as they need and the tag:
-46 characters for today's ids, no capitals and no run of one letter (hex, not base32: the
+about 44 characters for today's ids, no capitals and no run of one letter (hex, not base32: the
 stdlib's base32 is written in Python and cost 3 µs a token, a quarter of composing an email).
 The first format (base64url of both ids zero-padded to 8 bytes: `AAAAAAAAD0JA...`) made a
 Persian or Thai body "mostly capitals" to spam filters; links in that format already sit in

@@ -79,7 +79,7 @@ def phrase_address(name: str, phrase: str, address: str) -> bytes:
 
 def list_unsubscribe(value: str) -> bytes:
     """`List-Unsubscribe: <https...>, <mailto:...>` on one line when it fits in 78 columns, else
-    each link on its own folded line (RFC 2369 allows folding between links) (a link itself is never broken)."""
+    folded between links (RFC 2369), each on its own line; a link itself is never broken."""
     if len(value) + _LIST_UNSUBSCRIBE <= MAX_COLUMNS:
         return b"List-Unsubscribe: %s\r\n" % value.encode()
     links = value.split(", ")

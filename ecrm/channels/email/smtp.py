@@ -53,8 +53,7 @@ class _Session:
     async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
         """Send `first`, then whatever `take` hands out, on this connection; return whether the
         connection is still healthy."""
-        admitted: Item | None = first
-        if not self.smtputf8:
+        if not self.smtputf8:  # a message whose address needs SMTPUTF8 fails here, the others go on
             admitted, take = ascii_only(first, take, done)
             if admitted is None:
                 return self.usable
