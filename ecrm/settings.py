@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ecrm.errors import ConfigError, SpecError
 from ecrm.yamlfile import dotted, load_yaml
@@ -59,7 +59,7 @@ class DkimSettings(_Section):
     selector: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
     algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
     key_file: Path | None = None
-    private_key: str | None = None
+    private_key: SecretStr | None = None  # kept out of reprs and logs
 
     @model_validator(mode="after")
     def _one_key(self) -> DkimSettings:

@@ -79,7 +79,7 @@ def _signer(domain: str, settings: DkimSettings, key_name: str) -> DkimSigner:
 
 def _private_key(settings: DkimSettings, key_name: str) -> bytes:
     if settings.private_key is not None:
-        return settings.private_key.strip().encode()
+        return settings.private_key.get_secret_value().strip().encode()
     path = Path(settings.key_file or "")
     try:
         return path.read_bytes().strip()
