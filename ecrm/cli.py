@@ -27,6 +27,7 @@ from ecrm.cli_failures import explain
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.deliveries.states import DeliveryStatus, Reason
+from ecrm.dkim.keys import keygen
 from ecrm.errors import EcrmError, SpecError
 from ecrm.queue import InProcessQueue
 from ecrm.schema import ensure_schema
@@ -103,6 +104,12 @@ def parser() -> argparse.ArgumentParser:
     _dev_flag(worker)
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
     _add(apikey, "create", "create an API key (shown once)", cmd_apikey).add_argument("name")
+    dkim = sub.add_parser("dkim", help="DKIM signing keys").add_subparsers(required=True, metavar="ACTION")
+    keygen = _add(dkim, "keygen", "make a DKIM key and print its DNS record", cmd_dkim_keygen)
+    keygen.add_argument("domain")
+    keygen.add_argument("selector")
+    keygen.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa")
+    keygen.add_argument("--out", type=Path, help="private key file (default SELECTOR.DOMAIN.dkim.key)")
     demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
     demo.add_argument("--profiles", type=int, default=1000)
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -153,6 +160,12 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
     return run(go())
+
+
+def cmd_dkim_keygen(_settings: Settings, args: argparse.Namespace) -> int:
+    for line in keygen(args.domain, args.selector, args.algorithm, args.out):
+        console.print(line, highlight=False, markup=False)
+    return 0
 
 
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:

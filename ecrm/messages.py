@@ -14,3 +14,4 @@ class OutgoingEmail:
     data: bytes
     message_id: str
     eight_bit: bool = False  # a body is 8bit: declared as BODY=8BITMIME, converted for servers without it
+    smtputf8: bool = False  # an address has a non-ASCII local part: only a server offering SMTPUTF8 takes it

@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ecrm.errors import ConfigError, SpecError
 from ecrm.yamlfile import dotted, load_yaml
@@ -46,6 +46,27 @@ class EmailSettings(_Section):
     # fit; false: always quoted-printable or base64, e.g. when a relay signs with DKIM and a
     # later hop without 8BITMIME would convert the body and break the signature.
     eight_bit: bool = True
+    # Bulk-sender headers (ecrm.render.bulk_headers): List-Id is `"Campaign" <slug.DOMAIN>`,
+    # DOMAIN defaulting to message_id_domain; Feedback-ID ends with this sender id (Gmail: 5-15
+    # characters, the same on every email).
+    list_id_domain: str | None = None
+    feedback_sender_id: str = Field("ecrm-mail", pattern=r"^[A-Za-z0-9._-]{5,15}$")
+
+
+class DkimSettings(_Section):
+    """One From domain's DKIM key (ecrm.dkim): the key from `key_file`, or `private_key` itself
+    (e.g. from the environment); `rsa-sha256` keys are PEM, `ed25519-sha256` keys base64."""
+
+    selector: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    algorithm: Literal["rsa-sha256", "ed25519-sha256"] = "rsa-sha256"
+    key_file: Path | None = None
+    private_key: SecretStr | None = None  # kept out of reprs and logs
+
+    @model_validator(mode="after")
+    def _one_key(self) -> DkimSettings:
+        if (self.key_file is None) == (self.private_key is None):
+            raise ValueError("give either key_file or private_key")
+        return self
 
 
 class SendSettings(_Section):
@@ -66,6 +87,7 @@ class Settings(_Section):
     smtp: SmtpSettings = SmtpSettings()
     email: EmailSettings = EmailSettings()
     send: SendSettings = SendSettings()
+    dkim: dict[str, DkimSettings] = {}  # From domain -> its key; no entry: not signed by ecrm
 
     @field_validator("database_url")
     @classmethod

@@ -58,13 +58,13 @@ class CapturingHandler:
 
 class SmtpServer:
     """`eight_bit_mime=False`: a server that takes 7-bit mail only (aiosmtpd then announces no
-    8BITMIME and refuses BODY=8BITMIME)."""
+    8BITMIME and refuses BODY=8BITMIME); `smtputf8=True`: one that offers SMTPUTF8 (RFC 6531)."""
 
-    def __init__(self, eight_bit_mime: bool = True) -> None:
+    def __init__(self, eight_bit_mime: bool = True, smtputf8: bool = False) -> None:
         self.handler = CapturingHandler()
         self.port = free_port()
         self.controller = Controller(self.handler, hostname="127.0.0.1", port=self.port,
-                                     decode_data=not eight_bit_mime)
+                                     decode_data=not eight_bit_mime, enable_SMTPUTF8=smtputf8)
 
     def start(self) -> SmtpServer:
         self.controller.start()

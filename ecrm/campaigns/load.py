@@ -16,6 +16,7 @@ from ecrm.campaigns.template_hints import advice
 from ecrm.channels.registry import PAIRINGS
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
+from ecrm.render.composer import VALIDATION_STREAM
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.recipient import sample_recipient
 from ecrm.settings import Settings
@@ -62,7 +63,8 @@ def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
     variants = catalog.variants(spec.template)
     if "" not in variants:
         return _missing_template(doc, catalog, spec.template)
-    composer = PAIRINGS[spec.kind].composer(settings, catalog, spec.template, spec.name, SYSTEM_CLOCK)
+    composer = PAIRINGS[spec.kind].composer(settings, catalog, spec.template, spec.name, SYSTEM_CLOCK,
+                                             VALIDATION_STREAM)
     problems = []
     for locale in variants:
         recipient = sample_recipient(locale or "en", **spec.sample.model_dump())

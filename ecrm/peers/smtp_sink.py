@@ -86,10 +86,12 @@ class SmtpSink:
         reject: Iterable[str] = (),
         eight_bit_mime: bool = True,
         sample_every: int | None = None,
+        smtputf8: bool = True,
     ) -> None:
         if sample_every is not None and sample_every < 1:
             raise ValueError("sample_every must be at least 1")
         self.eight_bit_mime = eight_bit_mime  # False: no 8BITMIME in EHLO, and BODY=8BITMIME is refused
+        self.smtputf8 = smtputf8  # False: no SMTPUTF8 in EHLO, and MAIL FROM with SMTPUTF8 is refused
         self.capture = Path(capture) if capture is not None else None
         self.fail_after = fail_after
         self.fail_count = fail_count
@@ -251,7 +253,8 @@ class _Session(asyncio.Protocol):
 
     def _ehlo(self, line: bytes) -> bytes:
         self._reset()
-        return EHLO_REPLY if self._sink.eight_bit_mime else EHLO_REPLY_7BIT
+        reply = EHLO_REPLY if self._sink.eight_bit_mime else EHLO_REPLY_7BIT
+        return reply if self._sink.smtputf8 else reply.replace(b"250-SMTPUTF8\r\n", b"")
 
     def _helo(self, line: bytes) -> bytes:
         self._reset()
@@ -263,6 +266,8 @@ class _Session(asyncio.Protocol):
         if line[4:10].upper() != b" FROM:":
             return BAD_SYNTAX
         if not self._sink.eight_bit_mime and b" BODY=" in line.upper():
+            return UNKNOWN_PARAMETER
+        if not self._sink.smtputf8 and b" SMTPUTF8" in line.upper():
             return UNKNOWN_PARAMETER
         self._sender = line[10:]
         return SENDER_OK

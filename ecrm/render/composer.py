@@ -24,6 +24,15 @@ class Composer(Protocol[M_co]):
 
 
 # How a channel kind builds its composer: settings, templates, the template's name, the label
-# templates see as `campaign` (a campaign's name, a transactional template's name), and the
-# clock that dates its messages.
-ComposerFactory = Callable[[Settings, TemplateCatalog, str, str, Clock], Composer[M_co]]
+# templates see as `campaign` (a campaign's name, a transactional template's name), the clock
+# that dates its messages, and the send's `stream` (`send_stream`: its source's id and kind,
+# which an email's Feedback-ID names).
+ComposerFactory = Callable[[Settings, TemplateCatalog, str, str, Clock, str], Composer[M_co]]
+
+
+def send_stream(source_kind: str, source_id: int) -> str:
+    """`{source_id}:{source kind}`: the run and kind of mail a send belongs to."""
+    return f"{source_id}:{source_kind}"
+
+
+VALIDATION_STREAM = send_stream("validation", 0)  # a composer that only checks templates

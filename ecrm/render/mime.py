@@ -21,13 +21,16 @@ import re
 import secrets
 import struct
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from email.header import Header
-from email.utils import formataddr, formatdate
+from email.utils import format_datetime, formataddr
 from functools import lru_cache
 
 from ecrm.clock import SYSTEM_CLOCK, Clock
 
 _MAX_PLAIN_HEADER = 76
+MAX_COLUMNS = 78  # a header line's length, CRLF excluded (RFC 5322 2.1.1: SHOULD)
+_LIST_UNSUBSCRIBE = len("List-Unsubscribe: ")
 MAX_LINE = 998  # octets in a line, CRLF excluded (RFC 5322 2.1.1)
 # Up to 39 bytes (52 base64 chars: one encoded word per folded line stays under 78) that do not
 # end inside a UTF-8 character (RFC 2047 5.3): backtracks while the next byte continues one.
@@ -36,7 +39,8 @@ _WORD = re.compile(rb".{1,39}(?![\x80-\xbf])", re.DOTALL)
 
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class EmailHeaders:
-    """What differs per recipient apart from the bodies."""
+    """What differs per recipient apart from the bodies; `to` as it goes on the wire
+    (`render.addresses.wire_address`)."""
 
     to: str
     subject: str
@@ -53,6 +57,37 @@ def encode_header(name: str, value: str) -> bytes:
         return f"{name}: {Header(value, 'us-ascii', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n".encode()
     words = [binascii.b2a_base64(chunk, newline=False) for chunk in _WORD.findall(value.encode())]
     return b"".join((name.encode(), b": =?utf-8?b?", b"?=\r\n =?utf-8?b?".join(words), b"?=\r\n"))
+
+
+def phrase_address(name: str, phrase: str, address: str) -> bytes:
+    """`Name: phrase <address>` + CRLF (From, List-Id): a non-ASCII phrase in RFC 2047 words,
+    the address as it is (never encoded: `render.addresses` makes it wire-ready), folded before
+    the address when the line would pass 78 columns."""
+    phrase = " ".join(phrase.split())
+    if not phrase:
+        return f"{name}: <{address}>\r\n".encode()
+    if phrase.isascii():
+        words = [formataddr((phrase, "x@y"))[: -len(" <x@y>")]]  # quoted when it needs to be
+    else:
+        words = [f"=?utf-8?b?{binascii.b2a_base64(chunk, newline=False).decode()}?="
+                 for chunk in _WORD.findall(phrase.encode())]
+    head = f"{name}: " + "\r\n ".join(words)
+    last = head.rsplit("\n", 1)[-1]
+    fold = "\r\n" if len(last) + len(address) + 3 > MAX_COLUMNS else ""
+    return f"{head}{fold} <{address}>\r\n".encode()
+
+
+def list_unsubscribe(value: str) -> bytes:
+    """`List-Unsubscribe: <https...>, <mailto:...>` on one line when it fits in 78 columns, else
+    folded between links (RFC 2369), each on its own line; a link itself is never broken."""
+    if len(value) + _LIST_UNSUBSCRIBE <= MAX_COLUMNS:
+        return b"List-Unsubscribe: %s\r\n" % value.encode()
+    links = value.split(", ")
+    parts = [link + "," for link in links[:-1]] + links[-1:]
+    lines = ["List-Unsubscribe:"]
+    if len(parts[0]) + _LIST_UNSUBSCRIBE <= MAX_COLUMNS:
+        lines, parts = [lines[0] + " " + parts[0]], parts[1:]
+    return ("\r\n ".join(lines + parts) + "\r\n").encode()
 
 
 def encode_body(text: str, as_written: bool = True, boundary: bytes = b"") -> tuple[bytes, bytes]:
@@ -101,7 +136,8 @@ class _DateHeader:
     def header(self) -> bytes:
         now = int(self._now().timestamp())
         if now != self._second:
-            self._second, self._value = now, f"Date: {formatdate(now, usegmt=True)}\r\n".encode()
+            date = format_datetime(datetime.fromtimestamp(now, UTC))  # +0000: GMT is obsolete (RFC 5322 4.3)
+            self._second, self._value = now, f"Date: {date}\r\n".encode()
         return self._value
 
 
@@ -109,14 +145,16 @@ class MimeSkeleton:
     """A multipart/alternative (text + HTML) email whose fixed bytes are encoded once."""
 
     def __init__(self, from_name: str, from_address: str, lang: str, eight_bit: bool = True,
-                 clock: Clock = SYSTEM_CLOCK) -> None:
+                 clock: Clock = SYSTEM_CLOCK, bulk_headers: bytes = b"") -> None:
+        """`from_address` as it goes on the wire (`render.addresses`); `bulk_headers`: lines the
+        same on every email of the send (List-Id, Feedback-ID, Precedence)."""
         self.eight_bit = eight_bit  # bodies may go as written (7bit, 8bit); else QP or base64
         self.boundary = "=_ecrm_" + secrets.token_hex(8)
         self._boundary = self.boundary.encode()
-        sender = formataddr((from_name, from_address), charset="utf-8")
-        self._head = encode_header("From", sender) + b"MIME-Version: 1.0\r\n"
+        self._head = phrase_address("From", from_name, from_address) + b"MIME-Version: 1.0\r\n"
         self._after_headers = (
-            b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
+            bulk_headers
+            + b"List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n"
             + f"Content-Language: {lang}\r\n".encode()
             + f'Content-Type: multipart/alternative; boundary="{self.boundary}"\r\n\r\n'.encode()
         )
@@ -132,9 +170,10 @@ class MimeSkeleton:
         data = b"".join((
             self._head,
             self._date.header(),
-            encode_header("To", headers.to),
+            b"To: %s\r\n" % headers.to.encode(),
             encode_header("Subject", headers.subject),
-            f"Message-ID: {headers.message_id}\r\nList-Unsubscribe: {headers.list_unsubscribe}\r\n".encode(),
+            b"Message-ID: %s\r\n" % headers.message_id.encode(),
+            list_unsubscribe(headers.list_unsubscribe),
             self._after_headers,
             self._text_part, b"Content-Transfer-Encoding: ", text_cte, b"\r\n\r\n", text_body,
             self._html_part, b"Content-Transfer-Encoding: ", html_cte, b"\r\n\r\n", html_body,

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
+import struct
 from datetime import timedelta
 
 from sqlalchemy import select
@@ -91,3 +94,28 @@ async def test_a_tampered_token_answers_400_and_stores_nothing(
         assert "not valid" in await resp.text()
     assert await _email_consent(sessions) == ("granted", "api")
     assert await count_rows(sessions, Response) == 0
+
+
+def first_format_token(secret: str, delivery_id: int, profile_id: int) -> str:
+    """A link as the first releases wrote it: base64url of zero-padded ids and the tag."""
+    body = struct.pack(">QQ", delivery_id, profile_id)
+    tag = hmac.digest(secret.encode(), b"unsubscribe:" + body, "sha256")[:16]
+    return base64.urlsafe_b64encode(body + tag).rstrip(b"=").decode()
+
+
+async def test_a_link_of_the_first_token_format_still_unsubscribes(
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    delivery_id, profile_id = await _delivery(sessions)
+    token = first_format_token(settings.secret_key, delivery_id, profile_id)
+    assert token.startswith("AAAAAAAA") and make_token(settings.secret_key, delivery_id, profile_id) != token
+    resp = await api.post(f"/u/{token}", data="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+    assert resp.status == 200 and "You are unsubscribed" in await resp.text()
+    assert await _email_consent(sessions) == ("withdrawn", "unsubscribe-link")
+
+
+async def test_a_signed_link_naming_ids_past_bigint_answers_400(
+        api: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> None:
+    for token in (first_format_token(settings.secret_key, 2**64 - 1, 2**63),
+                  make_token(settings.secret_key, 2**64 - 1, 1)):
+        resp = await api.post(f"/u/{token}", data="List-Unsubscribe=One-Click", headers=ONE_CLICK)
+        assert resp.status == 400 and "not valid" in await resp.text()

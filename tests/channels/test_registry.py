@@ -27,7 +27,8 @@ from ecrm.types import ChannelKind
 
 
 class TextComposer:
-    def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, label: str, clock: Clock) -> None:
+    def __init__(self, settings: Settings, catalog: TemplateCatalog, template: str, label: str, clock: Clock,
+                 stream: str) -> None:
         self.template = template
 
     def compose(self, recipient: Recipient) -> str:

@@ -178,12 +178,16 @@ def _extend(deadline: asyncio.Timeout, now: float, reply_wait: float) -> None:
 
 
 def _envelope_bytes(message: OutgoingEmail) -> bytes:
-    return b"MAIL FROM:<%s>%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
-        message.sender.encode(), _BODY_8BIT if message.eight_bit else b"", message.recipient.encode())
+    """MAIL FROM, RCPT TO and DATA; addresses in UTF-8 (only an SMTPUTF8 message has other
+    than ASCII: the session sends one only to a server that offers SMTPUTF8)."""
+    return b"MAIL FROM:<%s>%s%s\r\nRCPT TO:<%s>\r\nDATA\r\n" % (
+        message.sender.encode(), _BODY_8BIT if message.eight_bit else b"",
+        _SMTPUTF8 if message.smtputf8 else b"", message.recipient.encode())
 
 
 BODY_8BITMIME = "BODY=8BITMIME"  # the MAIL FROM parameter of an 8bit email (RFC 6152)
 _BODY_8BIT = b" " + BODY_8BITMIME.encode()
+_SMTPUTF8 = b" SMTPUTF8"  # the MAIL FROM parameter of a message with a non-ASCII address (RFC 6531)
 
 
 def _refusal(reply: tuple[int, str], expected: tuple[int, ...], step: str) -> SendError | None:

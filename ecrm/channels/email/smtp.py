@@ -25,6 +25,7 @@ import aiosmtplib
 from ecrm.channels.base import SendResult, Work, send_many
 from ecrm.channels.email.pipelining import BODY_8BITMIME, Done, Item, PipelinedSmtp, Take, no_answer
 from ecrm.channels.email.seven_bit import seven_bit_item, seven_bit_take
+from ecrm.channels.email.smtputf8 import SMTPUTF8, ascii_only
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
 from ecrm.messages import OutgoingEmail
 from ecrm.settings import Settings, SmtpSettings
@@ -43,6 +44,7 @@ class _Session:
         pipelining = client.supports_extension("pipelining") and hasattr(transport, "set_protocol")
         self.pipe = PipelinedSmtp(cast(asyncio.Transport, transport)) if pipelining else None
         self.eight_bit = client.supports_extension("8bitmime")
+        self.smtputf8 = client.supports_extension("smtputf8")
 
     @property
     def usable(self) -> bool:
@@ -51,6 +53,11 @@ class _Session:
     async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
         """Send `first`, then whatever `take` hands out, on this connection; return whether the
         connection is still healthy."""
+        if not self.smtputf8:  # a message whose address needs SMTPUTF8 fails here, the others go on
+            admitted, take = ascii_only(first, take, done)
+            if admitted is None:
+                return self.usable
+            first = admitted
         if not self.eight_bit:
             first, take = seven_bit_item(first), seven_bit_take(take)
         if self.pipe is not None:
@@ -72,8 +79,9 @@ class _Session:
 
     async def _sendmail(self, message: OutgoingEmail) -> None:
         with _map_errors(message.recipient):
+            options = [BODY_8BITMIME] if message.eight_bit else []
             await self.client.sendmail(message.sender, [message.recipient], message.data, timeout=None,
-                                       mail_options=[BODY_8BITMIME] if message.eight_bit else [])
+                                       mail_options=[*options, SMTPUTF8] if message.smtputf8 else options)
 
     async def close(self) -> None:
         if self.pipe is not None:
