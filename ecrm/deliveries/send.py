@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from ecrm import metrics
 from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
@@ -110,15 +112,19 @@ async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipien
         with contextlib.suppress(SupersededError):
             await asyncio.shield(record(runtime, owner, recipients, [None] * len(recipients), None))
         raise
+    kind = sender.channel.kind
+    started = time.perf_counter()
     try:
         sent = await send_many(sender.channel, messages)
     except SendInterrupted as stop:
         with contextlib.suppress(SupersededError):
-            await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
+            await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None,
+                                        channel=kind))
         raise asyncio.CancelledError from None
+    metrics.SEND_CHUNK_SECONDS.labels(kind).observe(time.perf_counter() - started)
     # shielded: a cancellation now must not leave the chunk's outcomes unrecorded
     return await asyncio.shield(record(runtime, owner, recipients, merge(outcomes, sent), following,
-                                       sender.last_try))
+                                       sender.last_try, channel=kind))
 
 
 def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
@@ -126,15 +132,18 @@ def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
 
 
 async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient], outcomes: Sequence[Outcome],
-                 following: Sequence[Recipient] | None, last_try: bool = False) -> BatchOutcome:
+                 following: Sequence[Recipient] | None, last_try: bool = False, channel: str = "") -> BatchOutcome:
     """Write every outcome of the chunk and mark the following chunk in flight, in one
-    transaction; the outcomes are kept even when the batch turns out to be taken over."""
+    transaction; the outcomes are kept even when the batch turns out to be taken over. They are
+    counted in `ecrm_sends_total` under `channel` once written."""
     changes = [change_for(r.delivery_id, outcome, last_try) for r, outcome in zip(recipients, outcomes, strict=True)]
     if not await runtime.batches.record(owner, changes, span(following)):
         raise SupersededError(owner)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)
+    if channel:
+        metrics.count_sends(channel, count.items())
     return BatchOutcome(count[DeliveryStatus.SENT], len(changes) - count[DeliveryStatus.SENT] - len(reasons),
                         len(reasons), max(waits, default=None), reasons[0] if reasons else None)
 
