@@ -95,6 +95,8 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
     recipients = started.recipients
     chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
     total = BatchOutcome(0, started.erased, 0)
+    if started.erased:
+        metrics.SENDS.labels(sender.channel.kind, DeliveryStatus.SKIPPED).inc(started.erased)
     for index, chunk in enumerate(chunks):
         following = chunks[index + 1] if index + 1 < len(chunks) else None
         total += await send_chunk(runtime, sender, started.owner, chunk, following)
