@@ -76,7 +76,8 @@ def parser() -> argparse.ArgumentParser:
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
-    serve.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT), e.g. one per core")
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port (SO_REUSEPORT), e.g. one per core")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
     _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker).add_argument("--burst", action="store_true")
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")

@@ -22,6 +22,7 @@ import sys
 import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import TextIO
 
 from ecrm import loop
 from ecrm.clock import SYSTEM_CLOCK
@@ -66,11 +67,11 @@ def supervise(worker_command: Sequence[str], workers: int, address: str) -> int:
             for _ in range(workers):
                 child = subprocess.Popen(worker_command, env=env)
                 children[child.pid] = child
-            print(f"serving on http://{address} with {workers} workers (pids {', '.join(map(str, children))}); "
-                  "SIGTERM or Ctrl-C stops them", flush=True)
+            _say(sys.stdout, f"serving on http://{address} with {workers} workers (pids "
+                             f"{', '.join(map(str, children))}); SIGTERM or Ctrl-C stops them")
             pid, status = os.waitpid(-1, 0)
             children.pop(pid, None)
-            print(f"error: worker {pid} exited ({_describe(status)}); stopping the others", file=sys.stderr, flush=True)
+            _say(sys.stderr, f"error: worker {pid} exited ({_describe(status)}); stopping the others")
             result = 1
         except _Stop:
             pass
@@ -79,6 +80,11 @@ def supervise(worker_command: Sequence[str], workers: int, address: str) -> int:
             signal.signal(signal.SIGINT, signal.SIG_IGN)
             _stop_all(list(children.values()))
         return result
+
+
+def _say(stream: TextIO, line: str) -> None:
+    stream.write(line + "\n")
+    stream.flush()
 
 
 def _describe(status: int) -> str:

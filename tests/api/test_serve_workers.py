@@ -35,13 +35,17 @@ async def _requests_counted(client: aiohttp.ClientSession, port: int) -> float:
                for s in f.samples if s.name == "ecrm_http_requests_total" and s.labels["route"] == "/health")
 
 
-async def test_serve_with_two_workers_answers_from_two_processes_and_stops_on_sigterm(settings: Settings) -> None:
-    port = _free_port()
+def _start(settings: Settings, port: int) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
            "ECRM_SECRET_KEY": settings.secret_key}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    server = subprocess.Popen([sys.executable, "-m", "ecrm", "serve", "--port", str(port), "--workers", "2"],
-                              env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return subprocess.Popen([sys.executable, "-m", "ecrm", "serve", "--port", str(port), "--workers", "2"],
+                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+
+async def test_serve_with_two_workers_answers_from_two_processes_and_stops_on_sigterm(settings: Settings) -> None:
+    port = _free_port()
+    server = _start(settings, port)
     try:
         pids: list[int] = []
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection, so a new pick of worker, each time
