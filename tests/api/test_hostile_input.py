@@ -228,3 +228,17 @@ async def test_a_client_that_hangs_up_mid_body_is_not_logged_as_an_error(
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
     assert any("client closed the connection during POST /v1/profiles" in r.getMessage() for r in caplog.records)
     await _nothing_written(sessions)
+
+
+@pytest.mark.parametrize(("value", "field"), [({"external_id": "x" * 201}, "external_id"),
+                                              ({"email": "a" * 64 + "@" + "b" * 250 + ".com"}, "email"),
+                                              ({"first_name": "x" * 201}, "first_name"),
+                                              ({"consent": {"email": {"state": "granted", "source": "s" * 201}}},
+                                               "consent.email.source")])
+async def test_text_longer_than_its_column_is_refused_with_422_naming_the_field(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession],
+        value: dict[str, Any], field: str) -> None:
+    status, answer = await _post_raw(api, "/v1/profiles", json.dumps({"external_id": "c-1", **value}), auth)
+    assert status == 422
+    assert [f["field"] for f in answer["fields"]] == [field]
+    await _nothing_written(sessions)
