@@ -242,3 +242,11 @@ async def test_text_longer_than_its_column_is_refused_with_422_naming_the_field(
     assert status == 422
     assert [f["field"] for f in answer["fields"]] == [field]
     await _nothing_written(sessions)
+
+
+@pytest.mark.parametrize("content_type", ["", "text/plain", "application/json; charset",
+                                          'application/json; charset="utf-8"', "multipart/form-data",
+                                          "application/json; charset=utf-8; charset=latin-1"])
+async def test_odd_content_types_get_an_answer_below_500(api: Client, auth: dict[str, str], content_type: str) -> None:
+    status, _ = await _post_raw(api, "/v1/profiles", json.dumps({"external_id": "c-1"}), auth, content_type)
+    assert status in (200, 201, 400, 415)
