@@ -16,6 +16,7 @@ from ecrm.api import events, health, metrics, profiles, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
+from ecrm.api.logs import quiet_malformed_requests
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
@@ -27,6 +28,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app = web.Application(middlewares=[metrics.metrics_middleware, error_middleware, auth_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
+    quiet_malformed_requests()
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
     for routes in ROUTES:

@@ -250,3 +250,26 @@ async def test_text_longer_than_its_column_is_refused_with_422_naming_the_field(
 async def test_odd_content_types_get_an_answer_below_500(api: Client, auth: dict[str, str], content_type: str) -> None:
     status, _ = await _post_raw(api, "/v1/profiles", json.dumps({"external_id": "c-1"}), auth, content_type)
     assert status in (200, 201, 400, 415)
+
+
+@pytest.mark.parametrize("request_head", [b"GET /v1/profiles/" + b"x" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n",
+                                          b"GET / HTTP/1.1\r\nHost: x\r\nX-Big: " + b"y" * 9000 + b"\r\n\r\n",
+                                          b"POST /v1/profiles HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n"])
+async def test_a_malformed_http_request_is_a_400_and_one_info_line_not_an_error(
+        settings: Settings, clock: FrozenClock, caplog: pytest.LogCaptureFixture, request_head: bytes) -> None:
+    caplog.set_level(logging.DEBUG)
+    runner = web.AppRunner(create_app(settings, clock))
+    await runner.setup()
+    try:
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+        reader, writer = await asyncio.open_connection("127.0.0.1", runner.addresses[0][1])
+        writer.write(request_head)
+        await writer.drain()
+        status_line = await reader.readline()
+        writer.close()
+        await writer.wait_closed()
+    finally:
+        await runner.cleanup()
+    assert status_line.split()[1] == b"400"
+    assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
+    assert any(r.name == "aiohttp.server" and "Error handling request from" in r.getMessage() for r in caplog.records)
