@@ -25,10 +25,10 @@ ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, unsubsc
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+    quiet_malformed_requests()
     app = web.Application(middlewares=[metrics.metrics_middleware, error_middleware, auth_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
-    quiet_malformed_requests()
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
     for routes in ROUTES:
