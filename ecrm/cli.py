@@ -98,6 +98,9 @@ def parser() -> argparse.ArgumentParser:
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--workers", type=int, default=1,
+                       help="processes sharing the port (SO_REUSEPORT), e.g. one per core")
+    serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
     _dev_flag(serve)
     worker = _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker)
     worker.add_argument("--burst", action="store_true")
@@ -351,13 +354,17 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from aiohttp import web
+    from ecrm.api.serve import serve, supervise, worker_command
 
-    from ecrm.api.app import create_app
-
-    preflight.check(settings, args.dev, listen_host=args.host)
-    web.run_app(create_app(settings, SYSTEM_CLOCK), host=args.host, port=args.port)
-    return 0
+    if not args.worker:  # --workers' processes: their parent checked
+        preflight.check(settings, args.dev, listen_host=args.host)
+    if args.workers < 1 or (args.workers > 1 and args.port == 0):
+        raise EcrmError("--workers takes a number from 1 up, and more than 1 needs a fixed --port")
+    if args.workers == 1 or args.worker:
+        serve(settings, args.host, args.port, reuse_port=args.worker, quiet=args.worker)
+        return 0
+    command = worker_command(args.config, args.verbose, args.host, args.port)
+    return supervise(command, args.workers, f"{args.host}:{args.port}")
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -78,6 +78,11 @@ class SendSettings(_Section):
     job_timeout: float = Field(300.0, ge=1)
 
 
+class ApiSettings(_Section):
+    max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger request bodies get 413
+    max_traits_bytes: int = Field(64 * 1024, ge=256)  # a profile's traits as JSON, after a merge: 422 beyond
+
+
 class Settings(_Section):
     database_url: str = "sqlite+aiosqlite:///./ecrm.db"
     redis_url: str | None = None
@@ -88,6 +93,7 @@ class Settings(_Section):
     email: EmailSettings = EmailSettings()
     send: SendSettings = SendSettings()
     dkim: dict[str, DkimSettings] = {}  # From domain -> its key; no entry: not signed by ecrm
+    api: ApiSettings = ApiSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -1,8 +1,9 @@
 """The aiohttp application: `create_app(settings, clock)`, served by `ecrm serve` and used by the tests.
 
 The database engine lives in a cleanup context, so it opens with the app and is disposed when
-the app stops. Middlewares run errors first (outermost), then authentication. Handlers read the
-time from the app's clock (`CLOCK`), which tests replace with a `FrozenClock`.
+the app stops. Middlewares run request counting first (outermost, so it sees the final status),
+then errors, then authentication. Handlers read the time from the app's clock (`CLOCK`), which
+tests replace with a `FrozenClock`. Request bodies are capped at `api.max_body_bytes` (413).
 """
 
 from __future__ import annotations
@@ -11,19 +12,22 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import events, health, profiles, unsubscribe
+from ecrm.api import events, health, metrics, profiles, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
+from ecrm.api.logs import quiet_malformed_requests
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
-ROUTES = (health.routes, profiles.routes, events.routes, unsubscribe.routes)
+ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, unsubscribe.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
-    app = web.Application(middlewares=[error_middleware, auth_middleware])
+    quiet_malformed_requests()
+    app = web.Application(middlewares=[metrics.metrics_middleware, error_middleware, auth_middleware],
+                          client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
@@ -36,5 +40,6 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url)
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
+    health.schema_head()  # read the migrations once, before any request
     yield
     await engine.dispose()

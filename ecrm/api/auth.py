@@ -1,4 +1,4 @@
-"""API-key authentication for every route except the health check and unsubscribe links.
+"""API-key authentication for every route except the health check, metrics and unsubscribe links.
 
 The key comes as `Authorization: Bearer <key>` or `X-Api-Key: <key>`; missing, unknown or
 revoked keys get 401 with a JSON `error`.
@@ -12,7 +12,7 @@ from aiohttp.typedefs import Handler
 from ecrm.api.apikeys import check_api_key
 from ecrm.api.keys import SESSIONS
 
-PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"),
+PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/metrics"), ("HEAD", "/metrics"),
                            ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}")})
 
 

@@ -1,7 +1,14 @@
-"""Reading request bodies: JSON first (400 when it isn't), then a pydantic model (422 per field)."""
+"""Reading request bodies: bytes within the size limit, UTF-8 JSON (400 when it isn't), a
+document no deeper than `MAX_DEPTH` and free of lone surrogates (422 naming the field), then a
+pydantic model (422 per field).
+
+JSON is UTF-8 (RFC 8259 section 8.1): a `charset` other than UTF-8 is refused with 415. The
+body's size is capped by the app's `client_max_size` (setting `api.max_body_bytes`): 413.
+"""
 
 from __future__ import annotations
 
+import codecs
 import json
 from typing import Any, TypeVar
 
@@ -11,6 +18,7 @@ from pydantic import BaseModel
 from ecrm.errors import ApiError
 
 M = TypeVar("M", bound=BaseModel)
+MAX_DEPTH = 32  # objects and arrays inside one another, counting the body itself
 
 
 def _refuse_constant(name: str) -> Any:
@@ -18,11 +26,70 @@ def _refuse_constant(name: str) -> Any:
 
 
 async def read_json(request: web.Request) -> Any:
-    text = await request.text()
+    _check_charset(request.charset)
     try:
-        return json.loads(text, parse_constant=_refuse_constant)
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, f"the body is larger than the limit of {request.client_max_size} bytes") from exc
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not UTF-8 (byte {exc.start} is invalid); send JSON as UTF-8") from None
+    try:
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except RecursionError:
+        raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from exc
+    check_document(document)
+    return document
+
+
+def _check_charset(charset: str | None) -> None:
+    if charset is None:
+        return
+    try:
+        name = codecs.lookup(charset).name
+    except LookupError:
+        name = None
+    if name != "utf-8":
+        raise ApiError(415, f"charset {charset!r} is not accepted: send JSON as UTF-8 "
+                            "(Content-Type: application/json or application/json; charset=utf-8)")
+
+
+def check_document(document: Any) -> None:
+    """Refuse a document nested deeper than MAX_DEPTH or holding a lone surrogate (a `\\ud800`
+    escape, which no database stores), naming the field. Walks with a stack, not recursion."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(document, ())]
+    while stack:
+        value, path = stack.pop()
+        if isinstance(value, str):
+            _check_text(value, path)
+            continue
+        if not isinstance(value, dict | list):
+            continue
+        if len(path) >= MAX_DEPTH:
+            raise ApiError(422, f"{_name(path[:1])} is nested deeper than {MAX_DEPTH} levels", field=_name(path[:1]))
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, item in items:
+            if isinstance(key, str):
+                _check_text(key, (*path, key))
+            stack.append((item, (*path, str(key))))
+
+
+def _check_text(text: str, path: tuple[str, ...]) -> None:
+    if text.isascii():
+        return
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        field = _name(path)
+        raise ApiError(422, f"{field} holds a lone surrogate (an unpaired \\ud800-\\udfff escape); "
+                            "send valid Unicode text", field=field) from None
+
+
+def _name(path: tuple[str, ...]) -> str:
+    return ".".join(path) or "(body)"
 
 
 async def read_model(request: web.Request, model: type[M]) -> M:

@@ -2,7 +2,9 @@
 
 ApiError carries its own status; a pydantic ValidationError is 422 and lists every bad field
 by dotted path; aiohttp's own HTTP errors (404, 405, 413) keep their status; a write that
-lost a race on a unique key is 409; anything else is logged and answered 500.
+lost a race on a unique key is 409; a client that hung up mid-request is noted at INFO and
+answered 499 (nginx's "client closed request", for the access log and metrics: nobody receives
+it); anything else is logged and answered 500.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from ecrm.errors import ApiError
 from ecrm.profiles.ingest import input_errors
 
 logger = logging.getLogger(__name__)
+CLIENT_CLOSED = 499
 
 
 def error_response(status: int, message: str, **extra: object) -> web.Response:
@@ -43,6 +46,9 @@ async def error_middleware(request: web.Request, handler: Handler) -> web.Stream
         if "Allow" in exc.headers:
             response.headers["Allow"] = exc.headers["Allow"]
         return response
+    except ConnectionResetError:
+        logger.info("client closed the connection during %s %s", request.method, request.path)
+        return error_response(CLIENT_CLOSED, "the connection closed before the whole request was received")
     except IntegrityError:
         logger.warning("conflicting write on %s %s", request.method, request.path, exc_info=True)
         return error_response(409, "a concurrent request changed the same record; try again")

@@ -1,7 +1,12 @@
-"""`/v1/profiles`: upsert a profile (201 when created, 200 when updated), read one back, erase one."""
+"""`/v1/profiles`: upsert a profile (201 when created, 200 when updated), read one back, erase one.
+
+A profile's traits, merged with an update's, must fit in `api.max_traits_bytes` of JSON: an
+update that would grow them past it is refused with 422 and changes nothing.
+"""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 from urllib.parse import quote
 
@@ -9,7 +14,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import CLOCK, SESSIONS
+from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
 from ecrm.profiles.erase import erase_profile
@@ -17,6 +22,7 @@ from ecrm.profiles.ingest import ProfileIn, find_profile, upsert_profile
 from ecrm.profiles.models import Consent, Profile
 
 routes = web.RouteTableDef()
+MAX_EXTERNAL_ID = 200  # as ingest's Text
 
 
 def profile_json(profile: Profile, consents: list[Consent]) -> dict[str, Any]:
@@ -41,6 +47,8 @@ async def post_profile(request: web.Request) -> web.Response:
     data = await read_model(request, ProfileIn)
     async with request.app[SESSIONS].begin() as session:
         profile, created = await upsert_profile(session, data, request.app[CLOCK].now())
+        if data.traits:
+            _check_traits_size(profile.traits, request.app[SETTINGS].api.max_traits_bytes)
         body = profile_json(profile, await load_consents(session, profile.id))
     if not created:
         return web.json_response(body)
@@ -65,7 +73,26 @@ async def delete_profile(request: web.Request) -> web.Response:
 
 
 async def _existing(session: AsyncSession, external_id: str) -> Profile:
-    profile = await find_profile(session, external_id)
+    # An id no profile can have (NUL, a lone surrogate, too long) is not looked up: PostgreSQL refuses NUL.
+    profile = await find_profile(session, external_id) if _could_exist(external_id) else None
     if profile is None:
         raise ApiError(404, f"no profile has external_id {external_id!r}", field="external_id")
     return profile
+
+
+def _could_exist(external_id: str) -> bool:
+    if len(external_id) > MAX_EXTERNAL_ID or "\x00" in external_id:
+        return False
+    try:
+        external_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _check_traits_size(traits: dict[str, Any], limit: int) -> None:
+    """Raised inside the upsert's transaction, so the refused merge is rolled back."""
+    size = len(json.dumps(traits, ensure_ascii=False, separators=(",", ":")).encode())
+    if size > limit:
+        raise ApiError(422, f"traits would take {size} bytes with this update, over the limit of {limit} "
+                            "(api.max_traits_bytes); send fewer or smaller traits", field="traits")

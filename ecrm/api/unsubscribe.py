@@ -14,6 +14,7 @@ from ecrm.feedback.unsubscribe import InvalidTokenError, read_token
 
 routes = web.RouteTableDef()
 SOURCE = "unsubscribe-link"
+MAX_ID = 2**63 - 1  # ids are 64-bit signed integers on both databases
 
 PAGE = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
@@ -38,10 +39,13 @@ def _page(title: str, content: str, status: int = 200) -> web.Response:
 
 
 def _ids(request: web.Request) -> tuple[int, int] | None:
+    """The token's (delivery id, profile id), or None when it is not ours or names an id that
+    cannot exist (a signed token is 64 unsigned bits per id; a row id fits in 63)."""
     try:
-        return read_token(request.app[SETTINGS].secret_key, request.match_info["token"])
+        ids = read_token(request.app[SETTINGS].secret_key, request.match_info["token"])
     except InvalidTokenError:
         return None
+    return ids if max(ids) <= MAX_ID else None
 
 
 @routes.get("/u/{token}")

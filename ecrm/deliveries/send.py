@@ -18,11 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from ecrm import metrics
 from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
@@ -94,6 +96,8 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
     recipients = started.recipients
     chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
     total = BatchOutcome(0, started.erased, 0)
+    if started.erased:
+        metrics.SENDS.labels(sender.channel.kind, DeliveryStatus.SKIPPED).inc(started.erased)
     for index, chunk in enumerate(chunks):
         following = chunks[index + 1] if index + 1 < len(chunks) else None
         total += await send_chunk(runtime, sender, started.owner, chunk, following)
@@ -112,15 +116,19 @@ async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipien
         with contextlib.suppress(SupersededError):
             await uncancellable(record(runtime, owner, recipients, [None] * len(recipients), None))
         raise
+    kind = sender.channel.kind
+    started = time.perf_counter()
     try:
         sent = await send_many(sender.channel, messages)
     except SendInterrupted as stop:
         with contextlib.suppress(SupersededError):
-            await uncancellable(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None))
+            await uncancellable(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None,
+                                       channel=kind))
         raise asyncio.CancelledError from None
+    metrics.SEND_CHUNK_SECONDS.labels(kind).observe(time.perf_counter() - started)
     try:
         return await uncancellable(record(runtime, owner, recipients, merge(outcomes, sent), following,
-                                          sender.last_try))
+                                          sender.last_try, channel=kind))
     except asyncio.CancelledError:  # `following` was just marked in flight: it was not, and will not be
         if following:
             with contextlib.suppress(SupersededError):
@@ -150,15 +158,18 @@ def merge(first: list[Outcome], second: list[Outcome]) -> list[Outcome]:
 
 
 async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient], outcomes: Sequence[Outcome],
-                 following: Sequence[Recipient] | None, last_try: bool = False) -> BatchOutcome:
+                 following: Sequence[Recipient] | None, last_try: bool = False, channel: str = "") -> BatchOutcome:
     """Write every outcome of the chunk and mark the following chunk in flight, in one
-    transaction; the outcomes are kept even when the batch turns out to be taken over."""
+    transaction; the outcomes are kept even when the batch turns out to be taken over. They are
+    counted in `ecrm_sends_total` under `channel` once written."""
     changes = [change_for(r.delivery_id, outcome, last_try) for r, outcome in zip(recipients, outcomes, strict=True)]
     if not await runtime.batches.record(owner, changes, span(following)):
         raise SupersededError(owner)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)
+    if channel:
+        metrics.count_sends(channel, count.items())
     return BatchOutcome(count[DeliveryStatus.SENT], len(changes) - count[DeliveryStatus.SENT] - len(reasons),
                         len(reasons), max(waits, default=None), reasons[0] if reasons else None)
 

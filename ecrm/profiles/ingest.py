@@ -14,7 +14,7 @@ import json
 import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
@@ -98,6 +98,21 @@ LocaleTag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=3
 TimeZone = Annotated[str, StringConstraints(strip_whitespace=True, max_length=64), AfterValidator(_time_zone)]
 JsonObject = Annotated[dict[str, Any], AfterValidator(_plain_json)]
 EventName = Annotated[str, StringConstraints(min_length=1, max_length=100), AfterValidator(_event_name)]
+EARLIEST_EVENT, LATEST_EVENT = datetime(1970, 1, 1, tzinfo=UTC), datetime(9999, 1, 1, tzinfo=UTC)
+
+
+def _event_time(value: datetime) -> datetime:
+    """Events happen in 1970..9998 (UTC); outside that, converting to UTC can overflow."""
+    try:
+        utc = value.astimezone(UTC)
+    except OverflowError:
+        utc = None
+    if utc is None or not EARLIEST_EVENT <= utc < LATEST_EVENT:
+        raise PydanticCustomError("event_time", "must be between 1970-01-01 and 9998-12-31 (UTC)")
+    return value
+
+
+EventTime = Annotated[AwareDatetime, AfterValidator(_event_time)]
 
 
 class ConsentIn(BaseModel):
@@ -139,7 +154,7 @@ class EventIn(BaseModel):
     external_id: Text
     name: EventName
     properties: JsonObject = Field(default_factory=dict)
-    occurred_at: AwareDatetime | None = None
+    occurred_at: EventTime | None = None
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ from collections.abc import AsyncIterator
 from typing import ClassVar
 
 import pytest
+from prometheus_client import REGISTRY
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -153,3 +154,23 @@ async def test_an_adapter_bug_records_unknown_and_is_never_retried(
     assert {(status, reason) for status, reason, _ in rows} == {("unknown", "adapter_error")}
     assert all("AttributeError" in (error or "") for _, _, error in rows)
     assert sum(r.exc_info is not None for r in caplog.records if r.name == "ecrm.channels.base") == 3
+
+
+def _sample(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+async def test_a_batch_counts_its_outcomes_per_channel_in_the_metrics(
+    runtime: Runtime, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer
+) -> None:
+    emails = await add_profiles(sessions, 5, ("en", "fa", "th"))
+    send = await planned_send(runtime)
+    async with sessions.begin() as session:
+        await session.execute(delete(Profile).where(Profile.email == emails[0]))
+    names = [("ecrm_sends_total", {"channel": "email", "outcome": o}) for o in ("sent", "skipped", "failed")]
+    names.append(("ecrm_send_chunk_seconds_count", {"channel": "email"}))
+    before = [_sample(name, **labels) for name, labels in names]
+
+    await send_batch(runtime, sender(runtime, send), send.id, 0)
+
+    assert [_sample(name, **labels) - b for (name, labels), b in zip(names, before, strict=True)] == [4, 1, 0, 1]
