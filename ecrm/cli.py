@@ -341,7 +341,7 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
                 task = progress.add_task("import", total=total)
                 report = await import_csv(session_factory(engine), args.csv, SYSTEM_CLOCK,
                                           progress=lambda rows: progress.update(task, completed=rows),
-                                          errors_file=args.errors)
+                                          errors_file=args.errors, max_traits_bytes=settings.api.max_traits_bytes)
         for rejection in report.shown:
             err_console.print(f"  {rejection}", highlight=False, markup=False)
         if line := summary(report.problems, len(report.shown), args.errors):

@@ -6,7 +6,6 @@ update that would grow them past it is refused with 422 and changes nothing.
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +17,7 @@ from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
 from ecrm.profiles.erase import erase_profile
-from ecrm.profiles.ingest import ProfileIn, find_profile, upsert_profile
+from ecrm.profiles.ingest import ProfileIn, find_profile, traits_size, upsert_profile
 from ecrm.profiles.models import Consent, Profile
 
 routes = web.RouteTableDef()
@@ -92,7 +91,7 @@ def _could_exist(external_id: str) -> bool:
 
 def _check_traits_size(traits: dict[str, Any], limit: int) -> None:
     """Raised inside the upsert's transaction, so the refused merge is rolled back."""
-    size = len(json.dumps(traits, ensure_ascii=False, separators=(",", ":")).encode())
+    size = traits_size(traits)
     if size > limit:
         raise ApiError(422, f"traits would take {size} bytes with this update, over the limit of {limit} "
                             "(api.max_traits_bytes); send fewer or smaller traits", field="traits")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import csv
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -67,6 +67,7 @@ class _Chunk:
 
     rows_read: int = 0
     profiles: list[ProfileIn] = field(default_factory=list)
+    lines: dict[str, int] = field(default_factory=dict)  # each profile's line in the file
     errors: list[Rejection] = field(default_factory=list)
     skipped: int = 0
     last: bool = False
@@ -74,10 +75,12 @@ class _Chunk:
 
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
                      progress: Callable[[int], None] | None = None, batch_size: int = 1000,
-                     errors_file: Path | None = None, show: int = 50) -> ImportReport:
+                     errors_file: Path | None = None, show: int = 50,
+                     max_traits_bytes: int | None = None) -> ImportReport:
     """Import `path`; `progress` is called after each batch with the number of rows read so far
     (as `count_rows` counts them). Every problem is written to `errors_file` when given; the
-    report keeps the first `show`.
+    report keeps the first `show`. A row that would grow a profile's traits past
+    `max_traits_bytes` is rejected and the profile left as it was.
 
     A file that cannot be read at all, or has no `external_id` column, raises SpecError, as
     does an errors file that cannot be written.
@@ -86,7 +89,8 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
     try:
         rejected = await asyncio.to_thread(RejectionFile, errors_file, path) if errors_file else None
         try:
-            report = await _import(sessions, reader, clock, _Totals(show, rejected), progress, batch_size)
+            totals = _Totals(show, rejected)
+            report = await _import(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes)
         finally:
             if rejected is not None:
                 await asyncio.to_thread(rejected.close)
@@ -97,13 +101,15 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
 
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
-                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int) -> ImportReport:
+                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
+                  max_traits_bytes: int | None) -> ImportReport:
     while True:
         chunk = await asyncio.to_thread(reader.read, batch_size)
         counts = UpsertCounts(created=0, updated=0)
         if chunk.profiles:
             async with sessions.begin() as session:
-                counts = await upsert_profile_batch(session, chunk.profiles, clock.now())
+                counts = await upsert_profile_batch(session, chunk.profiles, clock.now(), max_traits_bytes)
+            reader.reject_oversized(chunk, counts.oversized, max_traits_bytes)
         await totals.add(chunk, counts)
         if progress is not None and chunk.rows_read:
             progress(totals.rows)
@@ -266,7 +272,16 @@ class _CsvProfiles:
                               "only the first row is imported (merge the rows, or import this one on its own)",
                               profile.external_id)]
         chunk.profiles.append(profile)
+        chunk.lines[profile.external_id] = line
         return []
+
+    def reject_oversized(self, chunk: _Chunk, external_ids: Sequence[str], limit: int | None) -> None:
+        """The rows the upsert left out because their traits would pass the cap, as rejections."""
+        for ext in external_ids:
+            chunk.errors.append(Rejection(self.name, chunk.lines[ext], "", f"the profile's traits would take more "
+                                          f"than {limit} bytes (api.max_traits_bytes); it was left as it was", ext))
+        chunk.skipped += len(external_ids)
+        chunk.profiles = [p for p in chunk.profiles if p.external_id not in set(external_ids)]
 
     def _input(self, cells: list[str]) -> dict[str, Any]:
         data: dict[str, Any] = {"traits": {}, "consent": {}}

@@ -189,6 +189,12 @@ def _message(kind: str, msg: str) -> str:
 class UpsertCounts:
     created: int
     updated: int
+    oversized: tuple[str, ...] = ()  # external ids left unchanged: their traits would pass the cap
+
+
+def traits_size(traits: dict[str, Any]) -> int:
+    """A profile's traits as stored: bytes of compact UTF-8 JSON (what the cap counts)."""
+    return len(json.dumps(traits, ensure_ascii=False, separators=(",", ":")).encode())
 
 
 async def find_profile(session: AsyncSession, external_id: str) -> Profile | None:
@@ -254,11 +260,18 @@ async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn], now:
     return counts.created + counts.updated
 
 
-async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn], now: datetime) -> UpsertCounts:
-    """Upsert a batch at `now` in a few statements; rows naming the same external_id apply in order."""
+async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn], now: datetime,
+                               max_traits_bytes: int | None = None) -> UpsertCounts:
+    """Upsert a batch at `now` in a few statements; rows naming the same external_id apply in order.
+    A row whose traits, merged with the stored ones, would pass `max_traits_bytes` is left out
+    (the profile stays as it was) and named in `oversized`."""
     merged = _merge_duplicates(rows)
     await _lock_on_sqlite(session, merged)
     existing = await _existing_traits(session, merged)
+    oversized = _oversized(merged, existing, max_traits_bytes)
+    for ext in oversized:
+        del merged[ext]
+        existing.pop(ext, None)
     created = await _insert_new(session, [row for ext, row in merged.items() if ext not in existing], now)
     raced = [ext for ext in merged if ext not in existing and ext not in created]
     if raced:
@@ -266,7 +279,15 @@ async def upsert_profile_batch(session: AsyncSession, rows: Sequence[ProfileIn],
     await _update_existing(session, [merged[ext] for ext in existing], existing, now)
     ids = created | {ext: pid for ext, (pid, _) in existing.items()}
     await set_consents(session, [c for ext, row in merged.items() for c in row.consent_changes(ids[ext])], now)
-    return UpsertCounts(created=len(created), updated=len(existing))
+    return UpsertCounts(created=len(created), updated=len(existing), oversized=oversized)
+
+
+def _oversized(merged: dict[str, ProfileIn], existing: dict[str, tuple[int, Any]],
+               limit: int | None) -> tuple[str, ...]:
+    if limit is None:
+        return ()
+    return tuple(ext for ext, row in merged.items()
+                 if row.traits and traits_size({**existing.get(ext, (0, {}))[1], **row.traits}) > limit)
 
 
 def _merge_duplicates(rows: Sequence[ProfileIn]) -> dict[str, ProfileIn]:

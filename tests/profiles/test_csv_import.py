@@ -252,3 +252,20 @@ async def test_progress_counts_rows_and_ends_at_the_count_made_beforehand(
 
 def test_counting_rows_of_a_missing_file_gives_none(tmp_path: Path) -> None:
     assert counted_rows(tmp_path / "missing.csv") is None
+
+
+async def test_a_row_that_would_grow_traits_past_the_cap_is_rejected_and_the_profile_kept(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    first = _write(tmp_path, "external_id,email,note\nc-1,a@example.com," + "x" * 60 + "\n")
+    assert (await import_csv(sessions, first, clock, max_traits_bytes=100)).imported == 1
+    grown = tmp_path / "grown.csv"
+    grown.write_text("external_id,email,other\n"
+                     "c-1,changed@example.com," + "y" * 60 + "\n"  # 60 + 60 bytes of text: over 100
+                     "c-2,b@example.com,small\n", encoding="utf-8")
+    report = await import_csv(sessions, grown, clock, max_traits_bytes=100)
+    assert (report.imported, report.created, report.skipped) == (1, 1, 1)
+    assert report.errors == [f"{grown}:2: the profile's traits would take more than 100 bytes "
+                             "(api.max_traits_bytes); it was left as it was"]
+    async with sessions() as session:
+        kept = await find_profile(session, "c-1")
+        assert kept is not None and (kept.email, kept.traits) == ("a@example.com", {"note": "x" * 60})
