@@ -5,54 +5,42 @@ from __future__ import annotations
 import fcntl
 import os
 import tempfile
-import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
-import asyncpg
 import pytest
 from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.clock import FrozenClock
-from ecrm.db import create_engine, migrate, session_factory
+from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings, load_settings
+from tests.databases import PG_ADMIN, Migrated
 from tests.smtp import SmtpServer
 
-PG_ADMIN = os.environ.get("ECRM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("ECRM_TEST_REDIS", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
 
+@pytest.fixture(scope="session")
+def migrated(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Migrated]:
+    """The session's migrated databases, to copy per test."""
+    with Migrated(tmp_path_factory.mktemp("migrated"), PG_ADMIN) as databases:
+        yield databases
+
+
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
-    """A new, migrated, empty database per test: a SQLite file, or a fresh PostgreSQL database."""
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path, migrated: Migrated) -> AsyncIterator[str]:
+    """A new, migrated, empty database per test: a copy of the session's migrated SQLite file,
+    or a new PostgreSQL database from the session's migrated template."""
     if request.param == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
-        await _migrate(url)
-        yield url
+        yield migrated.sqlite(tmp_path / "test.db")
         return
-    name = f"ecrm_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-        url = PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
-        await _migrate(url)
+    async with migrated.postgresql() as url:
         yield url
-    finally:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await admin.close()
-
-
-async def _migrate(url: str) -> None:
-    engine = create_engine(url)
-    try:
-        await migrate(engine)
-    finally:
-        await engine.dispose()
 
 
 @pytest.fixture

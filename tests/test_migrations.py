@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from importlib import import_module
+from pathlib import Path
 
+import pytest
 from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
@@ -16,6 +18,14 @@ from ecrm.db import Base, Json, UtcDateTime, alembic_config, migrate
 from ecrm.deliveries.models import SEND_BATCHES, SENDS
 from ecrm.models import load_all
 from tests.conftest import T0
+from tests.databases import fresh_database
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+async def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[str]:
+    """Unlike elsewhere, a database migrated from scratch, not a copy: these tests check the migrations."""
+    async with fresh_database(request.param, tmp_path) as url:
+        yield url
 
 
 async def test_migrated_schema_matches_the_models(engine: AsyncEngine) -> None:
