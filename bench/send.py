@@ -65,8 +65,8 @@ from ecrm.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = ROOT / "campaigns" / "welcome.yaml"
-PG_ADMIN = os.environ.get("ECRM_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
-REDIS_URL = os.environ.get("ECRM_BENCH_REDIS", "redis://127.0.0.1:6379/14")
+PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
 LOCALES = ("en", "fa", "th")
 NAMES = {"en": "Emma", "fa": "سارا", "th": "สมชาย"}
 

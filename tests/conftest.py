@@ -20,7 +20,7 @@ from ecrm.settings import Settings, load_settings
 from tests.databases import PG_ADMIN, Migrated
 from tests.smtp import SmtpServer
 
-REDIS_URL = os.environ.get("ECRM_TEST_REDIS", "redis://127.0.0.1:6379/15")
+REDIS_URL = os.environ.get("TESTS_REDIS_URL", "redis://127.0.0.1:6379/15")
 ROOT = Path(__file__).resolve().parent.parent
 T0 = datetime(2026, 1, 1, 9, 0, tzinfo=UTC)
 
@@ -90,10 +90,11 @@ def send_settings(settings: Settings, smtp: SmtpServer) -> Settings:
     })
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def redis_turn() -> Iterator[None]:
     """Queue tests share one Redis database and flush it, and arq's keys name jobs, not test
-    runs: two test runs on one machine take turns, the second waiting for the first."""
+    runs: two test runs on one machine (two checkouts) take turns, test by test. The variables
+    naming the services start with TESTS_, not ECRM_, which ecrm's own settings would reject."""
     with (Path(tempfile.gettempdir()) / "ecrm-tests-redis.lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         yield

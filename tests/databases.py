@@ -29,7 +29,7 @@ import asyncpg
 
 from ecrm.db import create_engine, migrate
 
-PG_ADMIN = os.environ.get("ECRM_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get("TESTS_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 LOCKS = 0x6563726D  # "ecrm": the advisory lock namespace of test sessions
 TEMPLATE = "ecrm_tpl_"
 TEST = "ecrm_test_"

@@ -17,7 +17,8 @@ from sqlalchemy import func, select
 from ecrm.api.models import ApiKey
 from ecrm.cli import main
 from ecrm.db import create_engine, session_factory
-from tests.conftest import PG_ADMIN, ROOT
+from tests.conftest import ROOT
+from tests.databases import PG_ADMIN
 from tests.factories import add_profiles
 from tests.smtp import free_port
 

@@ -16,7 +16,7 @@ from ecrm.api.health import schema_head
 from ecrm.db import create_engine, migrate
 from ecrm.settings import load_settings
 from tests.api.conftest import Client
-from tests.conftest import PG_ADMIN
+from tests.databases import PG_ADMIN
 
 
 async def test_health_answers_200_with_the_schema_and_pid_when_ready(api: Client) -> None:
