@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from arq import ArqRedis
 from arq.constants import in_progress_key_prefix
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.launch import create_run, enqueue_plan
@@ -151,3 +151,33 @@ async def test_a_worker_killed_outright_gives_up_only_its_chunks_in_flight_and_n
     assert given_up <= doubtful and sent == set(emails) - given_up  # nothing else failed, nothing queued
     assert set(emails) - doubtful <= set(received)  # everything outside the chunks in doubt went out once
     assert sent <= set(received)
+
+
+async def test_resend_of_the_ones_in_doubt_goes_through_redis_to_the_workers(
+    arq_settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer,
+    tmp_path: Path
+) -> None:
+    emails = await add_profiles(sessions, 12, ("en", "fa", "th"))
+    await launch_on_arq(arq_settings, redis, sessions)
+    await work_until_idle(arq_settings)
+    async with sessions.begin() as session:  # as a killed worker's take-over leaves them
+        doubted = list(await session.scalars(select(Delivery.id).order_by(Delivery.id).limit(3)))
+        await session.execute(update(Delivery).where(Delivery.id.in_(doubted))
+                              .values(status="unknown", reason="interrupted", error=INTERRUPTED))
+    env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": arq_settings.database_url,
+           "ECRM_REDIS_URL": arq_settings.redis_url or "", "ECRM_SECRET_KEY": arq_settings.secret_key,
+           "ECRM_TEMPLATES_DIR": str(arq_settings.templates_dir), "ECRM_PUBLIC_URL": arq_settings.public_url}
+    resend = await asyncio.to_thread(
+        subprocess.run, [sys.executable, "-m", "ecrm", "campaign", "resend", "welcome", "--run", "now", "--unknown",
+                         "--dev"], env=env, cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert resend.returncode == 0, resend.stdout + resend.stderr
+    assert "warning: 3 deliveries in doubt are sent again" in resend.stderr
+    assert "queued on" in resend.stdout
+    await work_until_idle(arq_settings)
+
+    received = smtp.handler.per_recipient()
+    async with sessions() as session:
+        twice = set(await session.scalars(select(Profile.email).join(Delivery, Delivery.profile_id == Profile.id)
+                                          .where(Delivery.id.in_(doubted))))
+    assert received == {email: 2 if email in twice else 1 for email in emails}
+    assert await status_counts(sessions) == {"sent": 12}
