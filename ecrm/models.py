@@ -8,4 +8,5 @@ def load_all() -> None:
     from ecrm.campaigns import models as _campaigns  # noqa: F401
     from ecrm.deliveries import models as _deliveries  # noqa: F401
     from ecrm.feedback import models as _feedback  # noqa: F401
+    from ecrm.orders import models as _orders  # noqa: F401
     from ecrm.profiles import models as _profiles  # noqa: F401

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import codecs
 import json
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from aiohttp import web
@@ -25,7 +26,9 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not allowed in JSON")
 
 
-async def read_json(request: web.Request) -> Any:
+async def read_json(request: web.Request, exact_numbers: bool = False) -> Any:
+    """The body as JSON; with `exact_numbers`, numbers with a fraction or exponent come as
+    Decimal rather than float (money: 12345678901234.5678 keeps every digit)."""
     _check_charset(request.charset)
     try:
         raw = await request.read()
@@ -36,7 +39,7 @@ async def read_json(request: web.Request) -> Any:
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"the body is not UTF-8 (byte {exc.start} is invalid); send JSON as UTF-8") from None
     try:
-        document = json.loads(text, parse_constant=_refuse_constant)
+        document = json.loads(text, parse_constant=_refuse_constant, parse_float=Decimal if exact_numbers else None)
     except RecursionError:
         raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:
@@ -92,6 +95,6 @@ def _name(path: tuple[str, ...]) -> str:
     return ".".join(path) or "(body)"
 
 
-async def read_model(request: web.Request, model: type[M]) -> M:
+async def read_model(request: web.Request, model: type[M], exact_numbers: bool = False) -> M:
     """The body as `model`; a pydantic ValidationError escapes for the error middleware."""
-    return model.model_validate(await read_json(request))
+    return model.model_validate(await read_json(request, exact_numbers))

@@ -1,0 +1,72 @@
+"""`/v1/orders`: upsert an order by the shop's order id (201 when created, 200 when updated), read one back.
+
+Amounts travel as strings ("19.99") so they stay exact; numbers are accepted too, read as
+decimals. An order posted under another profile than its own is refused with 409 naming
+`external_id` (see `ecrm.orders.ingest`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ecrm.api.body import read_model
+from ecrm.api.keys import CLOCK, SESSIONS
+from ecrm.errors import ApiError
+from ecrm.orders import money
+from ecrm.orders.ingest import OrderIn, OrderOwnerConflict, find_order, upsert_order
+from ecrm.orders.models import Order
+
+routes = web.RouteTableDef()
+MAX_ORDER_ID = 200  # as ingest's OrderId
+
+
+def order_json(order: Order, external_id: str) -> dict[str, Any]:
+    return {
+        "order_id": order.order_id,
+        "external_id": external_id,
+        "status": order.status,
+        "total": money.format_amount(money.from_stored(order.total_e4), order.currency),
+        "currency": order.currency,
+        "placed_at": order.placed_at.isoformat(),
+        "line_items": order.line_items,
+        "created_at": order.created_at.isoformat(),
+        "updated_at": order.updated_at.isoformat(),
+    }
+
+
+@routes.post("/v1/orders")
+async def post_order(request: web.Request) -> web.Response:
+    data = await read_model(request, OrderIn, exact_numbers=True)
+    try:
+        async with request.app[SESSIONS].begin() as session:
+            order, created = await upsert_order(session, data, request.app[CLOCK].now())
+    except OrderOwnerConflict as exc:
+        raise ApiError(409, str(exc), field="external_id") from None
+    body = order_json(order, data.external_id)
+    if not created:
+        return web.json_response(body)
+    return web.json_response(body, status=201, headers={"Location": f"/v1/orders/{quote(order.order_id, safe='')}"})
+
+
+@routes.get("/v1/orders/{order_id}")
+async def get_order(request: web.Request) -> web.Response:
+    order_id = request.match_info["order_id"]
+    async with request.app[SESSIONS]() as session:
+        found = await find_order(session, order_id) if _could_exist(order_id) else None
+    if found is None:
+        raise ApiError(404, f"no order has order_id {order_id!r}", field="order_id")
+    return web.json_response(order_json(*found))
+
+
+def _could_exist(order_id: str) -> bool:
+    # An id no order can have (NUL, a lone surrogate, too long) is not looked up: PostgreSQL refuses NUL.
+    if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
+        return False
+    try:
+        order_id.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True

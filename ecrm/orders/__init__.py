@@ -1,0 +1,1 @@
+"""Orders from shops: the `orders` table, money kept exact, and the order ingest."""
