@@ -23,7 +23,7 @@ from ecrm.db import dialect_insert
 from ecrm.errors import EcrmError
 from ecrm.orders import money
 from ecrm.orders.models import Order, OrderStatus
-from ecrm.profiles.ingest import EventTime, Text, _ensure_profile, _no_nul
+from ecrm.profiles.ingest import EventTime, Text, ensure_profile, no_nul
 from ecrm.profiles.models import Profile
 
 MAX_LINE_ITEMS = 1000
@@ -53,10 +53,10 @@ Amount = Annotated[Decimal, AfterValidator(_amount)]
 Currency = Annotated[str, StringConstraints(strip_whitespace=True, min_length=3, max_length=3),
                      AfterValidator(_currency)]
 OrderId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200),
-                    AfterValidator(_no_nul)]
-Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+                    AfterValidator(no_nul)]
+Sku = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(no_nul)]
 ItemName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500),
-                     AfterValidator(_no_nul)]
+                     AfterValidator(no_nul)]
 
 
 class LineItemIn(BaseModel):
@@ -140,7 +140,7 @@ async def find_order(session: AsyncSession, order_id: str) -> tuple[Order, str] 
 async def upsert_order(session: AsyncSession, data: OrderIn, now: datetime) -> tuple[Order, bool]:
     """Create or update the order `data.order_id` at `now`; True when it was created."""
     await _lock_on_sqlite(session, data.order_id)
-    profile_id, _ = await _ensure_profile(session, data.external_id, now)
+    profile_id, _ = await ensure_profile(session, data.external_id, now)
     order = await _locked(session, data.order_id)
     if order is None:
         order_pk = await _insert(session, data, profile_id, now)

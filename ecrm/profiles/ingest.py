@@ -43,7 +43,7 @@ _EVENT_NAME = re.compile(r"[a-z0-9_.:]+")
 PROFILE_COLUMNS = ("email", "phone", "first_name", "last_name", "locale", "time_zone")
 
 
-def _no_nul(value: str) -> str:
+def no_nul(value: str) -> str:
     # PostgreSQL refuses NUL in text and JSONB; refuse it here rather than fail on write.
     if "\x00" in value:
         raise PydanticCustomError("nul_character", "must not contain the NUL character")
@@ -91,7 +91,7 @@ def _event_name(value: str) -> str:
     return value
 
 
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(_no_nul)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200), AfterValidator(no_nul)]
 Email = Annotated[EmailStr, AfterValidator(str.lower)]
 Phone = Annotated[str, StringConstraints(max_length=40), AfterValidator(_phone)]
 LocaleTag = Annotated[str, StringConstraints(strip_whitespace=True, max_length=35), AfterValidator(_locale)]
@@ -206,7 +206,7 @@ async def upsert_profile(session: AsyncSession, data: ProfileIn, now: datetime) 
 
     `updated_at` moves only when a field really changed."""
     await _lock_on_sqlite(session, [data.external_id])
-    profile_id, created = await _ensure_profile(session, data.external_id, now)
+    profile_id, created = await ensure_profile(session, data.external_id, now)
     profile = await session.get_one(Profile, profile_id, with_for_update=True, populate_existing=True)
     for name, value in data.changes().items():
         setattr(profile, name, value)
@@ -221,7 +221,7 @@ async def upsert_profile(session: AsyncSession, data: ProfileIn, now: datetime) 
 
 async def record_event(session: AsyncSession, data: EventIn, now: datetime) -> Event:
     """Store an event received at `now`; a profile not seen before is created bare, to be filled in later."""
-    profile_id, _ = await _ensure_profile(session, data.external_id, now)
+    profile_id, _ = await ensure_profile(session, data.external_id, now)
     event = Event(profile_id=profile_id, name=data.name, properties=data.properties,
                   occurred_at=data.occurred_at or now, received_at=now)
     session.add(event)
@@ -229,7 +229,7 @@ async def record_event(session: AsyncSession, data: EventIn, now: datetime) -> E
     return event
 
 
-async def _ensure_profile(session: AsyncSession, external_id: str, now: datetime) -> tuple[int, bool]:
+async def ensure_profile(session: AsyncSession, external_id: str, now: datetime) -> tuple[int, bool]:
     found = await _profile_ids(session, [external_id])
     if external_id in found:
         return found[external_id], False

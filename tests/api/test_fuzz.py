@@ -29,9 +29,16 @@ PROFILES = st.fixed_dictionaries({"external_id": ID}, optional={
     "first_name": ANY_TEXT, "email": st.emails(), "traits": OBJECTS, "consent": CONSENT})
 EVENTS = st.fixed_dictionaries({"external_id": ID, "name": st.just("order.placed")},
                                optional={"properties": OBJECTS, "occurred_at": TIMES})
-PATHS = st.sampled_from(["/v1/profiles", "/v1/events"])
+AMOUNTS = st.decimals(allow_nan=False, allow_infinity=False).map(str) | st.integers() | st.floats() | ANY_TEXT
+ITEMS = st.lists(st.fixed_dictionaries({"name": ANY_TEXT, "quantity": st.integers(), "unit_price": AMOUNTS},
+                                       optional={"sku": ANY_TEXT}), max_size=3)
+ORDERS = st.fixed_dictionaries(
+    {"order_id": ID, "external_id": ID, "status": st.sampled_from(["placed", "paid", "shipped"]),
+     "total": AMOUNTS, "currency": st.sampled_from(["THB", "IRR", "JPY", "KWD", "EUR", "xx"]) | ANY_TEXT},
+    optional={"placed_at": TIMES, "line_items": ITEMS})
+PATHS = st.sampled_from(["/v1/profiles", "/v1/events", "/v1/orders"])
 REQUESTS = st.one_of(st.tuples(st.just("/v1/profiles"), PROFILES), st.tuples(st.just("/v1/events"), EVENTS),
-                     st.tuples(PATHS, JSON))
+                     st.tuples(st.just("/v1/orders"), ORDERS), st.tuples(PATHS, JSON))
 RUN = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 
