@@ -113,6 +113,11 @@ def parser() -> argparse.ArgumentParser:
     keygen.add_argument("selector")
     keygen.add_argument("--algorithm", choices=("rsa", "ed25519"), default="rsa")
     keygen.add_argument("--out", type=Path, help="private key file (default SELECTOR.DOMAIN.dkim.key)")
+    sms = sub.add_parser("sms", help="SMS tools").add_subparsers(required=True, metavar="ACTION")
+    sms_count = _add(sms, "count", "the encoding, units and parts of an SMS text, as Twilio counts them",
+                     cmd_sms_count)
+    sms_count.add_argument("text", help="the text, or - to read it from standard input")
+    sms_count.add_argument("--json", action="store_true", help='print {"encoding", "units", "parts"} as JSON')
     demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
     demo.add_argument("--profiles", type=int, default=1000)
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -168,6 +173,17 @@ def cmd_init(settings: Settings, args: argparse.Namespace) -> int:
 def cmd_dkim_keygen(_settings: Settings, args: argparse.Namespace) -> int:
     for line in keygen(args.domain, args.selector, args.algorithm, args.out):
         console.print(line, highlight=False, markup=False)
+    return 0
+
+
+def cmd_sms_count(_settings: Settings, args: argparse.Namespace) -> int:
+    import dataclasses
+    import json
+
+    from ecrm.channels.sms.parts import count, stdin_text
+
+    parts = count(stdin_text(sys.stdin.buffer.read()) if args.text == "-" else args.text)
+    print(json.dumps(dataclasses.asdict(parts)) if args.json else parts.describe())
     return 0
 
 

@@ -12,7 +12,8 @@
     │   ├── TransientSendError      try again later (outage, throttling, timeout)
     │   ├── PermanentSendError      never retry (address refused, message rejected)
     │   └── UncertainSendError      may have been sent: recorded as unknown, never retried
-    └── ApiError                    an HTTP request is wrong: status code and the field
+    ├── ApiError                    an HTTP request is wrong: status code and the field
+    └── SmsTextError                a text that no SMS can carry (not valid Unicode / UTF-8)
 """
 
 from __future__ import annotations
@@ -102,3 +103,7 @@ class ApiError(EcrmError):
     def __init__(self, status: int, message: str, field: str | None = None) -> None:
         self.status, self.field = status, field
         super().__init__(message)
+
+
+class SmsTextError(EcrmError, ValueError):
+    """A text that cannot be sent as an SMS at all: not valid Unicode, or bytes that are not UTF-8."""
