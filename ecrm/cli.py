@@ -336,8 +336,9 @@ def next_steps(report: RunReport) -> list[str]:
         lines.append(f"stopped: {report.stopped}; {report.total('queued')} deliveries are still queued. "
                      f"Resume with `ecrm campaign resume {run}`.")
     if report.in_flight:
-        lines.append(f"{report.in_flight} of them were being handed over when it stopped: resuming records them "
-                     "as in doubt (`unknown`) instead of sending them again.")
+        lines.append(f"{report.in_flight} of them were in a chunk being sent when it stopped: resuming settles them "
+                     "from the sender's journal (answered ones recorded sent, the ones written and not yet "
+                     "answered in doubt, `unknown`, the rest sent).")
     if report.status != "running" and report.total("unknown"):
         lines.append(f"{report.total('unknown')} deliveries are in doubt (may have been sent). "
                      f"`ecrm campaign resend {run} --unknown` sends them again; some recipients may get a second "

@@ -46,15 +46,26 @@ class Channel(Protocol[M_contra]):
 Outcome = SendResult | SendError | None
 
 
+class Progress(Protocol):
+    """Where a sender notes each message as it goes (`deliveries.journal`): `writing` just
+    before its content is handed to the provider, `done` once the provider answered."""
+
+    def writing(self, index: int) -> None: ...
+
+    def done(self, index: int, outcome: Outcome) -> None: ...
+
+
 class Work(Generic[M]):
     """The messages of one `send_many` call, handed out one at a time to whoever sends them.
     `take` returns (index, message) or None once everything is taken or the send is stopping;
-    `done` records a message's outcome at its index."""
+    a sender calls `writing` just before a message's content goes out and `done` with its
+    outcome, both passed on to `progress` when there is one."""
 
-    def __init__(self, messages: Sequence[M | None]) -> None:
+    def __init__(self, messages: Sequence[M | None], progress: Progress | None = None) -> None:
         self.messages = messages
         self.outcomes: list[Outcome] = [None] * len(messages)
         self.stopping = False
+        self.progress = progress
         self._indexes = iter(range(len(messages)))
 
     def take(self) -> tuple[int, M] | None:
@@ -66,8 +77,14 @@ class Work(Generic[M]):
                 return index, message
         return None
 
+    def writing(self, index: int) -> None:
+        if self.progress is not None:
+            self.progress.writing(index)
+
     def done(self, index: int, outcome: SendResult | SendError) -> None:
         self.outcomes[index] = outcome
+        if self.progress is not None:
+            self.progress.done(index, outcome)
 
 
 @runtime_checkable
@@ -77,14 +94,15 @@ class StreamingChannel(Protocol[M]):
     async def send_work(self, work: Work[M]) -> None: ...
 
 
-async def send_many(channel: Channel[M_contra], messages: Sequence[M_contra | None]) -> list[Outcome]:
+async def send_many(channel: Channel[M_contra], messages: Sequence[M_contra | None],
+                    progress: Progress | None = None) -> list[Outcome]:
     """Send every message (None entries are skipped) with at most `max_concurrency` in flight.
 
     If the caller is cancelled, no new message is started, the ones in flight finish, and
     the outcomes gathered so far are returned through `SendInterrupted`, so the caller can
     record exactly what was handed over before it gives up.
     """
-    work: Work[M_contra] = Work(messages)
+    work: Work[M_contra] = Work(messages, progress)
     sending: asyncio.Future[Any]
     if isinstance(channel, StreamingChannel):
         sending = asyncio.ensure_future(channel.send_work(work))
@@ -102,6 +120,7 @@ async def send_many(channel: Channel[M_contra], messages: Sequence[M_contra | No
 
 async def _send_each(channel: Channel[M_contra], work: Work[M_contra]) -> None:
     while (item := work.take()) is not None:
+        work.writing(item[0])
         work.done(item[0], await _send_one(channel, item[1]))
 
 

@@ -9,7 +9,9 @@ Before a chunk is handed to the provider, its delivery ids are written on the ba
 (`inflight_first`..`inflight_last`); recording the chunk's outcomes clears or advances them in
 the same transaction. If a worker dies in between, the next owner finds the range and marks
 what is still queued in it `unknown` (reason `interrupted`): it may have reached the provider,
-and SMTP has no idempotency key, so resending could double it. One small row update per chunk replaces a
+and SMTP has no idempotency key, so resending could double it. On the dead sender's host its
+journal (`deliveries.journal`) settles the chunk first, message by message, so that only what
+was written to a connection and not yet answered is left in doubt. One small row update per chunk replaces a
 `queued -> sending` update of every delivery row.
 """
 

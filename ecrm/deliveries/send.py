@@ -18,16 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
+import os
 import time
 from collections import Counter
 from collections.abc import Coroutine, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Generic, TypeVar
 
 from ecrm import metrics
 from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
+from ecrm.deliveries.journal import Journal, abandoned, journal_dir, process_start
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.deliveries.store import Change
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError, UncertainSendError
@@ -35,6 +39,7 @@ from ecrm.render.composer import Composer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
 
+logger = logging.getLogger(__name__)
 M = TypeVar("M")
 T = TypeVar("T")
 
@@ -92,24 +97,58 @@ async def compose_all(composer: Composer[M], recipients: Sequence[Recipient]) ->
 
 async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: int) -> BatchOutcome:
     """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
+    directory = journal_dir(runtime.settings.database_url)
+    await settle_abandoned(runtime, directory, send_id, batch)
     started = await runtime.batches.start(send_id, batch, CLAIM_CHUNK)
     recipients = started.recipients
     chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
     total = BatchOutcome(0, started.erased, 0)
     if started.erased:
         metrics.SENDS.labels(sender.channel.kind, DeliveryStatus.SKIPPED).inc(started.erased)
-    for index, chunk in enumerate(chunks):
-        following = chunks[index + 1] if index + 1 < len(chunks) else None
-        total += await send_chunk(runtime, sender, started.owner, chunk, following)
+    journal = open_journal(directory, started.owner, sender.channel.provider)
+    try:
+        for index, chunk in enumerate(chunks):
+            following = chunks[index + 1] if index + 1 < len(chunks) else None
+            total += await send_chunk(runtime, sender, started.owner, chunk, following, journal)
+    finally:
+        if journal is not None:
+            journal.close()
     return total
 
 
+async def settle_abandoned(runtime: Runtime, directory: Path, send_id: int, batch: int) -> None:
+    """Settle, message by message, the chunk a sender killed outright left in flight, from its
+    journal (`deliveries.journal`), before the batch is taken over; a batch with no journal on
+    this host keeps its whole chunk in doubt."""
+    for found in await asyncio.to_thread(abandoned, directory, send_id, batch):
+        owner = Owner(send_id, batch, found.attempt)
+        cleared = await runtime.batches.record(owner, found.changes, None)  # False: taken over since
+        logger.info("send %d batch %d: a dead sender's journal settled %d message(s)%s", send_id, batch,
+                    len(found.changes), "" if cleared else " (the batch had been taken over since)")
+        found.path.unlink(missing_ok=True)
+
+
+def open_journal(directory: Path, owner: Owner, provider: str) -> Journal | None:
+    """The attempt's journal; None where processes cannot be told apart after the fact (no
+    /proc: a live sender's journal could be taken for a dead one's) or no file can be made."""
+    if process_start(os.getpid()) is None:
+        return None
+    try:
+        return Journal(directory, owner.send_id, owner.batch, owner.attempt, provider)
+    except OSError:  # without one, a sender killed outright leaves its whole chunk in doubt
+        logger.warning("no send journal in %s; a crash would leave whole chunks in doubt", directory,
+                       exc_info=True)
+        return None
+
+
 async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipients: list[Recipient],
-                     following: list[Recipient] | None) -> BatchOutcome:
+                     following: list[Recipient] | None, journal: Journal | None = None) -> BatchOutcome:
     """Send a chunk already marked in flight; record it and mark `following` in flight. On a
     cancellation, what was handed over is recorded, and what was not (the chunk while it is
     composed, the following chunk once this one is recorded) stays queued, with no mark in
-    flight left behind to be taken for in doubt."""
+    flight left behind to be taken for in doubt. `journal` notes each message as it goes."""
+    if journal is not None:
+        journal.begin([r.delivery_id for r in recipients])
     try:
         messages, outcomes = await compose_all(sender.composer, recipients)
     except asyncio.CancelledError:
@@ -119,7 +158,7 @@ async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipien
     kind = sender.channel.kind
     started = time.perf_counter()
     try:
-        sent = await send_many(sender.channel, messages)
+        sent = await send_many(sender.channel, messages, journal)
     except SendInterrupted as stop:
         with contextlib.suppress(SupersededError):
             await uncancellable(record(runtime, owner, recipients, merge(outcomes, stop.outcomes), None,

@@ -23,6 +23,11 @@ MAX_REPLY = 64 * 1024
 Item = tuple[int, OutgoingEmail]  # a message and its index in the caller's list
 Take = Callable[[], Item | None]
 Done = Callable[[Item, SendError | None], None]
+Writing = Callable[[Item], None]  # a message's content is about to go out (`channels.base.Progress`)
+
+
+def no_writing(_item: Item) -> None:
+    pass
 
 
 class PipelinedSmtp(asyncio.Protocol):
@@ -38,12 +43,14 @@ class PipelinedSmtp(asyncio.Protocol):
     def usable(self) -> bool:
         return self._lost is None and not self.transport.is_closing()
 
-    async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
+    async def stream(self, first: Item, take: Take, done: Done, reply_wait: float,
+                     writing: Writing = no_writing) -> bool:
         """Send `first`, then messages from `take` until it returns None, reporting each to
-        `done` (None when accepted). A message whose replies take longer than `reply_wait`
-        seconds (less a tenth at most: the deadline moves in steps, see `_extend`) fails the
-        connection. Return False if the connection broke (what was in flight is reported as a
-        transient failure), True if it is still usable."""
+        `done` (None when accepted) and to `writing` just before its content goes out (until
+        then the server holds only its envelope, and cannot deliver it). A message whose
+        replies take longer than `reply_wait` seconds (less a tenth at most: the deadline moves
+        in steps, see `_extend`) fails the connection. Return False if the connection broke
+        (what was in flight is reported as a transient failure), True if it is still usable."""
         current: Item | None = first
         following: Item | None = None
         loop = asyncio.get_running_loop()
@@ -62,6 +69,7 @@ class PipelinedSmtp(asyncio.Protocol):
                         envelope = self._envelope(current[1]) if current is not None else []
                         continue
                     following = take()
+                    writing(current)
                     end, envelope = self._content(message.data, following[1] if following is not None else None)
                     done(current, _refusal(await end, (250,), "end of data"))
                     current, following = following, None

@@ -23,7 +23,16 @@ from typing import ClassVar, cast
 import aiosmtplib
 
 from ecrm.channels.base import SendResult, Work, send_many
-from ecrm.channels.email.pipelining import BODY_8BITMIME, Done, Item, PipelinedSmtp, Take, no_answer
+from ecrm.channels.email.pipelining import (
+    BODY_8BITMIME,
+    Done,
+    Item,
+    PipelinedSmtp,
+    Take,
+    Writing,
+    no_answer,
+    no_writing,
+)
 from ecrm.channels.email.seven_bit import seven_bit_item, seven_bit_take
 from ecrm.channels.email.smtputf8 import SMTPUTF8, ascii_only
 from ecrm.errors import PermanentSendError, SendError, TransientSendError
@@ -50,7 +59,8 @@ class _Session:
     def usable(self) -> bool:
         return self.pipe.usable if self.pipe is not None else self.client.is_connected
 
-    async def stream(self, first: Item, take: Take, done: Done, reply_wait: float) -> bool:
+    async def stream(self, first: Item, take: Take, done: Done, reply_wait: float,
+                     writing: Writing = no_writing) -> bool:
         """Send `first`, then whatever `take` hands out, on this connection; return whether the
         connection is still healthy."""
         if not self.smtputf8:  # a message whose address needs SMTPUTF8 fails here, the others go on
@@ -61,10 +71,11 @@ class _Session:
         if not self.eight_bit:
             first, take = seven_bit_item(first), seven_bit_take(take)
         if self.pipe is not None:
-            return await self.pipe.stream(first, take, done, reply_wait)
+            return await self.pipe.stream(first, take, done, reply_wait, writing)
         item: Item | None = first
         while item is not None:
             try:
+                writing(item)
                 async with asyncio.timeout(reply_wait):
                     await self._sendmail(item[1])
             except PermanentSendError as refused:
@@ -129,6 +140,9 @@ class SmtpEmail:
         def done(item: Item, error: SendError | None) -> None:
             work.done(item[0], error or SendResult(self.provider, item[1].message_id))
 
+        def writing(item: Item) -> None:
+            work.writing(item[0])
+
         while True:
             async with self._slots:  # shared by every batch of this process
                 first = work.take()
@@ -139,7 +153,7 @@ class SmtpEmail:
                 except TransientSendError as exc:
                     work.done(first[0], exc)
                     continue
-                healthy = await session.stream(first, work.take, done, self.config.timeout)
+                healthy = await session.stream(first, work.take, done, self.config.timeout, writing)
                 self._release(session, healthy)
 
     async def warm_up(self, count: int | None = None) -> None:
