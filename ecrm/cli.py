@@ -1,5 +1,5 @@
 """The `ecrm` command line: init, profiles import, campaign validate|launch|status|resume|resend,
-serve, worker, apikey create, demo. Each command is a short function over the stage packages; as the
+serve, worker, apikey create|list|revoke, demo. Each command is a short function over the stage packages; as the
 process's edge, it is where the system clock is handed to them."""
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm import heap, loop, preflight
+from ecrm.api.scopes import DEFAULT_SCOPES, Scope, describe
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.report import RunReport, run_report
@@ -106,7 +107,14 @@ def parser() -> argparse.ArgumentParser:
     worker.add_argument("--burst", action="store_true")
     _dev_flag(worker)
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
-    _add(apikey, "create", "create an API key (shown once)", cmd_apikey).add_argument("name")
+    create_key = _add(apikey, "create", "create an API key (shown once)", cmd_apikey)
+    create_key.add_argument("name")
+    create_key.add_argument("--scope", action="append", choices=[s.value for s in Scope], dest="scopes",
+                            help="what the key may do (repeat for several; default: ingest)")
+    _add(apikey, "list", "list API keys, revoked ones too", cmd_apikey_list).add_argument(
+        "--json", action="store_true", help="print a JSON array of {name, prefix, scopes, created_at, revoked_at}")
+    _add(apikey, "revoke", "refuse an API key from now on (401); it stays listed", cmd_apikey_revoke).add_argument(
+        "name", help="the key's name (or the whole key)")
     dkim = sub.add_parser("dkim", help="DKIM signing keys").add_subparsers(required=True, metavar="ACTION")
     keygen = _add(dkim, "keygen", "make a DKIM key and print its DNS record", cmd_dkim_keygen)
     keygen.add_argument("domain")
@@ -403,12 +411,47 @@ def cmd_apikey(settings: Settings, args: argparse.Namespace) -> int:
     from ecrm.api.apikeys import check_key_name, create_api_key
 
     check_key_name(args.name)
+    scopes = frozenset(Scope(s) for s in args.scopes) if args.scopes else DEFAULT_SCOPES
 
     async def go() -> int:
         async with database(settings) as engine, session_factory(engine).begin() as session:
-            key = await create_api_key(session, args.name, SYSTEM_CLOCK.now())
-        console.print(f"API key '{args.name}' (shown once, store it now):", highlight=False)
+            key = await create_api_key(session, args.name, SYSTEM_CLOCK.now(), scopes)
+        console.print(f"API key '{args.name}', scopes {describe(scopes)} (shown once, store it now):",
+                      highlight=False, markup=False)
         sys.stdout.write(key + "\n")
+        return 0
+
+    return run(go())
+
+
+def cmd_apikey_list(settings: Settings, args: argparse.Namespace) -> int:
+    import json
+
+    from ecrm.api.apikey_table import key_table
+    from ecrm.api.apikeys import key_summary, list_api_keys
+
+    async def go() -> int:
+        async with database(settings) as engine, session_factory(engine)() as session:
+            keys = await list_api_keys(session)
+        if args.json:
+            print(json.dumps([key_summary(key) for key in keys], ensure_ascii=False))
+        else:
+            console.print(key_table(keys))
+        return 0
+
+    return run(go())
+
+
+def cmd_apikey_revoke(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.api.apikeys import revoke_api_key
+
+    async def go() -> int:
+        async with database(settings) as engine, session_factory(engine).begin() as session:
+            key = await revoke_api_key(session, args.name, SYSTEM_CLOCK.now())
+            if key is None:
+                raise EcrmError(f"no active API key is named {args.name!r}; `ecrm apikey list` shows them")
+        console.print(f"API key '{key.name}' (ecrm_{key.prefix}_…) revoked: requests with it now get 401",
+                      highlight=False, markup=False)
         return 0
 
     return run(go())

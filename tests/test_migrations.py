@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Callable
 from datetime import timedelta
 from importlib import import_module
@@ -12,9 +13,13 @@ from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, bindparam, insert, inspect, select, text
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecrm.db import Base, Json, UtcDateTime, alembic_config, migrate
+from ecrm.api.apikeys import check_api_key
+from ecrm.api.models import ApiKey
+from ecrm.api.scopes import ALL_SCOPES
+from ecrm.db import Base, Json, UtcDateTime, alembic_config, migrate, session_factory
 from ecrm.deliveries.models import SEND_BATCHES, SENDS
 from ecrm.models import load_all
 from tests.conftest import T0
@@ -167,3 +172,38 @@ async def test_migration_0006_turns_runs_into_sends_and_failures_into_states_and
         assert (await conn.execute(text("SELECT id, delivery_id FROM responses"))).all() == [(21, 13)]
         tables = await conn.run_sync(lambda sync: set(inspect(sync).get_table_names()))
         assert "sends" not in tables and "send_batches" not in tables
+
+
+async def test_migration_0009_gives_old_keys_every_scope_and_live_names_one_key_each(engine: AsyncEngine) -> None:
+    """Keys made before scopes keep working with every scope; of live keys sharing a name the
+    oldest keeps it and the others become NAME-PREFIX; afterwards the database refuses a second
+    live key of one name."""
+    keys = {prefix: f"ecrm_{prefix}_{'s' * 43}" for prefix in ("AAAAAAAA", "BBBBBBBB", "CCCCCCCC", "DDDDDDDD")}
+    hashes = {prefix: hashlib.sha256(key.encode()).hexdigest() for prefix, key in keys.items()}
+    rows = [("AAAAAAAA", "shop", None), ("BBBBBBBB", "shop", None), ("CCCCCCCC", "shop", T0), ("DDDDDDDD", "x", None)]
+    async with engine.begin() as conn:
+        await conn.run_sync(_alembic("0008", downgrade=True))
+        for n, (prefix, name, revoked) in enumerate(rows):
+            await conn.execute(text(
+                "INSERT INTO api_keys (name, prefix, secret_hash, created_at, revoked_at) "
+                "VALUES (:name, :prefix, :hash, :created, :revoked)").bindparams(
+                    bindparam("created", type_=UtcDateTime()), bindparam("revoked", type_=UtcDateTime())),
+                {"name": name, "prefix": prefix, "hash": hashes[prefix], "created": T0 + timedelta(minutes=n),
+                 "revoked": revoked})
+    await migrate(engine)
+    async with session_factory(engine)() as session:
+        found = {prefix: await check_api_key(session, key) for prefix, key in keys.items()}
+        names = (await session.execute(select(ApiKey.prefix, ApiKey.name).order_by(ApiKey.id))).all()
+    assert found["CCCCCCCC"] is None  # revoked stays revoked
+    assert [getattr(found[p], "scopes", None) for p in ("AAAAAAAA", "BBBBBBBB", "DDDDDDDD")] == [ALL_SCOPES] * 3
+    assert names == [("AAAAAAAA", "shop"), ("BBBBBBBB", "shop-BBBBBBBB"), ("CCCCCCCC", "shop"), ("DDDDDDDD", "x")]
+    with pytest.raises(IntegrityError):
+        async with session_factory(engine).begin() as session:
+            session.add(ApiKey(name="x", prefix="EEEEEEEE", secret_hash="0" * 64, scopes=ALL_SCOPES, created_at=T0))
+
+    async with engine.begin() as conn:
+        await conn.run_sync(_alembic("0008", downgrade=True))
+    async with engine.connect() as conn:
+        columns = (await conn.execute(text("SELECT * FROM api_keys"))).keys()
+        assert "scopes" not in columns
+        assert len((await conn.execute(text("SELECT id FROM api_keys"))).all()) == 4

@@ -1,7 +1,10 @@
-"""API-key authentication for every route except the health check, metrics and unsubscribe links.
+"""API-key authentication for every route except the health check, metrics and unsubscribe links,
+and the scope each route needs.
 
 The key comes as `Authorization: Bearer <key>` or `X-Api-Key: <key>`; missing, unknown or
-revoked keys get 401 with a JSON `error`.
+revoked keys get 401 with a JSON `error`. A live key without the route's scope gets 403 naming
+the scope. Every route is either in PUBLIC_ROUTES or in ROUTE_SCOPES (a test walks the app's
+routes); a route missing from both would need `admin`.
 """
 
 from __future__ import annotations
@@ -11,14 +14,37 @@ from aiohttp.typedefs import Handler
 
 from ecrm.api.apikeys import check_api_key
 from ecrm.api.keys import SESSIONS
+from ecrm.api.models import ApiKey
+from ecrm.api.scopes import Scope, describe
 
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/metrics"), ("HEAD", "/metrics"),
                            ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}")})
+
+# (method, route) -> the scope a key needs; HEAD goes as GET
+ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
+    ("POST", "/v1/profiles"): Scope.INGEST,
+    ("POST", "/v1/events"): Scope.INGEST,
+    ("POST", "/v1/orders"): Scope.INGEST,
+    ("GET", "/v1/profiles/{external_id}"): Scope.ADMIN,
+    ("DELETE", "/v1/profiles/{external_id}"): Scope.ADMIN,
+    ("GET", "/v1/orders/{order_id}"): Scope.ADMIN,
+}
+UNLISTED_SCOPE = Scope.ADMIN
 
 
 def _is_public(request: web.Request) -> bool:
     resource = request.match_info.route.resource
     return resource is not None and (request.method, resource.canonical) in PUBLIC_ROUTES
+
+
+def required_scope(method: str, route: str) -> Scope:
+    return ROUTE_SCOPES.get(("GET" if method == "HEAD" else method, route), UNLISTED_SCOPE)
+
+
+def _needed_scope(request: web.Request) -> Scope | None:
+    """The scope the request's route needs; None when no route matched (a 404 or 405 follows)."""
+    resource = request.match_info.route.resource
+    return None if resource is None else required_scope(request.method, resource.canonical)
 
 
 def presented_key(request: web.Request) -> str | None:
@@ -40,6 +66,16 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if key is None:
         return _unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")
     async with request.app[SESSIONS]() as session:
-        if await check_api_key(session, key) is None:
-            return _unauthorized("the API key is not valid (unknown, mistyped or revoked)")
+        found = await check_api_key(session, key)
+    if found is None:
+        return _unauthorized("the API key is not valid (unknown, mistyped or revoked)")
+    needed = _needed_scope(request)
+    if needed is not None and needed not in found.scopes:
+        return _forbidden(request, needed, found)
     return await handler(request)
+
+
+def _forbidden(request: web.Request, needed: Scope, key: ApiKey) -> web.Response:
+    message = (f"the API key '{key.name}' may not {request.method} this route: it needs the '{needed}' scope "
+               f"(the key has: {describe(key.scopes) or 'none'}); use a key created with `--scope {needed}`")
+    return web.json_response({"error": message, "scope": needed.value}, status=403)
