@@ -71,7 +71,7 @@ class Journal:
     """The journal of one attempt at one batch; `close` removes it (the chunk is recorded)."""
 
     def __init__(self, directory: Path, send_id: int, batch: int, attempt: int, provider: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+        _own_directory(directory)
         self.path = directory / f"{send_id}-{batch}-{attempt}.journal"
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_TRUNC, 0o600)
         try:
@@ -121,6 +121,15 @@ class Journal:
             self.path.unlink()
 
 
+def _own_directory(directory: Path) -> None:
+    """Make `directory` (0700), or raise PermissionError if another user owns it or its parent:
+    a journal someone else could write would tell the next sender what to resend."""
+    for folder in (directory.parent, directory):
+        folder.mkdir(mode=0o700, exist_ok=True)
+        if folder.stat().st_uid != os.getuid():
+            raise PermissionError(f"{folder} belongs to another user; no send journal is kept there")
+
+
 @dataclass(frozen=True)
 class Abandoned:
     """A dead sender's journal: its attempt, and what its chunk in flight comes to."""
@@ -132,8 +141,10 @@ class Abandoned:
 
 def abandoned(directory: Path, send_id: int, batch: int) -> list[Abandoned]:
     """The journals of this batch left by processes that are gone (blocking: run in a thread)."""
-    found = []
-    for path in sorted(directory.glob(f"{send_id}-{batch}-*.journal")) if directory.is_dir() else []:
+    found: list[Abandoned] = []
+    if not directory.is_dir() or directory.stat().st_uid != os.getuid():
+        return found
+    for path in sorted(directory.glob(f"{send_id}-{batch}-*.journal")):
         match = _NAME.fullmatch(path.name)
         if match is None:
             continue
