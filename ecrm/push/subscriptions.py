@@ -81,7 +81,7 @@ class SubscriptionIn(_In):
 
     endpoint: Endpoint
     keys: KeysIn
-    expirationTime: int | None = None  # the browser's own name
+    expirationTime: float | None = None  # the browser's own name
 
 
 class SubscribeIn(_In):
