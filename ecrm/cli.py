@@ -126,6 +126,8 @@ def parser() -> argparse.ArgumentParser:
                      cmd_sms_count)
     sms_count.add_argument("text", help="the text, or - to read it from standard input")
     sms_count.add_argument("--json", action="store_true", help='print {"encoding", "units", "parts"} as JSON')
+    push = sub.add_parser("push", help="web push").add_subparsers(required=True, metavar="ACTION")
+    _add(push, "keys", "make a VAPID key pair for web push and print where each half goes", cmd_push_keys)
     demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
     demo.add_argument("--profiles", type=int, default=1000)
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -192,6 +194,14 @@ def cmd_sms_count(_settings: Settings, args: argparse.Namespace) -> int:
 
     parts = count(stdin_text(sys.stdin.buffer.read()) if args.text == "-" else args.text)
     print(json.dumps(dataclasses.asdict(parts)) if args.json else parts.describe())
+    return 0
+
+
+def cmd_push_keys(_settings: Settings, _args: argparse.Namespace) -> int:
+    from ecrm.push.vapid import new_key_pair, setup_lines
+
+    for line in setup_lines(new_key_pair()):
+        console.print(line, highlight=False, markup=False)
     return 0
 
 

@@ -10,3 +10,4 @@ def load_all() -> None:
     from ecrm.feedback import models as _feedback  # noqa: F401
     from ecrm.orders import models as _orders  # noqa: F401
     from ecrm.profiles import models as _profiles  # noqa: F401
+    from ecrm.push import models as _push  # noqa: F401

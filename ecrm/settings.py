@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ecrm.errors import ConfigError, SpecError
+from ecrm.push.settings_checks import push_pair, push_private_key, push_public_key, push_subject
 from ecrm.yamlfile import dotted, load_yaml
 
 DEFAULT_CONFIG = Path("config/ecrm.yaml")
@@ -83,6 +84,36 @@ class ApiSettings(_Section):
     max_traits_bytes: int = Field(64 * 1024, ge=256)  # a profile's traits as JSON, after a merge: 422 beyond
 
 
+class PushSettings(_Section):
+    """Web push VAPID keys (`ecrm push keys` makes them, `ecrm.push.vapid`): the public key in
+    config, the private key from the environment (ECRM_PUSH__VAPID_PRIVATE_KEY), and `subject`,
+    the contact push services may write to (mailto: or https: URL)."""
+
+    vapid_public_key: str | None = None
+    vapid_private_key: SecretStr | None = None  # kept out of reprs and logs
+    subject: str | None = None
+
+    @field_validator("vapid_public_key")
+    @classmethod
+    def _public_key(cls, value: str | None) -> str | None:
+        return push_public_key(value) if value else None
+
+    @field_validator("vapid_private_key")
+    @classmethod
+    def _private_key(cls, value: SecretStr | None) -> SecretStr | None:
+        return push_private_key(value) if value and value.get_secret_value() else None
+
+    @field_validator("subject")
+    @classmethod
+    def _subject(cls, value: str | None) -> str | None:
+        return push_subject(value) if value else None
+
+    @model_validator(mode="after")
+    def _pair(self) -> PushSettings:
+        push_pair(self.vapid_public_key, self.vapid_private_key)
+        return self
+
+
 class Settings(_Section):
     database_url: str = "sqlite+aiosqlite:///./ecrm.db"
     redis_url: str | None = None
@@ -94,6 +125,7 @@ class Settings(_Section):
     send: SendSettings = SendSettings()
     dkim: dict[str, DkimSettings] = {}  # From domain -> its key; no entry: not signed by ecrm
     api: ApiSettings = ApiSettings()
+    push: PushSettings = PushSettings()
 
     @field_validator("database_url")
     @classmethod

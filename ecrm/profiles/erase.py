@@ -1,8 +1,8 @@
 """Erase a profile and everything recorded about them (the right to erasure).
 
-Consents, events, orders and responses go with the profile through their foreign keys. Deliveries have
-none (its row-by-row check cost more than the plan's insert, see `ecrm.deliveries.models`), so
-they are deleted here, in the same transaction.
+Consents, events, orders, push subscriptions and responses go with the profile through their
+foreign keys. Deliveries have none (its row-by-row check cost more than the plan's insert, see
+`ecrm.deliveries.models`), so they are deleted here, in the same transaction.
 """
 
 from __future__ import annotations
