@@ -16,8 +16,10 @@ from ecrm.api.scopes import ALL_SCOPES, Scope
 from ecrm.clock import FrozenClock
 from ecrm.orders.models import Order
 from ecrm.profiles.models import Event, Profile
+from ecrm.push.models import PushSubscription
 from ecrm.settings import load_settings
 from tests.api.conftest import Client
+from tests.api.test_push_subscriptions import _body as push_body
 from tests.rows import count_rows
 
 ORDER = {"order_id": "#1001", "external_id": "c-1", "status": "placed", "total": "19.99", "currency": "THB"}
@@ -29,8 +31,10 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("GET", "/v1/profiles/{external_id}", "/v1/profiles/c-1", None, 200),
     ("DELETE", "/v1/profiles/{external_id}", "/v1/profiles/c-1", None, 204),
     ("GET", "/v1/orders/{order_id}", "/v1/orders/%231001", None, 200),
+    ("POST", "/v1/push/subscriptions", "/v1/push/subscriptions", push_body("c-2"), 201),
+    ("DELETE", "/v1/push/subscriptions", "/v1/push/subscriptions", {"endpoint": "https://push.example/x"}, 404),
 ]
-STORED = (Profile, Event, Order)
+STORED = (Profile, Event, Order, PushSubscription)
 
 
 def test_every_route_is_public_or_declares_a_scope_and_every_v1_route_a_scope() -> None:

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from ecrm.db import alembic_config, migrate
 from tests.databases import fresh_database
 
-PREVIOUS = "0008"  # the revision 0010 follows (the lead may chain it after 0009 when merging)
+PREVIOUS = "0009"  # the revision 0010 follows
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

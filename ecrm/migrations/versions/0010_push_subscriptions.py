@@ -2,7 +2,7 @@
 going with their profile when it is erased
 
 Revision ID: 0010
-Revises: 0008
+Revises: 0009
 
 """
 
@@ -14,7 +14,7 @@ from alembic import op
 import ecrm.db
 
 revision: str = "0010"
-down_revision: str | Sequence[str] | None = "0008"
+down_revision: str | Sequence[str] | None = "0009"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
