@@ -11,7 +11,21 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from sqlalchemy import Boolean, ColumnElement, Float, Select, and_, exists, false, func, literal, not_, or_, select, true
+from sqlalchemy import (
+    Boolean,
+    ColumnElement,
+    Float,
+    Select,
+    and_,
+    exists,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+)
 
 from ecrm.profiles.models import Consent, Profile
 from ecrm.segments.rules import AGE_OPS, Audience, ConsentPolicy, Op, Rule, kind_of, parse_duration
@@ -84,18 +98,18 @@ def _each(value: Any, convert: Any) -> Any:
     return [convert(v) for v in value] if isinstance(value, list) else convert(value)
 
 
-def _compare(column: ColumnElement[Any], op: Op, value: Any) -> ColumnElement[bool]:
+def _compare(column: Any, op: Op, value: Any) -> ColumnElement[bool]:
     """A comparison that is NULL when `column` is NULL (the caller decides what NULL means)."""
     if op is Op.CONTAINS:
         return Contains(column, literal(value))
     if op is Op.STARTS_WITH:
-        return func.substr(column, 1, len(value)) == value
+        prefix: ColumnElement[bool] = func.substr(column, 1, len(value)) == value
+        return prefix
     if op is Op.BETWEEN:
         return and_(column >= value[0], column <= value[1])
-    if op is Op.IN:
-        return column.in_(value)
-    if op is Op.NOT_IN:
-        return column.not_in(value)
+    if op in (Op.IN, Op.NOT_IN):
+        listed: ColumnElement[bool] = column.in_(value) if op is Op.IN else column.not_in(value)
+        return listed
     result: ColumnElement[bool] = _OPERATORS[op](column, value)
     return result
 

@@ -165,27 +165,8 @@ class Rule(BaseModel):
         if op is Op.BETWEEN:
             return _between(value, field)
         if op in LIST_OPS:
-            if not isinstance(value, list) or not value:
-                raise ValueError(f"op '{op}' needs a list of values, e.g. [en, fa]")
-            items = [_scalar(item, field) for item in value]
-            kinds = {kind_of(item) for item in items}
-            if len(kinds) != 1 or kinds & {"other", "datetime"}:
-                raise ValueError(f"the values of op '{op}' must be all text, all numbers, all true/false "
-                                 "or all dates")
-            _fits_field(field, kinds.pop(), op)
-            return items
-        value = _scalar(value, field)
-        kind = kind_of(value)
-        if kind == "other":
-            raise ValueError(f"op '{op}' compares with one value (text, a number, true/false or a date), "
-                             "not a list or a mapping")
-        if op in TEXT_OPS and (kind != "text" or not value):
-            raise ValueError(f"op '{op}' needs some text")
-        if op in ORDER_OPS and kind not in ("number", "date", "datetime"):
-            raise ValueError(f"op '{op}' compares numbers and dates; for text use eq, in, starts_with "
-                             "or contains")
-        _fits_field(field, kind, op)
-        return value
+            return _listed(value, field, op)
+        return _single(value, field, op)
 
     @model_validator(mode="after")
     def _one_form(self) -> Rule:
@@ -194,7 +175,7 @@ class Rule(BaseModel):
         if len(forms) != 1:
             raise ValueError("a rule is either a comparison {field, op, value} or one of all: [...], "
                              f"any: [...], not: {{...}}; got {', '.join(forms) or 'none of them'}")
-        if self.field is None and ("op" in self.model_fields_set or "value" in self.model_fields_set):
+        if self.field is None and (self.value is not None or self.op is not Op.EQ):
             raise ValueError("op and value belong to a comparison with a field")
         if self.depth() > MAX_DEPTH:
             raise ValueError(f"rules nested more than {MAX_DEPTH} levels deep")
@@ -206,6 +187,32 @@ class Rule(BaseModel):
 
     def children(self) -> list[Rule]:
         return self.all_ or self.any_ or ([self.not_] if self.not_ is not None else [])
+
+
+def _listed(value: Any, field: str, op: Op) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise ValueError(f"op '{op}' needs a list of values, e.g. [en, fa]")
+    items = [_scalar(item, field) for item in value]
+    kinds = {kind_of(item) for item in items}
+    if len(kinds) != 1 or kinds & {"other", "datetime"}:
+        raise ValueError(f"the values of op '{op}' must be all text, all numbers, all true/false or all dates")
+    _fits_field(field, kinds.pop(), op)
+    return items
+
+
+def _single(value: Any, field: str, op: Op) -> Any:
+    value = _scalar(value, field)
+    kind = kind_of(value)
+    if kind == "other":
+        raise ValueError(f"op '{op}' compares with one value (text, a number, true/false or a date), "
+                         "not a list or a mapping")
+    if op in TEXT_OPS and (kind != "text" or not value):
+        raise ValueError(f"op '{op}' needs some text")
+    if op in ORDER_OPS and kind not in ("number", "date", "datetime"):
+        raise ValueError(f"op '{op}' compares numbers and dates; for text use eq, in, starts_with "
+                         "or contains")
+    _fits_field(field, kind, op)
+    return value
 
 
 def _between(value: Any, field: str) -> list[Any]:
@@ -248,7 +255,8 @@ class Audience(BaseModel):
         given = [name for name, value in (("rules", self.rules), ("all", self.all_), ("any", self.any_),
                                           ("not", self.not_)) if value is not None]
         if len(given) > 1:
-            raise ValueError(f"give one of rules, all, any or not at the top of the audience, not {' and '.join(given)}")
+            raise ValueError("give one of rules, all, any or not at the top of the audience, "
+                             f"not {' and '.join(given)}")
         if self.root().depth() > MAX_DEPTH:
             raise ValueError(f"rules nested more than {MAX_DEPTH} levels deep")
         return self
@@ -256,7 +264,7 @@ class Audience(BaseModel):
     def root(self) -> Rule:
         """The whole audience as one rule (no rules at all: everyone)."""
         if self.any_ is not None:
-            return Rule(any=self.any_)
+            return Rule(any_=self.any_)
         if self.not_ is not None:
-            return Rule(**{"not": self.not_})
-        return Rule(all=self.all_ if self.all_ is not None else (self.rules or []))
+            return Rule(not_=self.not_)
+        return Rule(all_=self.all_ if self.all_ is not None else (self.rules or []))

@@ -39,10 +39,10 @@ class TraitIs(ColumnElement[bool]):
 
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("key", InternalTraversal.dp_string), ("kind", InternalTraversal.dp_string)]
+    _traverse_internals = [("trait", InternalTraversal.dp_string), ("kind", InternalTraversal.dp_string)]  # noqa: RUF012
 
     def __init__(self, key: str, kind: str) -> None:
-        self.key, self.kind = key, kind
+        self.trait, self.kind = key, kind
 
 
 class TraitRaw(ColumnElement[str]):
@@ -50,10 +50,10 @@ class TraitRaw(ColumnElement[str]):
 
     inherit_cache = True
     type = String()
-    _traverse_internals = [("key", InternalTraversal.dp_string)]
+    _traverse_internals = [("trait", InternalTraversal.dp_string)]  # noqa: RUF012
 
     def __init__(self, key: str) -> None:
-        self.key = key
+        self.trait = key
 
 
 class LooksLike(ColumnElement[bool]):
@@ -61,7 +61,7 @@ class LooksLike(ColumnElement[bool]):
 
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("text", InternalTraversal.dp_clauseelement), ("form", InternalTraversal.dp_string)]
+    _traverse_internals = [("text", InternalTraversal.dp_clauseelement), ("form", InternalTraversal.dp_string)]  # noqa: RUF012
 
     def __init__(self, text: ColumnElement[Any], form: str) -> None:
         self.text, self.form = text, form
@@ -72,7 +72,7 @@ class Contains(ColumnElement[bool]):
 
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("text", InternalTraversal.dp_clauseelement),
+    _traverse_internals = [("text", InternalTraversal.dp_clauseelement),  # noqa: RUF012
                            ("needle", InternalTraversal.dp_clauseelement)]
 
     def __init__(self, text: ColumnElement[Any], needle: ColumnElement[Any]) -> None:
@@ -89,13 +89,13 @@ def _traits(compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(TraitIs, "sqlite")
 def _is_sqlite(element: TraitIs, compiler: SQLCompiler, **kw: Any) -> str:
-    path = _path(element.key)
+    path = _path(element.trait)
     return f"(json_type({_traits(compiler, **kw)}, {path}) IN ({SQLITE_KINDS[element.kind]}))"
 
 
 @compiles(TraitIs, "postgresql")
 def _is_pg(element: TraitIs, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key = _traits(compiler, **kw), _quoted(element.key)
+    column, key = _traits(compiler, **kw), _quoted(element.trait)
     if element.kind in ("true", "false"):
         return f"(({column} -> {key}) = '{element.kind}'::jsonb)"
     return f"(jsonb_typeof({column} -> {key}) = '{element.kind}')"
@@ -103,12 +103,12 @@ def _is_pg(element: TraitIs, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(TraitRaw, "sqlite")
 def _raw_sqlite(element: TraitRaw, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({_traits(compiler, **kw)}, {_path(element.key)})"
+    return f"json_extract({_traits(compiler, **kw)}, {_path(element.trait)})"
 
 
 @compiles(TraitRaw, "postgresql")
 def _raw_pg(element: TraitRaw, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({_traits(compiler, **kw)} ->> {_quoted(element.key)})"
+    return f"({_traits(compiler, **kw)} ->> {_quoted(element.trait)})"
 
 
 @compiles(LooksLike, "sqlite")
@@ -162,20 +162,20 @@ def trait_present(key: str) -> ColumnElement[bool]:
 class TraitIsAny(ColumnElement[bool]):
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("key", InternalTraversal.dp_string)]
+    _traverse_internals = [("trait", InternalTraversal.dp_string)]  # noqa: RUF012
 
     def __init__(self, key: str) -> None:
-        self.key = key
+        self.trait = key
 
 
 @compiles(TraitIsAny, "sqlite")
 def _any_sqlite(element: TraitIsAny, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(coalesce(json_type({_traits(compiler, **kw)}, {_path(element.key)}), 'null') <> 'null')"
+    return f"(coalesce(json_type({_traits(compiler, **kw)}, {_path(element.trait)}), 'null') <> 'null')"
 
 
 @compiles(TraitIsAny, "postgresql")
 def _any_pg(element: TraitIsAny, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(coalesce(jsonb_typeof({_traits(compiler, **kw)} -> {_quoted(element.key)}), 'null') <> 'null')"
+    return f"(coalesce(jsonb_typeof({_traits(compiler, **kw)} -> {_quoted(element.trait)}), 'null') <> 'null')"
 
 
 def text_literal(value: str) -> ColumnElement[str]:

@@ -56,7 +56,7 @@ def problems_of(path: Path, config: Settings) -> list[str]:
 
 def test_a_valid_file_loads(tmp_path: Path, config: Settings) -> None:
     spec = load_campaign(write(tmp_path, GOOD.format(template="welcome")), config)
-    assert spec.name == "promo" and spec.audience.rules[0].value == ["en", "fa"]
+    assert spec.name == "promo" and spec.audience.rules is not None and spec.audience.rules[0].value == ["en", "fa"]
 
 
 @pytest.mark.parametrize(("change", "expected"), [
