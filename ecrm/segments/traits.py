@@ -3,8 +3,8 @@
 A trait is read as one kind at a time, and a value of another kind reads as NULL:
 
 - text: a JSON string;
-- number: a JSON number, or a JSON string written as a plain decimal (`300`, `-12`, `300.5`,
-  at most 40 characters), both as double precision;
+- number: a JSON number (within +-1e300), or a JSON string written as a plain decimal (`300`,
+  `-12`, `300.5`, at most 40 characters), both as double precision;
 - date: a JSON string starting with an ISO date (`2026-01-31`, `2026-01-31T09:00:00Z`): its
   first 10 characters, which order as dates do;
 - true / false: a JSON boolean.
@@ -28,6 +28,7 @@ from ecrm.profiles.models import Profile
 SQLITE_KINDS = {"string": "'text'", "number": "'integer', 'real'", "true": "'true'", "false": "'false'"}
 NUMERIC_PG = r"'^-?[0-9]+(\.[0-9]+)?$'"
 MAX_NUMBER_TEXT = 40
+MAX_NUMBER = "1e300"
 
 
 def _quoted(text: str) -> str:
@@ -139,13 +140,38 @@ def _contains_pg(element: Contains, compiler: SQLCompiler, **kw: Any) -> str:
     return f"(strpos({compiler.process(element.text, **kw)}, {compiler.process(element.needle, **kw)}) > 0)"
 
 
+class JsonNumber(ColumnElement[float]):
+    """A JSON number as double precision; NULL beyond +-1e300, which PostgreSQL's JSONB keeps
+    exactly but cannot cast (a hostile 400-digit trait must not fail the whole audience)."""
+
+    inherit_cache = True
+    type = Float()
+    _traverse_internals = [("trait", InternalTraversal.dp_string)]  # noqa: RUF012
+
+    def __init__(self, key: str) -> None:
+        self.trait = key
+
+
+@compiles(JsonNumber, "sqlite")
+def _number_sqlite(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    real = f"CAST(json_extract({_traits(compiler, **kw)}, {_path(element.trait)}) AS REAL)"
+    return f"(CASE WHEN abs({real}) < {MAX_NUMBER} THEN {real} END)"  # abs of the lowest integer overflows
+
+
+@compiles(JsonNumber, "postgresql")
+def _number_pg(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
+    exact = f"CAST(({_traits(compiler, **kw)} ->> {_quoted(element.trait)}) AS NUMERIC)"
+    return (f"(CASE WHEN abs({exact}) < {MAX_NUMBER} "
+            f"THEN CAST(round({exact}, 300) AS DOUBLE PRECISION) END)")
+
+
 def trait_text(key: str) -> ColumnElement[str]:
     return case((TraitIs(key, "string"), TraitRaw(key)), else_=None)
 
 
 def trait_number(key: str) -> ColumnElement[float]:
     raw = TraitRaw(key)
-    return case((TraitIs(key, "number"), cast(raw, Float)),
+    return case((TraitIs(key, "number"), JsonNumber(key)),
                 (and_(TraitIs(key, "string"), LooksLike(raw, "numeric")), cast(raw, Float)), else_=None)
 
 

@@ -58,7 +58,7 @@ def _as_number(raw: Any) -> float | None:
     if isinstance(raw, bool):
         return None
     if isinstance(raw, int | float):
-        return float(raw)
+        return float(raw) if abs(raw) < 1e300 else None
     if isinstance(raw, str) and NUMERIC.match(raw) and len(raw) <= 40:
         return float(raw)
     return None

@@ -127,7 +127,9 @@ async def test_null_and_missing_fail_every_comparison_and_not_takes_them_in(
 
 async def test_numbers_stored_as_text_compare_as_numbers(sessions: async_sessionmaker[AsyncSession]) -> None:
     for name, points in (("int", 120), ("text", "120"), ("decimal", "99.5"), ("padded", " 120"),
-                         ("persian-digits", "۱۲۰"), ("word", "many"), ("exp", "1e3")):
+                         ("persian-digits", "۱۲۰"), ("word", "many"), ("exp", "1e3"), ("huge", 10**400),
+                         ("huge-text", "9" * 41), ("big", 1e308), ("tiny", 1e-320),
+                         ("lowest", -(2**63))):
         await add_profile(sessions, external_id=name, traits={"points": points})
     rule = {"field": "traits.points"}
     assert await members(sessions, {"all": [{**rule, "op": "gte", "value": 100}]}) == {"int", "text"}
