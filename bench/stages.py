@@ -116,7 +116,7 @@ class Stages:
         self.recipients: dict[int, list[Recipient]] = {}
 
     async def segment(self) -> None:
-        query = compile_audience(self.spec.audience, self.spec.kind)
+        query = compile_audience(self.spec.audience, self.spec.kind, self.runtime.clock.now())
         async for _ in stream_members(self.runtime.sessions, query, self.batch_size):
             pass
 

@@ -86,6 +86,8 @@ def parse_yaml(text: str, name: str) -> YamlDocument:
         loader = yaml.SafeLoader("")
         try:
             doc.data = _convert(loader, node, (), doc.lines)
+        except _Refusal as exc:
+            raise _refused(name, exc.line, exc.reason) from None
         finally:
             loader.dispose()
     return doc
@@ -132,7 +134,10 @@ def _convert(loader: yaml.SafeLoader, node: yaml.Node, path: FieldPath, lines: d
         return out
     if isinstance(node, yaml.SequenceNode):
         return [_convert(loader, item, (*path, i), lines) for i, item in enumerate(node.value)]
-    return loader.construct_object(node, deep=True)
+    try:
+        return loader.construct_object(node, deep=True)
+    except ValueError as exc:  # a scalar YAML reads as a date that is not one: 2026-02-30
+        raise _Refusal(node.start_mark, f"{node.value!r} is not a valid value: {exc}") from None
 
 
 def validation_problems(doc: YamlDocument, exc: ValidationError, prefix: FieldPath = ()) -> list[SpecProblem]:

@@ -67,7 +67,7 @@ def test_an_invalid_campaign_is_refused_and_nothing_is_stored_or_sent(
                    "audience:\n  rules:\n    - field: nope\n      value: 1\n")
     assert main(["--config", str(config), "campaign", "launch", str(bad)]) == 1
     err = capsys.readouterr().err
-    assert f"{bad}:6 audience.rules[0]: field 'nope' is not a profile field" in err
+    assert f"{bad}:6 audience.rules[0].field: 'nope' is not a profile field" in err
     assert smtp.handler.received == []
     assert rows(config, "campaigns") == 0 and rows(config, "deliveries") == 0
 

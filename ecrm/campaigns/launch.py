@@ -69,7 +69,7 @@ async def plan_run(runtime: Runtime, run_id: int) -> int:
     """Queue a delivery for every audience member not yet in the run's send, batch by batch; each
     batch is enqueued as soon as it is queued, so sending starts while the audience is still read."""
     spec = await load_run_spec(runtime.sessions, run_id)
-    query = compile_audience(spec.audience, spec.kind)
+    query = compile_audience(spec.audience, spec.kind, runtime.clock.now())
     sessions, now = runtime.sessions, runtime.clock.now()
     async with sessions.begin() as session:
         plan_no = await _start(session, run_id, now)

@@ -56,13 +56,13 @@ def problems_of(path: Path, config: Settings) -> list[str]:
 
 def test_a_valid_file_loads(tmp_path: Path, config: Settings) -> None:
     spec = load_campaign(write(tmp_path, GOOD.format(template="welcome")), config)
-    assert spec.name == "promo" and spec.audience.rules[0].value == ["en", "fa"]
+    assert spec.name == "promo" and spec.audience.rules is not None and spec.audience.rules[0].value == ["en", "fa"]
 
 
 @pytest.mark.parametrize(("change", "expected"), [
     (("schedule: now", "schedule: now\nsend_twice: true"), ":10 send_twice: unknown field"),
     (("    - field: locale", "    - fild: locale"), ":6 audience.rules[0].fild: unknown field"),
-    (("value: [en, fa]", "value: en"), ":6 audience.rules[0]: op 'in' needs a list value"),
+    (("value: [en, fa]", "value: en"), ":8 audience.rules[0].value: op 'in' needs a list of values"),
     (("channel: email", "channel: 42"), ":2 channel: Input should be 'email'"),
     (("schedule: now", "schedule: 2026-12-01T09:00:00"), ":9 schedule: the time needs a zone"),
     (("schedule: now", "schedule: tomorrow"), ":9 schedule:"),

@@ -9,13 +9,14 @@ from ecrm.segments.compile import compile_audience
 from ecrm.segments.rules import Audience
 from ecrm.segments.stream import stream_members
 from ecrm.types import ChannelKind
+from tests.conftest import T0
 from tests.factories import add_profile, add_profiles
 
 
 async def members(sessions: async_sessionmaker[AsyncSession], rules: list[dict[str, object]],
                   consent: str = "required") -> set[str]:
     audience = Audience.model_validate({"rules": rules, "consent": consent})
-    ids = [i async for batch in stream_members(sessions, compile_audience(audience, ChannelKind.EMAIL), 2)
+    ids = [i async for batch in stream_members(sessions, compile_audience(audience, ChannelKind.EMAIL, T0), 2)
            for i in batch]
     async with sessions() as session:
         return {(await session.get_one(Profile, pid)).external_id for pid in ids}
@@ -35,7 +36,10 @@ async def test_rules_on_columns_and_traits_combine_with_consent(sessions: async_
     assert await members(sessions, [{"field": "locale", "op": "in", "value": ["fa", "th"]}]) == {"vip-fa", "plain-th"}
     assert await members(sessions, [{"field": "traits.ltv", "op": "gte", "value": 300}]) == {"vip-fa", "plain-th"}
     assert await members(sessions, [{"field": "traits.city", "op": "exists"}]) == {"vip-fa"}
-    assert await members(sessions, [{"field": "traits.city", "op": "ne", "value": "Tehran"}]) == {"vip-en", "plain-th"}
+    # A missing trait fails `ne` too; `not:` is the complement, NULLs included.
+    assert await members(sessions, [{"field": "traits.city", "op": "ne", "value": "Tehran"}]) == set()
+    assert await members(sessions, [{"not": {"field": "traits.city", "op": "eq", "value": "Tehran"}}]) == \
+        {"vip-en", "plain-th"}
     assert await members(sessions, [{"field": "locale", "op": "not_in", "value": ["fa"]},
                                     {"field": "traits.vip", "value": True}]) == {"vip-en"}
     assert await members(sessions, [{"field": "email", "op": "contains", "value": "plain"}]) == {"plain-th"}
@@ -64,7 +68,7 @@ async def test_profiles_without_an_address_are_left_out(sessions: async_sessionm
 
 async def test_streaming_returns_every_member_once_in_batches(sessions: async_sessionmaker[AsyncSession]) -> None:
     await add_profiles(sessions, 7)
-    query = compile_audience(Audience(), ChannelKind.EMAIL)
+    query = compile_audience(Audience(), ChannelKind.EMAIL, T0)
     batches = [batch async for batch in stream_members(sessions, query, 3)]
     assert [len(b) for b in batches] == [3, 3, 1]
     flat = [i for b in batches for i in b]
