@@ -14,6 +14,7 @@ from aiohttp import web
 
 from ecrm.api.body import read_model
 from ecrm.api.keys import CLOCK, SESSIONS
+from ecrm.api.path_ids import could_be_stored
 from ecrm.errors import ApiError
 from ecrm.orders import money
 from ecrm.orders.ingest import OrderIn, OrderOwnerConflict, find_order, upsert_order
@@ -55,18 +56,8 @@ async def post_order(request: web.Request) -> web.Response:
 async def get_order(request: web.Request) -> web.Response:
     order_id = request.match_info["order_id"]
     async with request.app[SESSIONS]() as session:
-        found = await find_order(session, order_id) if _could_exist(order_id) else None
+        found = await find_order(session, order_id) if could_be_stored(order_id, MAX_ORDER_ID) else None
     if found is None:
         raise ApiError(404, f"no order has order_id {order_id!r}", field="order_id")
     return web.json_response(order_json(*found))
 
-
-def _could_exist(order_id: str) -> bool:
-    # An id no order can have (NUL, a lone surrogate, too long) is not looked up: PostgreSQL refuses NUL.
-    if len(order_id) > MAX_ORDER_ID or "\x00" in order_id:
-        return False
-    try:
-        order_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.body import read_model
 from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
+from ecrm.api.path_ids import could_be_stored
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
 from ecrm.profiles.erase import erase_profile
@@ -73,20 +74,11 @@ async def delete_profile(request: web.Request) -> web.Response:
 
 async def _existing(session: AsyncSession, external_id: str) -> Profile:
     # An id no profile can have (NUL, a lone surrogate, too long) is not looked up: PostgreSQL refuses NUL.
-    profile = await find_profile(session, external_id) if _could_exist(external_id) else None
+    profile = await find_profile(session, external_id) if could_be_stored(external_id, MAX_EXTERNAL_ID) else None
     if profile is None:
         raise ApiError(404, f"no profile has external_id {external_id!r}", field="external_id")
     return profile
 
-
-def _could_exist(external_id: str) -> bool:
-    if len(external_id) > MAX_EXTERNAL_ID or "\x00" in external_id:
-        return False
-    try:
-        external_id.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _check_traits_size(traits: dict[str, Any], limit: int) -> None:
