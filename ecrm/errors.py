@@ -69,6 +69,10 @@ class CampaignSpecError(SpecError):
     pass
 
 
+class SegmentSpecError(SpecError):
+    pass
+
+
 class TemplateError(EcrmError):
     def __init__(self, template: str, message: str, line: int | None = None) -> None:
         self.template, self.line = template, line

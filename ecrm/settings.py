@@ -118,6 +118,7 @@ class Settings(_Section):
     database_url: str = "sqlite+aiosqlite:///./ecrm.db"
     redis_url: str | None = None
     templates_dir: Path = Path("templates")
+    segments_dir: Path = Path("segments")  # named segments, segments/NAME.yaml
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = Field("dev-only-secret-change-me", min_length=16)
     smtp: SmtpSettings = SmtpSettings()

@@ -40,7 +40,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import cast
 
-from sqlalchemy import BigInteger, Index, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, Index, SmallInteger, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrm.db import Base, Id, UtcDateTime
@@ -85,6 +85,7 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.QUEUED)
     reason: Mapped[str | None] = mapped_column(String(24))  # a deliveries.states.Reason
     attempts: Mapped[int] = mapped_column(default=0)
+    parts: Mapped[int | None] = mapped_column(SmallInteger)  # SMS segments it went out in
     provider: Mapped[str | None] = mapped_column(String(32))
     provider_message_id: Mapped[str | None] = mapped_column(String(250))
     error: Mapped[str | None] = mapped_column(Text)

@@ -21,6 +21,8 @@ class Profile(Base):
     external_id: Mapped[str] = mapped_column(String(200), unique=True)
     email: Mapped[str | None] = mapped_column(String(320), index=True)
     phone: Mapped[str | None] = mapped_column(String(32), index=True)
+    phone_invalid: Mapped[str | None] = mapped_column(String(200))  # why the provider refused the number
+    phone_invalid_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     first_name: Mapped[str | None] = mapped_column(String(200))
     last_name: Mapped[str | None] = mapped_column(String(200))
     locale: Mapped[str] = mapped_column(String(35), default="en")

@@ -17,7 +17,6 @@ from sqlalchemy import (
     Float,
     Select,
     and_,
-    exists,
     false,
     func,
     literal,
@@ -27,29 +26,19 @@ from sqlalchemy import (
     true,
 )
 
-from ecrm.profiles.models import Consent, Profile
+from ecrm.profiles.models import Profile
+from ecrm.segments.reach import has_address, has_consent
 from ecrm.segments.rules import AGE_OPS, Audience, ConsentPolicy, Op, Rule, kind_of, parse_duration
 from ecrm.segments.traits import Contains, TraitIs, trait_date, trait_number, trait_present, trait_text
-from ecrm.types import ChannelKind, ConsentState
-
-ADDRESS = {ChannelKind.EMAIL: Profile.email, ChannelKind.SMS: Profile.phone}
+from ecrm.types import ChannelKind
 
 
 def compile_audience(audience: Audience, channel: ChannelKind, now: datetime) -> Select[int]:
     """Profile ids in the audience who can be reached on `channel`, in id order, as of `now`."""
-    conditions = [compile_rule(audience.root(), now)]
-    address = ADDRESS.get(channel)
-    if address is not None:
-        conditions.append(address.is_not(None))
+    conditions = [compile_rule(audience.root(), now), has_address(channel)]
     if audience.consent is ConsentPolicy.REQUIRED:
         conditions.append(has_consent(channel))
     return select(Profile.id).where(and_(true(), *conditions)).order_by(Profile.id)
-
-
-def has_consent(channel: ChannelKind) -> ColumnElement[bool]:
-    return exists().where(
-        Consent.profile_id == Profile.id, Consent.channel == channel.value, Consent.state == ConsentState.GRANTED.value
-    )
 
 
 def compile_rule(rule: Rule, now: datetime, exact: bool = False) -> ColumnElement[bool]:
