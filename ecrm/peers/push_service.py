@@ -24,6 +24,7 @@ import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from typing import Any
 
 import http_ece
 from aiohttp import web
@@ -56,7 +57,7 @@ class Received:
     plaintext: bytes | None  # None when not decrypting
     headers: dict[str, str]
 
-    def json(self) -> dict[str, object]:
+    def json(self) -> dict[str, Any]:
         assert self.plaintext is not None
         return dict(json.loads(self.plaintext))
 
