@@ -22,7 +22,9 @@ from ecrm.messages import OutgoingEmail, OutgoingPush
 from ecrm.push.gone import delete_gone
 from ecrm.render.composer import ComposerFactory
 from ecrm.render.email import EmailComposer
+from ecrm.render.environment import EMAIL_PARTS
 from ecrm.render.push import PushComposer
+from ecrm.render.push_template import PUSH_PART
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
@@ -35,14 +37,16 @@ class Pairing(Generic[M]):
     composer: ComposerFactory[M]
     providers: Mapping[str, Callable[[Settings], Channel[M]]]
     default: str  # the provider used when nothing names one
+    parts: tuple[str, ...] = ()  # the files a template folder needs for this kind (checked by validation)
     # what the send does with a chunk's messages once recorded (push: delete the gone subscriptions)
     after_send: Callable[[async_sessionmaker[AsyncSession], Sequence[M | None]], Awaitable[object]] | None = None
 
 
-EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp")
+EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp",
+                                parts=EMAIL_PARTS)
 
 PUSH = Pairing[OutgoingPush](ChannelKind.PUSH, PushComposer, {"webpush": WebPush.from_settings}, default="webpush",
-                              after_send=delete_gone)
+                              parts=(PUSH_PART,), after_send=delete_gone)
 
 PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, PUSH)}
 
