@@ -115,7 +115,8 @@ class PushService:
             self.refused.append("the body does not decrypt with the subscription's keys")
             return web.Response(status=400, text="cannot decrypt")
         self.per_endpoint[number] += 1
-        self.received.append(Received(number, plaintext, dict(request.headers)))
+        if self.decrypt:  # a benchmark's service only counts
+            self.received.append(Received(number, plaintext, dict(request.headers)))
         return web.Response(status=201, headers={"Location": f"{self.origin}/messages/{len(self.received)}"})
 
     def _scripted(self, status: int) -> web.Response:
