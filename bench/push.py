@@ -36,6 +36,7 @@ from typing import Any
 
 import psutil
 from cryptography.hazmat.primitives.asymmetric import ec
+from pydantic import SecretStr
 from sqlalchemy import insert
 
 from bench.raw_ceiling import DEADLINE_S, RawResult, WorkerResult, _next, _run, _summarise
@@ -150,6 +151,7 @@ async def seed(database_url: str, n: int, origin: str) -> None:
 def push_settings(url: str, args: argparse.Namespace, keys: vapid.VapidKeys) -> tuple[Settings, dict[str, str]]:
     base = bench_settings(url, 25, args, REDIS_URL)
     push = base.push.model_copy(update={"vapid_public_key": keys.public_key, "subject": SUBJECT,
+                                        "vapid_private_key": SecretStr(keys.private_key),
                                         "connections": args.push_connections})
     settings = base.model_copy(update={"push": push})
     env = {**settings_env(settings), "ECRM_PUSH__VAPID_PUBLIC_KEY": keys.public_key,

@@ -69,6 +69,10 @@ def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
     for index, kind in enumerate(spec.kinds):
         missing = _missing_parts(spec, doc, catalog, variants, kind, index)
         problems += missing or _render_checks(spec, doc, settings, catalog, variants, kind)
+        unready = PAIRINGS[kind].unready
+        problem = unready(settings) if unready is not None else None
+        if problem is not None:
+            problems.append(doc.problem(("channels", index) if spec.channels is not None else ("channel",), problem))
     return problems
 
 

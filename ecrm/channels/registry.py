@@ -20,6 +20,7 @@ from ecrm.channels.email.smtp import SmtpEmail
 from ecrm.channels.push.webpush import WebPush
 from ecrm.messages import OutgoingEmail, OutgoingPush
 from ecrm.push.gone import delete_gone
+from ecrm.push.settings_checks import push_unready
 from ecrm.render.composer import ComposerFactory
 from ecrm.render.email import EmailComposer
 from ecrm.render.environment import EMAIL_PARTS
@@ -38,6 +39,7 @@ class Pairing(Generic[M]):
     providers: Mapping[str, Callable[[Settings], Channel[M]]]
     default: str  # the provider used when nothing names one
     parts: tuple[str, ...] = ()  # the files a template folder needs for this kind (checked by validation)
+    unready: Callable[[Settings], str | None] | None = None  # why settings cannot send this kind (validation)
     # what the send does with a chunk's messages once recorded (push: delete the gone subscriptions)
     after_send: Callable[[async_sessionmaker[AsyncSession], Sequence[M | None]], Awaitable[object]] | None = None
 
@@ -46,7 +48,7 @@ EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEm
                                 parts=EMAIL_PARTS)
 
 PUSH = Pairing[OutgoingPush](ChannelKind.PUSH, PushComposer, {"webpush": WebPush.from_settings}, default="webpush",
-                              parts=(PUSH_PART,), after_send=delete_gone)
+                              parts=(PUSH_PART,), after_send=delete_gone, unready=push_unready)
 
 PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, PUSH)}
 

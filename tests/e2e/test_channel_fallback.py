@@ -41,10 +41,7 @@ async def service() -> AsyncIterator[PushService]:
 
 @pytest.fixture
 def both(send_settings: Settings) -> Settings:
-    keys = vapid.new_key_pair()
-    push = {"vapid_public_key": keys.public_key, "vapid_private_key": SecretStr(keys.private_key),
-            "subject": "mailto:o@shop.example"}
-    return send_settings.model_copy(update={"push": send_settings.push.model_copy(update=push)})
+    return with_push(send_settings)
 
 
 async def person(sessions: async_sessionmaker[AsyncSession], service: PushService, name: str, *,
@@ -154,7 +151,15 @@ def problems(path: Path, settings: Settings) -> list[str]:
     return [str(p) for p in refused.value.problems]
 
 
+def with_push(settings: Settings) -> Settings:
+    keys = vapid.new_key_pair()
+    push = {"vapid_public_key": keys.public_key, "vapid_private_key": SecretStr(keys.private_key),
+            "subject": "mailto:o@shop.example"}
+    return settings.model_copy(update={"push": settings.push.model_copy(update=push)})
+
+
 def test_validation_names_the_channel_whose_part_a_locale_folder_lacks(templates: Path, settings: Settings) -> None:
+    settings = with_push(settings)
     path = write_campaign(templates, "channels:\n  - email\n  - push\n")
     [problem] = problems(path, settings)
     assert problem.startswith(f"{path}:5 channels[1]: channel push needs its part: ")
@@ -175,3 +180,11 @@ def test_validation_names_the_channel_whose_part_a_locale_folder_lacks(templates
 def test_a_channel_list_is_one_way_of_naming_channels(templates: Path, settings: Settings, body: str,
                                                        message: str) -> None:
     assert any(message in p for p in problems(write_campaign(templates, body), settings))
+
+
+def test_a_push_campaign_is_refused_while_web_push_is_not_set_up(templates: Path, settings: Settings) -> None:
+    path = write_campaign(templates, "channels: [email, push]\n")
+    (templates / "templates" / "promo.fa" / "push.json").write_text('{"title": "x", "body": "y"}')
+    [problem] = problems(path, settings)
+    assert problem.startswith(f"{path}:3 channels[1]: web push is not set up: push.vapid_public_key, "
+                              "ECRM_PUSH__VAPID_PRIVATE_KEY, push.subject missing; run `ecrm push keys`")
