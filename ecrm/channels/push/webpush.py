@@ -39,6 +39,7 @@ from ecrm.types import ChannelKind
 
 logger = logging.getLogger(__name__)
 GONE = frozenset({404, 410})
+MAX_ID = 250  # deliveries.provider_message_id
 
 
 class SubscriptionGone(PermanentSendError):
@@ -104,8 +105,8 @@ def origin(target: PushTarget) -> str:
 
 async def answer(response: aiohttp.ClientResponse) -> SendResult | SendError:
     status = response.status
-    if 200 <= status < 300:
-        return SendResult(WebPush.provider, response.headers.get("Location", ""))
+    if 200 <= status < 300:  # the message's URL at the push service (RFC 8030 section 5), as its id
+        return SendResult(WebPush.provider, response.headers.get("Location", "")[:MAX_ID])
     text = (await response.text(errors="replace"))[:200].strip()
     reason = f"push service answered {status} {response.reason or ''}: {text}".rstrip(": ")
     if status in GONE:
