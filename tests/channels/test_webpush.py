@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 
 import pytest
 
@@ -143,7 +144,9 @@ async def test_429_waits_its_retry_after_and_5xx_and_dead_services_are_transient
     await service.close()
     with pytest.raises(TransientSendError, match="push service"):
         await adapter.send(message(sub))
-    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0 and retry_after("soon") is None
+    now = datetime(2015, 10, 21, 7, 27, 30, tzinfo=UTC)
+    assert retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now) == 30.0 and retry_after("soon", now) is None
+    assert retry_after("Wed, 21 Oct 2015 07:00:00 GMT", now) == 0.0 and retry_after(None, now) is None
 
 
 def test_a_payload_that_would_exceed_4096_bytes_once_encrypted_is_refused() -> None:

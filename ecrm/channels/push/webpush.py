@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import UTC, datetime
+from datetime import datetime
 from email.utils import parsedate_to_datetime
 from typing import ClassVar
 from urllib.parse import urlsplit
@@ -30,6 +30,7 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from ecrm.channels.base import SendResult
+from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.errors import ConfigError, PermanentSendError, SendError, TransientSendError
 from ecrm.messages import OutgoingPush, PushTarget
 from ecrm.push.encryption import encrypt
@@ -50,8 +51,9 @@ class WebPush:
     kind: ClassVar[ChannelKind] = ChannelKind.PUSH
     provider: ClassVar[str] = "webpush"
 
-    def __init__(self, tokens: VapidTokens, connections: int = 32, timeout: float = 10.0) -> None:
-        self.tokens, self.max_concurrency = tokens, connections
+    def __init__(self, tokens: VapidTokens, connections: int = 32, timeout: float = 10.0,
+                 clock: Clock = SYSTEM_CLOCK) -> None:
+        self.tokens, self.max_concurrency, self.clock = tokens, connections, clock
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._session: aiohttp.ClientSession | None = None
 
@@ -88,7 +90,7 @@ class WebPush:
             headers["Topic"] = message.topic
         try:
             async with self.session.post(target.endpoint, data=body, headers=headers) as response:
-                return await answer(response)
+                return await answer(response, self.clock.now())
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return TransientSendError(f"push service {origin(target)}: {type(exc).__name__} {exc}".strip())
 
@@ -103,7 +105,7 @@ def origin(target: PushTarget) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def answer(response: aiohttp.ClientResponse) -> SendResult | SendError:
+async def answer(response: aiohttp.ClientResponse, now: datetime) -> SendResult | SendError:
     status = response.status
     if 200 <= status < 300:  # the message's URL at the push service (RFC 8030 section 5), as its id
         return SendResult(WebPush.provider, response.headers.get("Location", "")[:MAX_ID])
@@ -112,13 +114,13 @@ async def answer(response: aiohttp.ClientResponse) -> SendResult | SendError:
     if status in GONE:
         return SubscriptionGone(reason)
     if status == 429:
-        return TransientSendError(reason, retry_after(response.headers.get("Retry-After")))
+        return TransientSendError(reason, retry_after(response.headers.get("Retry-After"), now))
     if status >= 500:
         return TransientSendError(reason)
     return PermanentSendError(reason)
 
 
-def retry_after(value: str | None) -> float | None:
+def retry_after(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a Retry-After header: a number of seconds or an HTTP date."""
     if not value:
         return None
@@ -128,7 +130,7 @@ def retry_after(value: str | None) -> float | None:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError):
         return None
-    return max(0.0, (when - datetime.now(UTC)).total_seconds()) if when.tzinfo else None
+    return max(0.0, (when - now).total_seconds()) if when.tzinfo else None
 
 
 def settle(outcomes: list[SendResult | SendError]) -> SendResult:
