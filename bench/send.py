@@ -216,20 +216,20 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
                           rss, lost, duplicated, sink_ms)
 
 
-def start_worker(settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def start_worker(settings: Settings, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker", "--dev"], env=settings_env(settings),
-                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker", "--dev"],
+                                env=env or settings_env(settings), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
-def workers_started(work: Path) -> int:
-    return sum("Starting worker" in p.read_text(errors="replace") for p in work.glob("worker*.log"))
+def workers_started(work: Path, prefix: str = "worker") -> int:
+    return sum("Starting worker" in p.read_text(errors="replace") for p in work.glob(f"{prefix}*.log"))
 
 
-async def wait_ready(work: Path, count: int) -> None:
+async def wait_ready(work: Path, count: int, prefix: str = "worker") -> None:
     async with asyncio.timeout(60):
         while True:
-            if await asyncio.to_thread(workers_started, work) >= count:
+            if await asyncio.to_thread(workers_started, work, prefix) >= count:
                 return
             await asyncio.sleep(0.05)
 
@@ -340,9 +340,13 @@ def raw_ceiling(args: argparse.Namespace, work: Path, processes: int, client: st
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__.split("\n")[0])
     parser.add_argument("-n", type=int, default=20_000, help="profiles / messages (default 20000)")
+    parser.add_argument("--channel", choices=["email", "push"], default="email",
+                        help="push: the web push pipeline and its raw ceiling (bench/push.py), PostgreSQL only")
     parser.add_argument("--db", nargs="+", choices=["postgresql", "sqlite"], default=["postgresql", "sqlite"])
     parser.add_argument("--workers", type=int, default=2, help="ecrm worker processes on PostgreSQL")
     parser.add_argument("--connections", type=int, default=8, help="SMTP connections per process")
+    parser.add_argument("--push-connections", type=int, default=32,
+                        help="HTTP connections per process to the push service (--channel push)")
     parser.add_argument("--batch", type=int, default=1000, help="recipients per send job")
     parser.add_argument("--repeat", type=int, default=1, help="runs per database; prints the median ratio")
     parser.add_argument("--ceiling-runs", type=int, default=3,
@@ -385,6 +389,10 @@ def main(argv: list[str] | None = None) -> int:
     with kept or tempfile.TemporaryDirectory(prefix="ecrm-bench-") as tmp:
         if args.keep:
             print(f"worker logs and sink tallies are kept in {tmp}", flush=True)
+        if args.channel == "push":
+            from bench import push
+
+            return push.main(args, Path(tmp))
         for db in args.db:
             ratios: dict[str, list[float]] = {"adapter": [], "independent": []}
             for _ in range(args.repeat):

@@ -247,7 +247,7 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
         if settings.redis_url:
             ref = await create_run(session_factory(engine), spec, source, run_key)
             return await _queue_on_redis(settings, ref, spec)
-        if spec.channel == ChannelKind.EMAIL:
+        if ChannelKind.EMAIL in spec.kinds:
             await check_smtp(settings.smtp)  # fail now, not after an hour of retries
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         heap.settle()
@@ -300,7 +300,7 @@ async def resume(settings: Settings, name: str, run_key: str | None, *, in_doubt
     async with database(settings) as engine:
         if not settings.redis_url:  # before anything is requeued: fail now, not after an hour of retries
             spec = await stored_spec(session_factory(engine), name, run_key)
-            if spec.channel == ChannelKind.EMAIL:
+            if ChannelKind.EMAIL in spec.kinds:
                 await check_smtp(settings.smtp)
         again = await prepare_resume(session_factory(engine), name, run_key, SYSTEM_CLOCK, in_doubt=in_doubt)
         if in_doubt:

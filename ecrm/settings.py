@@ -92,6 +92,12 @@ class PushSettings(_Section):
     vapid_public_key: str | None = None
     vapid_private_key: SecretStr | None = None  # kept out of reprs and logs
     subject: str | None = None
+    # sending (`ecrm.channels.push.webpush`): how long a push service keeps an undelivered
+    # notification (TTL, seconds), its default Urgency, HTTP connections and a request's timeout
+    ttl: int = Field(86_400, ge=0, le=2_419_200)
+    urgency: Literal["very-low", "low", "normal", "high"] = "normal"
+    connections: int = Field(32, ge=1, le=1000)
+    timeout: float = Field(10.0, gt=0)
 
     @field_validator("vapid_public_key")
     @classmethod

@@ -18,7 +18,12 @@ from ecrm.api.models import ApiKey
 from ecrm.api.scopes import Scope, describe
 
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/metrics"), ("HEAD", "/metrics"),
-                           ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}")})
+                           ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}"),
+                           # the browser's side of web push (api.push_public): a subscribe token, not a key
+                           *((method, path) for path in ("/push/sw.js", "/push/subscribe.js")
+                             for method in ("GET", "HEAD")),
+                           *((method, path) for path in ("/push/subscriptions", "/push/unsubscribe",
+                                                         "/push/clicks/{token}") for method in ("POST", "OPTIONS"))})
 
 # (method, route) -> the scope a key needs; HEAD goes as GET
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
@@ -27,6 +32,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/orders"): Scope.INGEST,
     ("POST", "/v1/push/subscriptions"): Scope.INGEST,
     ("DELETE", "/v1/push/subscriptions"): Scope.INGEST,  # a browser unsubscribing, told by the shop
+    ("POST", "/v1/push/tokens"): Scope.INGEST,  # a subscribe token for a logged-in customer (api.push_public)
     ("GET", "/v1/profiles/{external_id}"): Scope.ADMIN,
     ("DELETE", "/v1/profiles/{external_id}"): Scope.ADMIN,
     ("GET", "/v1/orders/{order_id}"): Scope.ADMIN,

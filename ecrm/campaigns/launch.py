@@ -12,16 +12,16 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.campaigns.fallback import channel_audience
 from ecrm.campaigns.models import Campaign, CampaignRun
 from ecrm.campaigns.spec import CampaignSpec
 from ecrm.clock import SYSTEM_CLOCK, Clock
-from ecrm.deliveries.sends import mark_planned, open_send, replan, sends_of
+from ecrm.deliveries.sends import SendRef, mark_planned, open_send, replan, sends_of
 from ecrm.queue import JobQueue
 from ecrm.runtime import Runtime
-from ecrm.segments.compile import compile_audience
 from ecrm.segments.stream import stream_members
 from ecrm.types import RunStatus, SendSource
 
@@ -66,26 +66,39 @@ async def enqueue_plan(queue: JobQueue, run: RunRef, spec: CampaignSpec) -> None
 
 
 async def plan_run(runtime: Runtime, run_id: int) -> int:
-    """Queue a delivery for every audience member not yet in the run's send, batch by batch; each
+    """Queue a delivery for every audience member not yet in the run, batch by batch, in the send
+    of the channel it gets (`campaigns.fallback`: one send per channel of the campaign); each
     batch is enqueued as soon as it is queued, so sending starts while the audience is still read."""
     spec = await load_run_spec(runtime.sessions, run_id)
-    query = compile_audience(spec.audience, spec.kind, runtime.clock.now())
     sessions, now = runtime.sessions, runtime.clock.now()
     async with sessions.begin() as session:
         plan_no = await _start(session, run_id, now)
-        send = await open_send(session, SendSource.CAMPAIGN_RUN, run_id, spec.kind, spec.template, spec.name, now)
-        batches = await replan(session, send.id)
-    for number in range(batches):
-        await _enqueue_batch(runtime, send.id, number, plan_no)
-    async for ids in stream_members(sessions, query, runtime.settings.send.batch_size):
-        if await runtime.batches.queue_members(send.id, batches, ids, spec.channel):
+        sends = [await open_send(session, SendSource.CAMPAIGN_RUN, run_id, kind, spec.template, spec.name, now)
+                 for kind in spec.kinds]
+        counts = [await replan(session, send.id) for send in sends]
+    for send, count in zip(sends, counts, strict=True):
+        for number in range(count):
+            await _enqueue_batch(runtime, send.id, number, plan_no)
+    for index, send in enumerate(sends):
+        others = [other.id for other in sends if other is not send]
+        query = channel_audience(spec.audience, spec.kinds, index, now, others)
+        counts[index] = await _plan_send(runtime, send, query, counts[index], plan_no)
+    done = [await runtime.batches.close(send.id, None) for send in sends]
+    if all(done):
+        await finish_run(runtime, run_id)
+    logger.info("run %d planned: %d batches", run_id, sum(counts))
+    return sum(counts)
+
+
+async def _plan_send(runtime: Runtime, send: SendRef, query: Select[int], batches: int, plan_no: int) -> int:
+    """Queue the members `query` streams into `send` from batch number `batches` on; mark it
+    planned; return its number of batches."""
+    async for ids in stream_members(runtime.sessions, query, runtime.settings.send.batch_size):
+        if await runtime.batches.queue_members(send.id, batches, ids, send.channel):
             await _enqueue_batch(runtime, send.id, batches, plan_no)
             batches += 1
-    async with sessions.begin() as session:
+    async with runtime.sessions.begin() as session:
         await mark_planned(session, send.id, runtime.clock.now())
-    if await runtime.batches.close(send.id, None):
-        await finish_run(runtime, run_id)
-    logger.info("run %d planned: %d batches", run_id, batches)
     return batches
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from ecrm.campaigns.spec import CampaignSpec
-from ecrm.campaigns.template_hints import advice
+from ecrm.campaigns.template_hints import advice, missing_part
 from ecrm.channels.registry import PAIRINGS
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
@@ -20,6 +20,7 @@ from ecrm.render.composer import VALIDATION_STREAM
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.recipient import sample_recipient
 from ecrm.settings import Settings
+from ecrm.types import ChannelKind
 from ecrm.yamlfile import YamlDocument, load_yaml, validation_problems
 
 
@@ -59,13 +60,37 @@ def _missing_template(doc: YamlDocument, catalog: TemplateCatalog, name: str) ->
 
 def check_templates(spec: CampaignSpec, doc: YamlDocument, settings: Settings,
                     catalog: TemplateCatalog) -> list[SpecProblem]:
-    """Render every locale variant of the template for the sample profile."""
+    """Check that every locale folder of the template has the parts each of the campaign's channels
+    needs, then render every locale variant for the sample profile on each channel."""
     variants = catalog.variants(spec.template)
     if "" not in variants:
         return _missing_template(doc, catalog, spec.template)
-    composer = PAIRINGS[spec.kind].composer(settings, catalog, spec.template, spec.name, SYSTEM_CLOCK,
-                                             VALIDATION_STREAM)
     problems = []
+    for index, kind in enumerate(spec.kinds):
+        missing = _missing_parts(spec, doc, catalog, variants, kind, index)
+        problems += missing or _render_checks(spec, doc, settings, catalog, variants, kind)
+        unready = PAIRINGS[kind].unready
+        problem = unready(settings) if unready is not None else None
+        if problem is not None:
+            problems.append(doc.problem(("channels", index) if spec.channels is not None else ("channel",), problem))
+    return problems
+
+
+def _missing_parts(spec: CampaignSpec, doc: YamlDocument, catalog: TemplateCatalog, variants: dict[str, str],
+                   kind: ChannelKind, index: int) -> list[SpecProblem]:
+    """A problem per part a locale folder lacks for `kind`: at `template` for a one-channel
+    campaign, at the channel's entry in `channels:` (naming it) for a fallback one."""
+    parts, fallback = PAIRINGS[kind].parts, spec.channels is not None
+    key: tuple[str | int, ...] = ("channels", index) if fallback else ("template",)
+    lead = f"channel {kind} needs its part: " if fallback else ""
+    return [doc.problem(key, lead + missing_part(f"{folder}/{part}", catalog, spec.template, locale, parts))
+            for locale, folder in variants.items() for part in parts if not (catalog.root / folder / part).is_file()]
+
+
+def _render_checks(spec: CampaignSpec, doc: YamlDocument, settings: Settings, catalog: TemplateCatalog,
+                   variants: dict[str, str], kind: ChannelKind) -> list[SpecProblem]:
+    composer = PAIRINGS[kind].composer(settings, catalog, spec.template, spec.name, SYSTEM_CLOCK, VALIDATION_STREAM)
+    problems: list[SpecProblem] = []
     for locale in variants:
         recipient = sample_recipient(locale or "en", **spec.sample.model_dump())
         try:

@@ -22,7 +22,7 @@ def advice(error: TemplateError, catalog: TemplateCatalog, template: str, locale
         return _syntax(cause, error, catalog, template)
     if isinstance(cause, TemplateNotFound):
         if cause.name == error.template:
-            return _missing_part(error.template, catalog, template, locale)
+            return missing_part(error.template, catalog, template, locale, EMAIL_PARTS)
         where_used = f"{error.template}:{error.line}" if error.line else error.template
         return (f"template {where_used} includes or extends '{cause.name}', which is not in {catalog.root} "
                 "(such names are relative to templates_dir, e.g. _layouts/email.html)")
@@ -43,9 +43,10 @@ def _syntax(cause: TemplateSyntaxError, error: TemplateError, catalog: TemplateC
             "fix the template, nothing is sent until it compiles")
 
 
-def _missing_part(path: str, catalog: TemplateCatalog, template: str, locale: str) -> str:
+def missing_part(path: str, catalog: TemplateCatalog, template: str, locale: str, parts: tuple[str, ...]) -> str:
+    """`path` (folder/part) is missing from the folder of `locale` ('' the default), which needs `parts`."""
     folder, part = path.rsplit("/", 1)
-    needs = f"needs all of {', '.join(EMAIL_PARTS)}"
+    needs = f"needs all of {', '.join(parts)}"
     if not locale:
         return f"{catalog.root / folder}/{part} is missing: a template folder {needs}"
     return (f"{catalog.root / folder}/{part} is missing: the folder for locale {locale} {needs}; it does not "

@@ -9,15 +9,23 @@ a composer (`ecrm.render`), an adapter and one `Pairing` in `PAIRINGS`.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar, cast
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
 from ecrm.channels.base import Channel
 from ecrm.channels.email.smtp import SmtpEmail
-from ecrm.messages import OutgoingEmail
+from ecrm.channels.push.webpush import WebPush
+from ecrm.messages import OutgoingEmail, OutgoingPush
+from ecrm.push.gone import delete_gone
+from ecrm.push.settings_checks import push_unready
 from ecrm.render.composer import ComposerFactory
 from ecrm.render.email import EmailComposer
+from ecrm.render.environment import EMAIL_PARTS
+from ecrm.render.push import PushComposer
+from ecrm.render.push_template import PUSH_PART
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
@@ -30,11 +38,19 @@ class Pairing(Generic[M]):
     composer: ComposerFactory[M]
     providers: Mapping[str, Callable[[Settings], Channel[M]]]
     default: str  # the provider used when nothing names one
+    parts: tuple[str, ...] = ()  # the files a template folder needs for this kind (checked by validation)
+    unready: Callable[[Settings], str | None] | None = None  # why settings cannot send this kind (validation)
+    # what the send does with a chunk's messages once recorded (push: delete the gone subscriptions)
+    after_send: Callable[[async_sessionmaker[AsyncSession], Sequence[M | None]], Awaitable[object]] | None = None
 
 
-EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp")
+EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp",
+                                parts=EMAIL_PARTS)
 
-PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL,)}
+PUSH = Pairing[OutgoingPush](ChannelKind.PUSH, PushComposer, {"webpush": WebPush.from_settings}, default="webpush",
+                              parts=(PUSH_PART,), after_send=delete_gone, unready=push_unready)
+
+PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, PUSH)}
 
 
 class Channels:

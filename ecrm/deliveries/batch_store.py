@@ -49,10 +49,11 @@ class BatchStore(Protocol):
         """Queue a delivery in `batch` for each profile not yet in the send, and open the batch if
         any was queued; return how many. Profiles erased since the audience was read are left out."""
 
-    async def start(self, send_id: int, batch: int, first_chunk: int) -> Started:
+    async def start(self, send_id: int, batch: int, first_chunk: int, channel: str = "email") -> Started:
         """Take the batch over: mark what a dead owner left in flight `unknown`, skip what was
         planned for profiles erased since, read what is queued (in delivery id order), and mark
-        the first `first_chunk` recipients in flight."""
+        the first `first_chunk` recipients in flight. On `push`, each recipient's subscriptions
+        are read too (`push.targets`)."""
 
     async def record(self, owner: Owner, changes: Sequence[Change], following: Span | None) -> bool:
         """Write a chunk's outcomes and mark `following` in flight (None: nothing), atomically.

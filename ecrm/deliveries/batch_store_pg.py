@@ -23,6 +23,8 @@ from ecrm.deliveries.claims import IN_DOUBT, IN_DOUBT_SQL, INTERRUPTED, Owner
 from ecrm.deliveries.queued import split_erased
 from ecrm.deliveries.states import DeliveryStatus, State, sql_guard
 from ecrm.deliveries.store import Change, assignments, group, timed
+from ecrm.push.targets import PG_TARGETS, attach
+from ecrm.types import ChannelKind
 
 POOL_SIZE = 8  # a worker runs a few send jobs and a plan at once, each holding a connection briefly
 
@@ -72,13 +74,15 @@ class PgBatchStore:
                 await connection.execute(_OPEN, send_id, batch)
         return queued
 
-    async def start(self, send_id: int, batch: int, first_chunk: int) -> Started:
+    async def start(self, send_id: int, batch: int, first_chunk: int, channel: str = "email") -> Started:
         async with (await self.pool()).acquire() as connection, connection.transaction():
             attempt, first, last = await connection.fetchrow(_TAKE_OVER, send_id, batch)
             owner = Owner(send_id, batch, attempt)
             if first is not None:
                 await connection.execute(_IN_DOUBT, send_id, batch, self.clock.now(), INTERRUPTED, first, last)
             recipients, erased = split_erased(await connection.fetch(_READ, send_id, batch))
+            if channel == ChannelKind.PUSH:
+                attach(recipients, await connection.fetch(PG_TARGETS, sorted({r.profile_id for r in recipients})))
             mark = _mark(owner, span(recipients[:first_chunk]))
             if erased:  # skipped, and the mark written, in one statement
                 await connection.fetchval(_record_statement((GONE,)), *mark, self.clock.now(),

@@ -17,6 +17,8 @@ from ecrm.deliveries.models import DELIVERIES, SEND_BATCHES
 from ecrm.deliveries.queued import read_queued
 from ecrm.deliveries.store import Change, write_changes
 from ecrm.profiles.models import Profile
+from ecrm.push.targets import read_targets
+from ecrm.types import ChannelKind
 
 _QUEUED_COLUMNS = ["send_id", "batch", "profile_id", "channel", "variant", "status", "attempts", "queued_at"]
 
@@ -39,10 +41,12 @@ class SqlBatchStore:
                 await session.execute(insert(SEND_BATCHES).values(send_id=send_id, batch=batch, attempt=0))
         return queued
 
-    async def start(self, send_id: int, batch: int, first_chunk: int) -> Started:
+    async def start(self, send_id: int, batch: int, first_chunk: int, channel: str = "email") -> Started:
         async with self.engine.begin() as connection:
             owner = await take_over(connection, send_id, batch, self.clock.now())
             recipients, erased = await read_queued(connection, send_id, batch)
+            if channel == ChannelKind.PUSH:
+                await read_targets(connection, recipients)
             if erased:
                 gone = [Change(i, *GONE, error=ERASED) for i in erased]
                 await write_changes(connection, gone, self.clock.now())

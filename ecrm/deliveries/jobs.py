@@ -13,6 +13,7 @@ send's source, for the stage that owns the source to decide what that means.
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import TypeVar
 
 from arq.worker import Retry
@@ -44,7 +45,8 @@ def sender_for(runtime: Runtime, pairing: Pairing[M], send: SendRef, last_try: b
         stream = send_stream(send.source_kind, send.source_id)
         composer = runtime.composers.put(send.id, pairing.composer(runtime.settings, runtime.catalog, send.template,
                                                                    send.label, runtime.clock, stream))
-    return Sender(composer, runtime.channels.open(pairing), last_try)
+    after_send = partial(pairing.after_send, runtime.sessions) if pairing.after_send is not None else None
+    return Sender(composer, runtime.channels.open(pairing), last_try, after_send)
 
 
 async def send_batch_job(ctx: JobContext, send_id: int, batch: int) -> str:

@@ -22,7 +22,7 @@ import logging
 import os
 import time
 from collections import Counter
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -65,6 +65,7 @@ class Sender(Generic[M]):
     composer: Composer[M]
     channel: Channel[M]
     last_try: bool = False  # transient failures are given up as `temporary_exhausted`
+    after_send: Callable[[Sequence[M | None]], Awaitable[object]] | None = None  # once a chunk is recorded
 
 
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
@@ -99,7 +100,7 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
     """Send what is queued in the batch; raise SupersededError if a newer attempt took it over."""
     directory = journal_dir(runtime.settings.database_url)
     await settle_abandoned(runtime, directory, send_id, batch)
-    started = await runtime.batches.start(send_id, batch, CLAIM_CHUNK)
+    started = await runtime.batches.start(send_id, batch, CLAIM_CHUNK, sender.channel.kind)
     recipients = started.recipients
     chunks = [recipients[start : start + CLAIM_CHUNK] for start in range(0, len(recipients), CLAIM_CHUNK)]
     total = BatchOutcome(0, started.erased, 0)
@@ -166,8 +167,11 @@ async def send_chunk(runtime: Runtime, sender: Sender[M], owner: Owner, recipien
         raise asyncio.CancelledError from None
     metrics.SEND_CHUNK_SECONDS.labels(kind).observe(time.perf_counter() - started)
     try:
-        return await uncancellable(record(runtime, owner, recipients, merge(outcomes, sent), following,
-                                          sender.last_try, channel=kind))
+        recorded = await uncancellable(record(runtime, owner, recipients, merge(outcomes, sent), following,
+                                              sender.last_try, channel=kind))
+        if sender.after_send is not None:
+            await sender.after_send(messages)
+        return recorded
     except asyncio.CancelledError:  # `following` was just marked in flight: it was not, and will not be
         if following:
             with contextlib.suppress(SupersededError):

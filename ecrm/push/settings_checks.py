@@ -4,11 +4,15 @@ section 2.1). Each raises ValueError with a one-line message the settings error 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from pydantic import SecretStr
 
 from ecrm.push import vapid
+
+if TYPE_CHECKING:
+    from ecrm.settings import Settings
 
 
 def push_public_key(value: str) -> str:
@@ -44,3 +48,15 @@ def push_pair(public_key: str | None, private_key: SecretStr | None) -> None:
     if public_key and private_key and not vapid.pair_matches(public_key, private_key.get_secret_value()):
         raise ValueError("push.vapid_private_key and push.vapid_public_key are not one key pair; "
                          "set both from the same `ecrm push keys` run")
+
+
+def push_unready(settings: Settings) -> str | None:
+    """Why push messages could not be sent with these settings (None: they can)."""
+    push = settings.push
+    missing = [name for name, value in (("push.vapid_public_key", push.vapid_public_key),
+                                        ("ECRM_PUSH__VAPID_PRIVATE_KEY", push.vapid_private_key),
+                                        ("push.subject", push.subject)) if not value]
+    if not missing:
+        return None
+    return (f"web push is not set up: {', '.join(missing)} missing; run `ecrm push keys` and follow what it prints "
+            "(README, Web push)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from ecrm.messages import PushTarget
+
 
 @dataclass(slots=True)  # not frozen: built per message, and frozen triples the cost
 class Recipient:
@@ -18,6 +20,7 @@ class Recipient:
     locale: str
     time_zone: str
     traits: dict[str, Any]
+    push: list[PushTarget] | None = None  # the profile's push subscriptions, read for push sends only
 
     def profile_fields(self) -> dict[str, Any]:
         return {
@@ -33,6 +36,7 @@ def sample_recipient(locale: str, **overrides: Any) -> Recipient:
         "delivery_id": 0, "profile_id": 0, "external_id": "sample-1",
         "email": "sample@example.com", "phone": "+15005550006", "first_name": "Sam", "last_name": "Sample",
         "locale": locale, "time_zone": "UTC", "traits": {},
+        "push": [PushTarget(0, "https://push.example/sample", "", "")],
     }
     fields.update(overrides)
     return Recipient(**fields)

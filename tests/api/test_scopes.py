@@ -33,6 +33,7 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("GET", "/v1/orders/{order_id}", "/v1/orders/%231001", None, 200),
     ("POST", "/v1/push/subscriptions", "/v1/push/subscriptions", push_body("c-2"), 201),
     ("DELETE", "/v1/push/subscriptions", "/v1/push/subscriptions", {"endpoint": "https://push.example/x"}, 404),
+    ("POST", "/v1/push/tokens", "/v1/push/tokens", {"external_id": "c-2"}, 201),
 ]
 STORED = (Profile, Event, Order, PushSubscription)
 

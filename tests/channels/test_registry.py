@@ -8,7 +8,7 @@ from pathlib import Path
 
 from mypy import api
 
-from ecrm.channels.registry import EMAIL, PAIRINGS, Channels
+from ecrm.channels.registry import EMAIL, PAIRINGS, PUSH, Channels
 from ecrm.render.email import EmailComposer
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
@@ -58,7 +58,7 @@ def test_a_composer_paired_with_a_provider_of_another_message_type_is_refused(tm
 
 
 async def test_every_kind_is_registered_once_with_its_default_provider(settings: Settings) -> None:
-    assert PAIRINGS == {ChannelKind.EMAIL: EMAIL} and EMAIL.composer is EmailComposer
+    assert PAIRINGS == {ChannelKind.EMAIL: EMAIL, ChannelKind.PUSH: PUSH} and EMAIL.composer is EmailComposer
     assert all(p.default in p.providers for p in PAIRINGS.values())
     channels = Channels(settings)
     assert channels.open(EMAIL) is channels.open(EMAIL, "smtp")  # one live adapter per provider

@@ -1,0 +1,1 @@
+"""Web push adapters (RFC 8030 push services)."""
