@@ -92,7 +92,7 @@ def time_compare(column: Any, op: Op, value: Any, now: datetime) -> ColumnElemen
     low, high = (value[0], value[1]) if op is Op.BETWEEN else (value, value)
     start, end = day_start(low), day_start(high + timedelta(days=1)) if high < date.max else None
     on_or_before_high = column < end if end is not None else true()
-    days = {
+    days: dict[Op, ColumnElement[bool]] = {
         Op.EQ: and_(column >= start, on_or_before_high),
         Op.NE: or_(column < start, not_(on_or_before_high)),
         Op.GT: not_(on_or_before_high),

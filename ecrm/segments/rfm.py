@@ -36,8 +36,10 @@ def _code(ranked: object, code: str) -> ColumnElement[bool]:
 
 
 def _ranked(rule: Rule, now: datetime) -> Select[tuple[int, int, int, int]]:
-    units, _scale = money_units(rule)
-    spent = func.coalesce(money_sum(units), literal(0))
+    if rule.currency is None and not rule.rates:  # recency or frequency: no money read
+        spent: ColumnElement[object] = literal(0)
+    else:
+        spent = func.coalesce(money_sum(money_units(rule)[0]), literal(0))
     query = select(
         Order.profile_id,
         func.ntile(5).over(order_by=(func.max(Order.placed_at), Order.profile_id)).label("recency"),
