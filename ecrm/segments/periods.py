@@ -35,7 +35,8 @@ def in_period(column: Any, rule: Rule, now: datetime, zone: Any = None) -> list[
         start, end = rule.between
         if isinstance(start, datetime):
             return [column >= start, column <= end]
-        return [column >= day_start(start), column < day_start(end + timedelta(days=1))]
+        last = [column < day_start(end + timedelta(days=1))] if end < date.max else []
+        return [column >= day_start(start), *last]
     if rule.window is not None:
         return [column >= window_start(rule.window, now, zone), column <= now]
     return []

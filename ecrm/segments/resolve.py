@@ -72,6 +72,9 @@ class Resolver:
             cycle = " -> ".join((*self.stack[self.stack.index(name):], name))
             self.problems.append(self.doc.problem(path, f"segment '{name}' refers back to itself: {cycle}"))
             return rule
+        if len(self.stack) >= MAX_DEPTH:
+            self.problems.append(self.doc.problem(path, f"segments refer to segments more than {MAX_DEPTH} deep"))
+            return rule
         if not (self.directory / f"{name}.yaml").is_file():
             self.problems.append(self.doc.problem(path, f"no segment '{name}': expected the file "
                                                   f"{self.directory / f'{name}.yaml'}"))

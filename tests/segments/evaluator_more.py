@@ -39,8 +39,8 @@ def in_period(at: datetime, rule: Rule, now: datetime, profile: dict[str, Any]) 
         start, end = rule.between
         if isinstance(start, datetime):
             return bool(start <= at <= end)
-        return datetime.combine(start, time(), tzinfo=UTC) <= at < datetime.combine(end + timedelta(days=1), time(),
-                                                                                     tzinfo=UTC)
+        after_end = datetime.combine(end + timedelta(days=1), time(), tzinfo=UTC) if end < date.max else None
+        return datetime.combine(start, time(), tzinfo=UTC) <= at and (after_end is None or at < after_end)
     if rule.window is not None:
         return period_start(rule.window, now, zone_of(profile)) <= at <= now
     return True

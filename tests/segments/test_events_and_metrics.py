@@ -232,3 +232,14 @@ async def test_reachable_needs_an_address_that_works_and_consent(sessions: async
     assert await members(sessions, {"reachable": "sms"}) == {"sms-ok"}
     assert await members(sessions, {"reachable": "email"}) == {"sms-ok", "sms-invalid", "no-phone", "sms-no-consent"}
     assert await members(sessions, {"reachable": "push"}) == set()
+
+
+async def test_extreme_periods_and_values_compile_and_run(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await did(sessions, "carted", ("cart_updated", NOW - H))
+    widest = {"event": "cart_updated", "between": ["0001-01-01", "9999-12-31"], "count": {"lt": 1_000_000_000}}
+    assert await members(sessions, widest) == {"carted"}
+    assert await members(sessions, {"metric": "first_order_at", "op": "between",
+                                    "value": ["0001-01-01", "9999-12-31"]}) == set()
+    assert await members(sessions, {"metric": "days_since_last_engagement", "op": "lt", "value": -36500}) == set()
+    assert await members(sessions, {"metric": "total_spent", "currency": "IRR", "op": "lt", "value": 1e15}) == \
+        {"carted"}
