@@ -37,6 +37,8 @@ def metric_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
         return quintile_condition(rule, now)
     if metric is Metric.DAYS_SINCE_LAST_ENGAGEMENT:
         engaged = _engagements(rule, now)
+        if rule.op in (Op.LTE, Op.LT):
+            return _recent(select(engaged.c.profile_id), engaged.c.at, rule.op, rule.value, now)
         return _grouped(select(engaged.c.profile_id), _days_since(func.max(engaged.c.at), rule.op, rule.value, now),
                         empty=rule.op is Op.NOT_EXISTS)
     orders = _orders(rule, now)
@@ -51,6 +53,8 @@ def metric_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
                         empty=_holds(0, rule.op, rule.value))
     if metric is Metric.AVERAGE_ORDER_VALUE:
         return _grouped(orders, _average(rule), empty=rule.op is Op.NOT_EXISTS)
+    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
+        return _recent(orders, Order.placed_at, rule.op, rule.value, now)
     if metric is Metric.DAYS_SINCE_LAST_ORDER:
         return _grouped(orders, _days_since(func.max(Order.placed_at), rule.op, rule.value, now),
                         empty=rule.op is Op.NOT_EXISTS)
@@ -116,6 +120,13 @@ def _days_since(last: Any, op: Op, value: Any, now: datetime) -> ColumnElement[b
               Op.LTE: (_at_most, math.floor(value)), Op.LT: (_at_most, math.ceil(value) - 1)}
     bound, days = bounds[op]
     return bound(last, days, now)
+
+
+def _recent(rows: Select[Any], at: Any, op: Op, value: Any, now: datetime) -> ColumnElement[bool]:
+    """days since the latest row <= k holds when any row is newer than the cutoff: a range of an
+    index on the time, no grouping."""
+    days = math.floor(value) if op is Op.LTE else math.ceil(value) - 1
+    return Profile.id.in_(rows.where(at > now - timedelta(days=days + 1)))
 
 
 def _at_least(last: Any, days: int, now: datetime) -> ColumnElement[bool]:
