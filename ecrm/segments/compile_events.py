@@ -3,7 +3,8 @@ false for every profile (never NULL), so `not:` needs nothing more.
 
     {event: A, within: 2h, count: {gte: 2}, where: [...]}   A's matching events counted per profile
     {event: A, then_not: B, within: 2h}                     some A at least 2 h old with no B at or
-                                                            after it and at most 2 h later
+                                                            after it and at most 2 h later (A itself
+                                                            is not a B that followed it)
 """
 
 from __future__ import annotations
@@ -59,7 +60,8 @@ def _sequence(rule: Rule, now: datetime) -> ColumnElement[bool]:
     gap = parse_duration(rule.within or "0s")
     first, then = aliased(Event), aliased(Event)
     followed = exists().where(
-        then.profile_id == first.profile_id, then.name == rule.then_not, then.occurred_at >= first.occurred_at,
+        then.profile_id == first.profile_id, then.name == rule.then_not, then.id != first.id,
+        then.occurred_at >= first.occurred_at,
         then.occurred_at <= PlusSeconds(first.occurred_at, int(gap.total_seconds())),
     )
     query = select(first.profile_id).where(

@@ -136,7 +136,10 @@ def _scalar(value: Any, field: str) -> Any:
     if isinstance(value, datetime):
         if value.tzinfo is None:
             raise ValueError("the time needs a zone, e.g. 2026-12-01T09:00:00Z or +03:30")
-        return value.astimezone(UTC)
+        try:
+            return value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError(f"'{value.isoformat()}' is outside the years 1 to 9999 in UTC") from None
     return value
 
 

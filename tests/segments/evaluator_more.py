@@ -54,7 +54,7 @@ def event_holds(rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
     if rule.then_not is not None:
         gap = parse_duration(rule.within or "0s")
         return any(a["occurred_at"] <= now - gap and not any(
-            b["name"] == rule.then_not and a["occurred_at"] <= b["occurred_at"] <= a["occurred_at"] + gap
+            b is not a and b["name"] == rule.then_not and a["occurred_at"] <= b["occurred_at"] <= a["occurred_at"] + gap
             for b in profile.get("events", [])) for a in events)
     count = sum(1 for e in events if in_period(e["occurred_at"], rule, now, profile))
     name, wanted = rule.count.test() if rule.count else ("gte", 1)

@@ -243,3 +243,9 @@ async def test_extreme_periods_and_values_compile_and_run(sessions: async_sessio
     assert await members(sessions, {"metric": "days_since_last_engagement", "op": "lt", "value": -36500}) == set()
     assert await members(sessions, {"metric": "total_spent", "currency": "IRR", "op": "lt", "value": 1e15}) == \
         {"carted"}
+
+
+async def test_a_sequence_of_one_event_name_needs_another_event(sessions: async_sessionmaker[AsyncSession]) -> None:
+    await did(sessions, "viewed-once", ("viewed", NOW - 3 * H))
+    await did(sessions, "viewed-again", ("viewed", NOW - 3 * H), ("viewed", NOW - 2 * H + timedelta(seconds=1)))
+    assert await members(sessions, {"event": "viewed", "then_not": "viewed", "within": "2h"}) == {"viewed-once"}

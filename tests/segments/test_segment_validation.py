@@ -73,6 +73,8 @@ WHERE = "audience.all[1].any[0]"
     ("{event: cart_updated, then_not: order_placed}", f"promo.yaml:8 {WHERE}: a sequence is"),
     ("{event: cart_updated, between: [2026-02-01, 2026-01-01]}", f"promo.yaml:8 {WHERE}.between: between needs "
                                                                  "the start first"),
+    ("{event: cart_updated, between: ['0001-01-01T00:00:00+14:00', 2026-02-01T00:00:00Z]}",
+     f"promo.yaml:8 {WHERE}.between: '0001-01-01T00:00:00+14:00' is outside the years 1 to 9999"),
     ("{event: cart_updated, between: [2026-01-01T00:00:00, 2026-02-01T00:00:00]}",
      f"promo.yaml:8 {WHERE}.between: the time needs a zone"),
     ("{event: e, where: [{field: properties.total, op: gt, value: [1, 2]}]}",
