@@ -178,7 +178,7 @@ async def selected(sessions: async_sessionmaker[AsyncSession], rule: Rule, now: 
         return set(await session.scalars(select(Profile.external_id).where(Profile.id.in_(ids))))
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(profiles=st.lists(PROFILE, max_size=7), tree=TREE, now=NOWS)
 async def test_events_metrics_and_reach_select_whom_the_evaluator_selects(
