@@ -1,5 +1,5 @@
-"""Event rules in SQL: each is `profiles.id IN (one uncorrelated query over events)`, true or
-false for every profile (never NULL), so `not:` needs nothing more.
+"""Event rules in SQL: each is membership (`ecrm.segments.membership`) in one query over events,
+true or false for every profile (never NULL), so `not:` needs nothing more.
 
     {event: A, within: 2h, count: {gte: 2}, where: [...]}   A's matching events counted per profile
     {event: A, then_not: B, within: 2h}                     some A at least 2 h old with no B at or
@@ -17,6 +17,7 @@ from sqlalchemy.orm import aliased
 
 from ecrm.profiles.models import Event, Profile
 from ecrm.segments.comparisons import json_compare
+from ecrm.segments.membership import member
 from ecrm.segments.periods import PlusSeconds, in_period
 from ecrm.segments.rules import PropertyTest, Rule, parse_duration
 from ecrm.segments.vocabulary import AT_LEAST_ONCE
@@ -36,10 +37,10 @@ def event_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
     matching = _matching(rule, now)
     if holds(0, wanted):  # a profile with no such event is in: leave out those whose count fails
         counted = matching.group_by(Event.profile_id).having(not_(holds(func.count(), wanted)))
-        return Profile.id.not_in(counted)
+        return not_(member(counted))
     if holds(1, wanted) and name != "eq":  # at least once
-        return Profile.id.in_(matching)
-    return Profile.id.in_(matching.group_by(Event.profile_id).having(holds(func.count(), wanted)))
+        return member(matching)
+    return member(matching.group_by(Event.profile_id).having(holds(func.count(), wanted)))
 
 
 def _matching(rule: Rule, now: datetime) -> Select[Any]:
@@ -68,4 +69,4 @@ def _sequence(rule: Rule, now: datetime) -> ColumnElement[bool]:
         first.name == rule.event, first.occurred_at <= now - gap, not_(followed),
         *where_conditions(rule.where or [], first.properties, now),
     )
-    return Profile.id.in_(query)
+    return member(query)

@@ -1,9 +1,9 @@
 """Metric rules in SQL, from orders (cancelled and refunded ones left out) and engagement.
 
-Each metric is `profiles.id IN (one uncorrelated query grouped by profile)`; when the rule holds
-for a profile with no orders at all (`orders_count lt 2`, `total_spent lte 100`) it is
-`NOT IN` the profiles whose group fails it. So the result is never NULL, and PostgreSQL reads
-each table once (a hashed subplan) instead of once per profile.
+Each metric is membership (`ecrm.segments.membership`) in one query grouped by profile; when
+the rule holds for a profile with no orders at all (`orders_count lt 2`, `total_spent lte 100`)
+it is the profiles *not* in the groups that fail it. So the result is never NULL, and each
+table is read once, not once per profile.
 
 Money is exact (`ecrm.segments.money_sql`): sums of stored integers of 1/10,000, compared with
 the rule's value x 10^4 x 10^k (the rates' scale). An average is compared as sum >= value x
@@ -24,6 +24,7 @@ from ecrm.orders.models import Order
 from ecrm.orders.money import MONEY_SCALE
 from ecrm.profiles.models import Event, Profile
 from ecrm.segments.comparisons import compare, time_compare
+from ecrm.segments.membership import member
 from ecrm.segments.money_sql import money_sum, money_units
 from ecrm.segments.periods import in_period
 from ecrm.segments.rfm import quintile_condition
@@ -66,8 +67,8 @@ def _grouped(rows: Select[Any], condition: ColumnElement[bool], *, empty: bool) 
     """In when the profile's group meets `condition`; `empty`: whether a profile with no rows is in."""
     profile_id = rows.selected_columns[0]
     if empty:
-        return Profile.id.not_in(rows.group_by(profile_id).having(not_(func.coalesce(condition, false()))))
-    return Profile.id.in_(rows.group_by(profile_id).having(condition))
+        return not_(member(rows.group_by(profile_id).having(not_(func.coalesce(condition, false())))))
+    return member(rows.group_by(profile_id).having(condition))
 
 
 def _orders(rule: Rule, now: datetime) -> Select[Any]:
@@ -126,7 +127,7 @@ def _recent(rows: Select[Any], at: Any, op: Op, value: Any, now: datetime) -> Co
     """days since the latest row <= k holds when any row is newer than the cutoff: a range of an
     index on the time, no grouping."""
     days = math.floor(value) if op is Op.LTE else math.ceil(value) - 1
-    return Profile.id.in_(rows.where(at > now - timedelta(days=days + 1)))
+    return member(rows.where(at > now - timedelta(days=days + 1)))
 
 
 def _at_least(last: Any, days: int, now: datetime) -> ColumnElement[bool]:

@@ -12,6 +12,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, 
 from ecrm.orders.models import Order
 from ecrm.profiles.models import Profile
 from ecrm.segments.comparisons import compare
+from ecrm.segments.membership import member
 from ecrm.segments.money_sql import money_sum, money_units
 from ecrm.segments.periods import in_period
 from ecrm.segments.rules import Op, Rule
@@ -26,7 +27,7 @@ def quintile_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
         test = not_(listed) if rule.op in (Op.NE, Op.NOT_IN) else listed
     else:
         test = compare(ranked.c[str(rule.metric)], rule.op, rule.value)
-    return Profile.id.in_(select(ranked.c.profile_id).where(test))
+    return member(select(ranked.c.profile_id).where(test))
 
 
 def _code(ranked: object, code: str) -> ColumnElement[bool]:
