@@ -9,7 +9,6 @@ from typing import Any
 
 from sqlalchemy import Boolean, ColumnElement, Float, and_, false, func, literal, not_, or_, true
 
-from ecrm.segments.rules import AGE_OPS, Op, kind_of, parse_duration
 from ecrm.segments.traits import (
     PROFILE_TRAITS,
     Contains,
@@ -19,6 +18,7 @@ from ecrm.segments.traits import (
     trait_present,
     trait_text,
 )
+from ecrm.segments.values import AGE_OPS, Op, kind_of, parse_duration
 
 
 def compare(column: Any, op: Op, value: Any) -> ColumnElement[bool]:

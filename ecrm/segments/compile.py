@@ -19,7 +19,8 @@ from ecrm.segments.comparisons import compare, exact, json_compare, time_compare
 from ecrm.segments.compile_events import event_condition
 from ecrm.segments.compile_metrics import metric_condition
 from ecrm.segments.reach import has_address, has_consent, reachable
-from ecrm.segments.rules import Audience, ConsentPolicy, Op, Rule
+from ecrm.segments.rules import Audience, ConsentPolicy, Rule
+from ecrm.segments.values import Op
 from ecrm.types import ChannelKind
 
 

@@ -19,7 +19,8 @@ from ecrm.profiles.models import Event, Profile
 from ecrm.segments.comparisons import json_compare
 from ecrm.segments.membership import member
 from ecrm.segments.periods import PlusSeconds, in_period
-from ecrm.segments.rules import PropertyTest, Rule, parse_duration
+from ecrm.segments.rules import PropertyTest, Rule
+from ecrm.segments.values import parse_duration
 from ecrm.segments.vocabulary import AT_LEAST_ONCE
 
 _COUNTS: dict[str, Any] = {

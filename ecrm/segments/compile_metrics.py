@@ -28,7 +28,8 @@ from ecrm.segments.membership import member
 from ecrm.segments.money_sql import money_sum, money_units
 from ecrm.segments.periods import in_period
 from ecrm.segments.rfm import quintile_condition
-from ecrm.segments.rules import Op, Rule
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import Op
 from ecrm.segments.vocabulary import COUNTED_ORDERS, ENGAGEMENTS, QUINTILE_METRICS, Metric
 
 

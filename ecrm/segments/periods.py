@@ -22,7 +22,8 @@ from sqlalchemy.sql.visitors import InternalTraversal
 
 from ecrm.db import UtcDateTime
 from ecrm.segments.comparisons import day_start
-from ecrm.segments.rules import Rule, parse_duration
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import parse_duration
 from ecrm.segments.vocabulary import Window
 
 

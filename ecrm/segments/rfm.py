@@ -15,7 +15,8 @@ from ecrm.segments.comparisons import compare
 from ecrm.segments.membership import member
 from ecrm.segments.money_sql import money_sum, money_units
 from ecrm.segments.periods import in_period
-from ecrm.segments.rules import Op, Rule
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import Op
 from ecrm.segments.vocabulary import COUNTED_ORDERS, Metric
 
 

@@ -13,7 +13,8 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from ecrm.segments.rules import Op, Rule, kind_of, parse_duration
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import Op, kind_of, parse_duration
 from tests.segments import evaluator_more as more
 
 NUMERIC = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")

@@ -9,7 +9,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from ecrm.segments.rules import Op, Rule, parse_duration
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import Op, parse_duration
 from ecrm.segments.vocabulary import COUNTED_ORDERS, ENGAGEMENTS, Metric, Window
 from ecrm.types import ChannelKind
 from tests.segments import evaluator as base
