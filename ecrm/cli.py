@@ -96,6 +96,10 @@ def parser() -> argparse.ArgumentParser:
     resend.add_argument("--unknown", action="store_true", required=True,
                         help="the deliveries in doubt (`unknown`: may have been sent)")
     _dev_flag(resend)
+    segment = sub.add_parser("segment", help="named segments (segments/NAME.yaml)").add_subparsers(
+        required=True, metavar="ACTION")
+    _add(segment, "validate", "check segment files (FILE or NAME); no query runs", cmd_segment_validate).add_argument(
+        "refs", nargs="+", metavar="FILE|NAME")
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -217,6 +221,23 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
                 err_console.print(f"  {problem}", highlight=False, markup=False)
             continue
         console.print(f"[green]✓[/green] {path}: campaign '{spec.name}' is valid", highlight=False)
+    return 1 if failed else 0
+
+
+def cmd_segment_validate(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.segments.library import find_segment
+
+    failed = 0
+    for ref in args.refs:
+        try:
+            segment = find_segment(ref, settings.segments_dir, settings.money)
+        except SpecError as exc:
+            failed += 1
+            err_console.print(f"[red]✗[/red] {ref}: {len(exc.problems)} problem(s)", highlight=False)
+            for problem in exc.problems:
+                err_console.print(f"  {problem}", highlight=False, markup=False)
+            continue
+        console.print(f"[green]✓[/green] {segment.path}: segment '{segment.name}' is valid", highlight=False)
     return 1 if failed else 0
 
 

@@ -3,7 +3,7 @@
     DIR/config/ecrm.yaml     the commented settings (the secret key lives in .env, not here)
     DIR/campaigns/           the welcome campaign
     DIR/templates/           its email in English, Persian and Thai, and their layout
-    DIR/segments/            a README (audiences are written in each campaign's `audience:`)
+    DIR/segments/            a README: named segments, segments/NAME.yaml
     DIR/.env                 ECRM_SECRET_KEY, newly generated; `ecrm` reads it when run from DIR
     DIR/.gitignore           keeps .env and the SQLite database out of version control
 
@@ -27,9 +27,17 @@ SECRET_LINE = re.compile(r"^secret_key:.*$", re.MULTILINE)
 SEGMENTS_README = """\
 # Segments
 
-Who gets a campaign is written in its `audience:` block (see campaigns/welcome.yaml): rules on
-profile fields, `language` and `traits.<name>`, all of which must hold. Keep notes or shared
-audience snippets for your campaigns here.
+Who gets a campaign is written in its `audience:` block (see campaigns/welcome.yaml). A segment
+used by several campaigns lives here as NAME.yaml, and an audience names it with
+`{segment: NAME}`:
+
+    name: lapsed
+    description: ordered twice or more, nothing in 90 days
+    all:
+      - {metric: orders_count, op: gte, value: 2}
+      - {metric: days_since_last_order, op: gt, value: 90}
+
+Check them with `ecrm segment validate lapsed` (the README's "Audience rules" lists every rule).
 """
 GITIGNORE = ".env\n*.db\n*.db-*\ndemo-out/\n"
 KEPT_IF_THERE = Path(".gitignore")

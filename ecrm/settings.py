@@ -9,18 +9,21 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator, model_validator
 
 from ecrm.errors import ConfigError, SpecError
+from ecrm.orders.money import is_currency
 from ecrm.push.settings_checks import push_pair, push_private_key, push_public_key, push_subject
 from ecrm.yamlfile import dotted, load_yaml
 
 DEFAULT_CONFIG = Path("config/ecrm.yaml")
 ENV_PREFIX = "ECRM_"
 NOT_SETTINGS = ("ECRM_CONFIG", "ECRM_DEBUG")  # read by the command line, not settings
+MAX_RATE, MAX_RATE_PLACES = Decimal(10) ** 9, 9
 
 
 class _Section(BaseModel):
@@ -120,6 +123,33 @@ class PushSettings(_Section):
         return self
 
 
+class MoneySettings(_Section):
+    """Money metrics that name no currency (`{metric: total_spent, op: gt, value: 100}`) are in
+    `base_currency`; an order in another currency counts at `rates[code]` units of the base
+    currency per unit (exact decimals, e.g. "0.000024"), and not at all without a rate."""
+
+    base_currency: str | None = None
+    rates: dict[str, Decimal] = {}
+
+    @field_validator("base_currency")
+    @classmethod
+    def _base(cls, value: str | None) -> str | None:
+        if value is not None and not is_currency(value):
+            raise ValueError(f"'{value}' is not an ISO 4217 currency code, e.g. EUR")
+        return value
+
+    @field_validator("rates")
+    @classmethod
+    def _rates(cls, rates: dict[str, Decimal]) -> dict[str, Decimal]:
+        for code, rate in rates.items():
+            if not is_currency(code):
+                raise ValueError(f"'{code}' is not an ISO 4217 currency code")
+            if not (0 < rate < MAX_RATE) or -rate.normalize().as_tuple().exponent > MAX_RATE_PLACES:  # type: ignore[operator]
+                raise ValueError(f"the rate of {code} must be above 0 and below {MAX_RATE}, with at most "
+                                 f"{MAX_RATE_PLACES} decimals")
+        return rates
+
+
 class Settings(_Section):
     database_url: str = "sqlite+aiosqlite:///./ecrm.db"
     redis_url: str | None = None
@@ -133,6 +163,7 @@ class Settings(_Section):
     dkim: dict[str, DkimSettings] = {}  # From domain -> its key; no entry: not signed by ecrm
     api: ApiSettings = ApiSettings()
     push: PushSettings = PushSettings()
+    money: MoneySettings = MoneySettings()
 
     @field_validator("database_url")
     @classmethod

@@ -1,8 +1,9 @@
 """Load and validate a campaign file; every problem is reported with file, line and field.
 
-Validation goes beyond the schema: the template must exist, compile, and render in every
-locale variant for the sample profile (undefined variables are errors), so a broken
-campaign is refused before anything is sent.
+Validation goes beyond the schema: the named segments of the audience must exist (and refer
+to no cycle), and the template must exist, compile, and render in every locale variant for the
+sample profile (undefined variables are errors), so a broken campaign is refused before
+anything is sent.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
 from ecrm.render.composer import VALIDATION_STREAM
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.recipient import sample_recipient
+from ecrm.segments.resolve import resolve_audience
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 from ecrm.yamlfile import YamlDocument, load_yaml, validation_problems
@@ -32,7 +34,9 @@ def load_campaign(path: Path, settings: Settings, catalog: TemplateCatalog | Non
         raise CampaignSpecError(exc.problems) from exc
     catalog = catalog or TemplateCatalog(settings.templates_dir)
     spec = _parse(doc, catalog)
-    problems = check_templates(spec, doc, settings, catalog)
+    audience, problems = resolve_audience(spec.audience, doc, ("audience",), settings.segments_dir, settings.money)
+    spec = spec.model_copy(update={"audience": audience})
+    problems += check_templates(spec, doc, settings, catalog)
     if problems:
         raise CampaignSpecError(problems)
     return spec

@@ -8,7 +8,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, Index, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrm.db import Base, Id, Json, UtcDateTime
@@ -16,6 +16,8 @@ from ecrm.db import Base, Id, Json, UtcDateTime
 
 class Response(Base):
     __tablename__ = "responses"
+    # days since the last engagement reads opens, clicks and replies by time (segments, migration 0012)
+    __table_args__ = (Index("ix_responses_kind_occurred_at_profile_id", "kind", "occurred_at", "profile_id"),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     delivery_id: Mapped[int | None] = mapped_column(ForeignKey("deliveries.id", ondelete="SET NULL"), index=True)

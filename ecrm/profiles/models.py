@@ -48,10 +48,13 @@ class Consent(Base):
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_name_occurred_at", "name", "occurred_at"),)
+    # Segments read one event name over a time range from the first index alone, and one
+    # profile's events of a name from the second (which also serves the foreign key's cascade).
+    __table_args__ = (Index("ix_events_name_occurred_at_profile_id", "name", "occurred_at", "profile_id"),
+                      Index("ix_events_profile_id_name_occurred_at", "profile_id", "name", "occurred_at"))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
-    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
+    profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
     name: Mapped[str] = mapped_column(String(100))
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)

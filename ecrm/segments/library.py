@@ -5,21 +5,28 @@
     all:                           # one of rules, all, any or not, as in a campaign's audience
       - {metric: total_spent, currency: EUR, op: gt, value: 1000}
 
-`find_segment(ref, directory)` takes what a command line or a rule gives: a path to a YAML
-file, or a name looked up in `directory` (settings' `segments_dir`). Every problem is a
-`SegmentSpecError` naming the file, line and key.
+`find_segment(ref, directory, money)` takes what a command line or a rule gives: a path to a
+YAML file, or a name looked up in `directory` (settings' `segments_dir`), and gives its audience
+resolved (`ecrm.segments.resolve`: the segments it names put in, money metrics given the
+settings' rates), ready to compile. Every problem is a `SegmentSpecError` naming the file, line
+and key.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ConfigDict, Field, ValidationError
 
 from ecrm.errors import SegmentSpecError, SpecError
+from ecrm.segments.resolve import resolve_audience
 from ecrm.segments.rules import Audience
 from ecrm.yamlfile import load_yaml, validation_problems
+
+if TYPE_CHECKING:
+    from ecrm.settings import MoneySettings
 
 NAME = r"^[a-z0-9][a-z0-9_\-]{0,99}$"
 
@@ -49,7 +56,9 @@ def segment_path(ref: str, directory: Path) -> Path:
     return directory / f"{ref}.yaml"
 
 
-def find_segment(ref: str, directory: Path) -> NamedSegment:
+def find_segment(ref: str, directory: Path, money: MoneySettings | None = None,
+                 stack: tuple[str, ...] = ()) -> NamedSegment:
+    """`stack`: the segments whose rules refer to this one, to refuse a cycle."""
     path = segment_path(ref, directory)
     try:
         doc = load_yaml(path)
@@ -66,4 +75,7 @@ def find_segment(ref: str, directory: Path) -> NamedSegment:
                                             f"name '{path.stem}'; rename one so they match")])
     audience = Audience.model_validate(parsed.model_dump(by_alias=True, exclude={"name", "description"},
                                                          exclude_none=True))
+    audience, problems = resolve_audience(audience, doc, (), directory, money, (*stack, parsed.name))
+    if problems:
+        raise SegmentSpecError(problems)
     return NamedSegment(parsed.name, parsed.description, audience, path)

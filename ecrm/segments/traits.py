@@ -9,7 +9,8 @@ A trait is read as one kind at a time, and a value of another kind reads as NULL
   first 10 characters, which order as dates do;
 - true / false: a JSON boolean.
 
-The expressions are SQLAlchemy constructs compiled per dialect (json_type / json_extract on
+The same reading serves an event's `properties` (`source=EVENT_PROPERTIES`). The expressions
+are SQLAlchemy constructs compiled per dialect (json_type / json_extract on
 SQLite, jsonb_typeof / ->> on PostgreSQL); the trait's name is validated to [A-Za-z0-9_-] and
 written into the SQL as a literal, so the statement cache keys on it.
 """
@@ -23,12 +24,14 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.visitors import InternalTraversal
 
-from ecrm.profiles.models import Profile
+from ecrm.profiles.models import Event, Profile
 
 SQLITE_KINDS = {"string": "'text'", "number": "'integer', 'real'", "true": "'true'", "false": "'false'"}
 NUMERIC_PG = r"'^-?[0-9]+(\.[0-9]+)?$'"
 MAX_NUMBER_TEXT = 40
 MAX_NUMBER = "1e300"
+PROFILE_TRAITS: ColumnElement[Any] = Profile.__table__.c.traits
+EVENT_PROPERTIES: ColumnElement[Any] = Event.__table__.c.properties
 
 
 def _quoted(text: str) -> str:
@@ -40,10 +43,11 @@ class TraitIs(ColumnElement[bool]):
 
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("trait", InternalTraversal.dp_string), ("kind", InternalTraversal.dp_string)]  # noqa: RUF012
+    _traverse_internals = [("trait", InternalTraversal.dp_string), ("kind", InternalTraversal.dp_string),  # noqa: RUF012
+                           ("source", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, key: str, kind: str) -> None:
-        self.trait, self.kind = key, kind
+    def __init__(self, key: str, kind: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> None:
+        self.trait, self.kind, self.source = key, kind, source
 
 
 class TraitRaw(ColumnElement[str]):
@@ -51,10 +55,11 @@ class TraitRaw(ColumnElement[str]):
 
     inherit_cache = True
     type = String()
-    _traverse_internals = [("trait", InternalTraversal.dp_string)]  # noqa: RUF012
+    _traverse_internals = [("trait", InternalTraversal.dp_string),  # noqa: RUF012
+                           ("source", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, key: str) -> None:
-        self.trait = key
+    def __init__(self, key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> None:
+        self.trait, self.source = key, source
 
 
 class LooksLike(ColumnElement[bool]):
@@ -84,19 +89,19 @@ def _path(key: str) -> str:
     return _quoted(f'$."{key}"')
 
 
-def _traits(compiler: SQLCompiler, **kw: Any) -> str:
-    return compiler.process(Profile.__table__.c.traits, **kw)
+def _traits(compiler: SQLCompiler, element: Any, **kw: Any) -> str:
+    return compiler.process(element.source, **kw)
 
 
 @compiles(TraitIs, "sqlite")
 def _is_sqlite(element: TraitIs, compiler: SQLCompiler, **kw: Any) -> str:
     path = _path(element.trait)
-    return f"(json_type({_traits(compiler, **kw)}, {path}) IN ({SQLITE_KINDS[element.kind]}))"
+    return f"(json_type({_traits(compiler, element, **kw)}, {path}) IN ({SQLITE_KINDS[element.kind]}))"
 
 
 @compiles(TraitIs, "postgresql")
 def _is_pg(element: TraitIs, compiler: SQLCompiler, **kw: Any) -> str:
-    column, key = _traits(compiler, **kw), _quoted(element.trait)
+    column, key = _traits(compiler, element, **kw), _quoted(element.trait)
     if element.kind in ("true", "false"):
         return f"(({column} -> {key}) = '{element.kind}'::jsonb)"
     return f"(jsonb_typeof({column} -> {key}) = '{element.kind}')"
@@ -104,12 +109,12 @@ def _is_pg(element: TraitIs, compiler: SQLCompiler, **kw: Any) -> str:
 
 @compiles(TraitRaw, "sqlite")
 def _raw_sqlite(element: TraitRaw, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"json_extract({_traits(compiler, **kw)}, {_path(element.trait)})"
+    return f"json_extract({_traits(compiler, element, **kw)}, {_path(element.trait)})"
 
 
 @compiles(TraitRaw, "postgresql")
 def _raw_pg(element: TraitRaw, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"({_traits(compiler, **kw)} ->> {_quoted(element.trait)})"
+    return f"({_traits(compiler, element, **kw)} ->> {_quoted(element.trait)})"
 
 
 @compiles(LooksLike, "sqlite")
@@ -146,62 +151,65 @@ class JsonNumber(ColumnElement[float]):
 
     inherit_cache = True
     type = Float()
-    _traverse_internals = [("trait", InternalTraversal.dp_string)]  # noqa: RUF012
+    _traverse_internals = [("trait", InternalTraversal.dp_string),  # noqa: RUF012
+                           ("source", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, key: str) -> None:
-        self.trait = key
+    def __init__(self, key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> None:
+        self.trait, self.source = key, source
 
 
 @compiles(JsonNumber, "sqlite")
 def _number_sqlite(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    real = f"CAST(json_extract({_traits(compiler, **kw)}, {_path(element.trait)}) AS REAL)"
+    real = f"CAST(json_extract({_traits(compiler, element, **kw)}, {_path(element.trait)}) AS REAL)"
     return f"(CASE WHEN abs({real}) < {MAX_NUMBER} THEN {real} END)"  # abs of the lowest integer overflows
 
 
 @compiles(JsonNumber, "postgresql")
 def _number_pg(element: JsonNumber, compiler: SQLCompiler, **kw: Any) -> str:
-    exact = f"CAST(({_traits(compiler, **kw)} ->> {_quoted(element.trait)}) AS NUMERIC)"
+    exact = f"CAST(({_traits(compiler, element, **kw)} ->> {_quoted(element.trait)}) AS NUMERIC)"
     return (f"(CASE WHEN abs({exact}) < {MAX_NUMBER} "
             f"THEN CAST(round({exact}, 300) AS DOUBLE PRECISION) END)")
 
 
-def trait_text(key: str) -> ColumnElement[str]:
-    return case((TraitIs(key, "string"), TraitRaw(key)), else_=None)
+def trait_text(key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> ColumnElement[str]:
+    return case((TraitIs(key, "string", source), TraitRaw(key, source)), else_=None)
 
 
-def trait_number(key: str) -> ColumnElement[float]:
-    raw = TraitRaw(key)
-    return case((TraitIs(key, "number"), JsonNumber(key)),
-                (and_(TraitIs(key, "string"), LooksLike(raw, "numeric")), cast(raw, Float)), else_=None)
+def trait_number(key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> ColumnElement[float]:
+    raw = TraitRaw(key, source)
+    return case((TraitIs(key, "number", source), JsonNumber(key, source)),
+                (and_(TraitIs(key, "string", source), LooksLike(raw, "numeric")), cast(raw, Float)), else_=None)
 
 
-def trait_date(key: str) -> ColumnElement[str]:
-    raw = TraitRaw(key)
-    return case((and_(TraitIs(key, "string"), LooksLike(raw, "date")), func.substr(raw, 1, 10)), else_=None)
+def trait_date(key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> ColumnElement[str]:
+    raw = TraitRaw(key, source)
+    return case((and_(TraitIs(key, "string", source), LooksLike(raw, "date")), func.substr(raw, 1, 10)),
+                else_=None)
 
 
-def trait_present(key: str) -> ColumnElement[bool]:
+def trait_present(key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> ColumnElement[bool]:
     """Present and not JSON null (objects and lists count as present)."""
-    return TraitIsAny(key)
+    return TraitIsAny(key, source)
 
 
 class TraitIsAny(ColumnElement[bool]):
     inherit_cache = True
     type = Boolean()
-    _traverse_internals = [("trait", InternalTraversal.dp_string)]  # noqa: RUF012
+    _traverse_internals = [("trait", InternalTraversal.dp_string),  # noqa: RUF012
+                           ("source", InternalTraversal.dp_clauseelement)]
 
-    def __init__(self, key: str) -> None:
-        self.trait = key
+    def __init__(self, key: str, source: ColumnElement[Any] = PROFILE_TRAITS) -> None:
+        self.trait, self.source = key, source
 
 
 @compiles(TraitIsAny, "sqlite")
 def _any_sqlite(element: TraitIsAny, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(coalesce(json_type({_traits(compiler, **kw)}, {_path(element.trait)}), 'null') <> 'null')"
+    return f"(coalesce(json_type({_traits(compiler, element, **kw)}, {_path(element.trait)}), 'null') <> 'null')"
 
 
 @compiles(TraitIsAny, "postgresql")
 def _any_pg(element: TraitIsAny, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"(coalesce(jsonb_typeof({_traits(compiler, **kw)} -> {_quoted(element.trait)}), 'null') <> 'null')"
+    return f"(coalesce(jsonb_typeof({_traits(compiler, element, **kw)} -> {_quoted(element.trait)}), 'null') <> 'null')"
 
 
 def text_literal(value: str) -> ColumnElement[str]:

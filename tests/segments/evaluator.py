@@ -1,6 +1,11 @@
 """A plain Python evaluator of audience rules, written from the README's semantics, to check
 the SQL compiler against: `None` stands for a missing or null value and fails every comparison;
-`not` is the plain complement."""
+`not` is the plain complement.
+
+A profile is a dict of its columns and traits, and of what it did: `events` (name, properties,
+occurred_at), `orders` (status, total_e4, currency, placed_at), `responses` (kind,
+occurred_at), `consents` ({channel: state}), `push` (whether a live push subscription exists).
+RFM needs every profile (`everyone`), in id order."""
 
 from __future__ import annotations
 
@@ -8,20 +13,36 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
-from ecrm.segments.rules import Op, Rule, kind_of, parse_duration
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import Op, kind_of, parse_duration
+from tests.segments import evaluator_more as more
 
 NUMERIC = re.compile(r"^-?[0-9]+(\.[0-9]+)?$")
 DATE_PREFIX = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}")
 
 
-def matches(rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
+def matches(rule: Rule, profile: dict[str, Any], now: datetime, everyone: list[dict[str, Any]] | None = None) -> bool:
     if rule.all_ is not None:
-        return all(matches(child, profile, now) for child in rule.all_)
+        return all(matches(child, profile, now, everyone) for child in rule.all_)
     if rule.any_ is not None:
-        return any(matches(child, profile, now) for child in rule.any_)
+        return any(matches(child, profile, now, everyone) for child in rule.any_)
     if rule.not_ is not None:
-        return not matches(rule.not_, profile, now)
+        return not matches(rule.not_, profile, now, everyone)
+    if rule.definition is not None:
+        return matches(rule.definition, profile, now, everyone)
+    if rule.event is not None:
+        return more.event_holds(rule, profile, now)
+    if rule.metric is not None:
+        return more.metric_holds(rule, profile, now, everyone or [profile])
+    if rule.reachable is not None:
+        return more.reachable_holds(rule.reachable, profile)
     return _leaf(rule, profile, now)
+
+
+def property_holds(field: str, op: Op, value: Any, properties: dict[str, Any], now: datetime) -> bool:
+    """A `where:` condition: an event property read as a trait is."""
+    return _leaf(Rule.model_construct(field="traits." + field.removeprefix("properties."), op=op, value=value),
+                 {"traits": properties}, now)
 
 
 def _leaf(rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
@@ -35,7 +56,7 @@ def _leaf(rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
     if op in (Op.EXISTS, Op.NOT_EXISTS):
         return (raw is not None) == (op is Op.EXISTS)
     if field == "created_at":
-        return _created(raw, op, value, now)
+        return time_holds(raw, op, value, now)
     if op in (Op.OLDER_THAN, Op.NEWER_THAN):
         day = _as_date(raw)
         cutoff = (now - parse_duration(value)).astimezone(UTC).date().isoformat()
@@ -51,7 +72,7 @@ def _leaf(rule: Rule, profile: dict[str, Any], now: datetime) -> bool:
         value = [v.isoformat() for v in value] if isinstance(value, list) else value.isoformat()
     else:
         typed = raw if isinstance(raw, str) else None
-    return typed is not None and _compare(typed, op, value)
+    return typed is not None and compare(typed, op, value)
 
 
 def _as_number(raw: Any) -> float | None:
@@ -68,7 +89,7 @@ def _as_date(raw: Any) -> str | None:
     return raw[:10] if isinstance(raw, str) and DATE_PREFIX.match(raw) else None
 
 
-def _compare(typed: Any, op: Op, value: Any) -> bool:
+def compare(typed: Any, op: Op, value: Any) -> bool:
     if op is Op.CONTAINS:
         return bool(value in typed)
     if op is Op.STARTS_WITH:
@@ -84,7 +105,11 @@ def _compare(typed: Any, op: Op, value: Any) -> bool:
     return bool(compare[op]())
 
 
-def _created(at: datetime, op: Op, value: Any, now: datetime) -> bool:
+def time_holds(at: datetime | None, op: Op, value: Any, now: datetime) -> bool:
+    if op in (Op.EXISTS, Op.NOT_EXISTS):
+        return (at is not None) == (op is Op.EXISTS)
+    if at is None:
+        return False
     if op in (Op.OLDER_THAN, Op.NEWER_THAN):
         cutoff = now - parse_duration(value)
         return at <= cutoff if op is Op.OLDER_THAN else at > cutoff
@@ -93,7 +118,7 @@ def _created(at: datetime, op: Op, value: Any, now: datetime) -> bool:
     else:
         low = high = value
     if isinstance(low, datetime):
-        return _compare(at, op, value)
+        return compare(at, op, value)
     start = datetime.combine(low, time(), tzinfo=UTC)
     end = datetime.combine(high + timedelta(days=1), time(), tzinfo=UTC) if high < date.max else None
     before_end = end is None or at < end

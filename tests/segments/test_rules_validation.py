@@ -8,7 +8,8 @@ import pytest
 
 from ecrm.campaigns.load import load_campaign
 from ecrm.errors import CampaignSpecError
-from ecrm.segments.rules import MAX_DEPTH, Audience, Rule, parse_duration
+from ecrm.segments.rules import MAX_DEPTH, Audience, Rule
+from ecrm.segments.values import parse_duration
 from ecrm.settings import Settings, load_settings
 from tests.conftest import ROOT
 

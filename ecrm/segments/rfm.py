@@ -1,0 +1,53 @@
+"""RFM quintiles: recency (the last order's time), frequency (how many orders) and monetary
+(how much, in the rule's currency or converted to the base currency), each NTILE(5) over the
+profiles with at least one counted order in the rule's period, 5 the best. Ties are broken by
+profile id, so both databases put each profile in the same quintile."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select
+
+from ecrm.orders.models import Order
+from ecrm.profiles.models import Profile
+from ecrm.segments.comparisons import compare
+from ecrm.segments.membership import member
+from ecrm.segments.money_sql import money_sum, money_units
+from ecrm.segments.periods import in_period
+from ecrm.segments.rules import Rule
+from ecrm.segments.values import Op
+from ecrm.segments.vocabulary import COUNTED_ORDERS, Metric
+
+
+def quintile_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
+    ranked = _ranked(rule, now).subquery("rfm")
+    if rule.metric is Metric.RFM:
+        codes = rule.value if isinstance(rule.value, list) else [rule.value]
+        listed = or_(false(), *(_code(ranked, code) for code in codes))
+        test = not_(listed) if rule.op in (Op.NE, Op.NOT_IN) else listed
+    else:
+        test = compare(ranked.c[str(rule.metric)], rule.op, rule.value)
+    return member(select(ranked.c.profile_id).where(test))
+
+
+def _code(ranked: object, code: str) -> ColumnElement[bool]:
+    recency, frequency, monetary = (int(part) for part in code.split("-"))
+    columns = ranked.c  # type: ignore[attr-defined]
+    return and_(columns.recency == recency, columns.frequency == frequency, columns.monetary == monetary)
+
+
+def _ranked(rule: Rule, now: datetime) -> Select[tuple[int, int, int, int]]:
+    if rule.currency is None and not rule.rates:  # recency or frequency: no money read
+        spent: ColumnElement[object] = literal(0)
+    else:
+        spent = func.coalesce(money_sum(money_units(rule)[0]), literal(0))
+    query = select(
+        Order.profile_id,
+        func.ntile(5).over(order_by=(func.max(Order.placed_at), Order.profile_id)).label("recency"),
+        func.ntile(5).over(order_by=(func.count(), Order.profile_id)).label("frequency"),
+        func.ntile(5).over(order_by=(spent, Order.profile_id)).label("monetary"),
+    ).where(Order.status.in_(COUNTED_ORDERS), *in_period(Order.placed_at, rule, now, Profile.time_zone))
+    if rule.window is not None:
+        query = query.join(Profile, Profile.id == Order.profile_id)
+    return query.group_by(Order.profile_id)
