@@ -1,6 +1,7 @@
 """The ingest side of entry and exit: the API notes each profile an event or order touched,
-after its transaction committed, and a background task hands them on in batches (every
-`DELAY` seconds at most), either as one `segments_touched` job on the queue (arq on Redis) or,
+after its transaction committed, and a background task hands them on: at once when it is
+idle, and under load in batches at most every `DELAY` seconds (what arrives while one batch is
+handed on waits for the next), either as one `segments_touched` job on the queue (arq on Redis) or,
 without Redis, by refreshing them in this process.
 
 Noting is a set insert: the request neither waits for the refresh nor fails with it; a failed
@@ -14,7 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 logger = logging.getLogger(__name__)
-DELAY = 0.05  # seconds a batch collects ids: ~20 hand-overs a second at most, whatever the ingest rate
+DELAY = 0.05  # seconds between hand-overs under load: ~20 jobs a second at most, whatever the ingest rate
 MAX_BATCH = 5000
 
 Flush = Callable[[list[int]], Awaitable[object]]
@@ -41,8 +42,8 @@ class Touches:
         await self.settled()
 
     async def _drain(self) -> None:
+        await asyncio.sleep(0)  # the touches of requests answered in this same loop turn join in
         while self._pending:
-            await asyncio.sleep(self.delay)
             batch = sorted(self._pending)[:MAX_BATCH]
             self._pending.difference_update(batch)
             try:
@@ -50,3 +51,5 @@ class Touches:
             except Exception:
                 logger.exception("segment refresh of %d touched profiles not handed on; the next scheduled "
                                  "refresh of every segment catches up", len(batch))
+            if self._pending:
+                await asyncio.sleep(self.delay)
