@@ -1,0 +1,308 @@
+"""Segment benchmark: counts, streamed reads, memory and entry/exit latency over a shop's data.
+
+    python -m bench.segments [--profiles 1000000] [--events 10000000] [--orders 1000000]
+                             [--sqlite-profiles 100000] [--db postgresql sqlite] [--reload] [--explain]
+
+Loads the data once (`bench.segment_data`: PostgreSQL with COPY into the database
+`ecrm_bench_segments` on BENCH_PG_URL's server; SQLite with executemany into a file in the
+temporary directory, `--sqlite-profiles` profiles with events and orders in the same
+proportions) and keeps it: a later run with the same sizes skips the load (`--reload` forces
+it). Then, for each segment file in `bench/segment_files/` (attribute only, event window, did
+not, sequence, RFM, nested with a named segment), at the data's own instant:
+
+- count: the best of `--repeat` runs of `SELECT count(*)` over the segment's query;
+- stream: a full read of the members through a server-side cursor in batches of 5,000, its
+  time scaled to 100,000 members, and the process's RSS before and at its peak while reading;
+- a file the rule language cannot read yet is reported as `not supported yet` with why.
+
+Last, entry/exit latency: for 20 profiles, one event is recorded and committed, and the
+profile's membership of every supported segment refreshed (`refresh_touched`, what the
+`segments_touched` job does), timed from the commit to the entry/exit events committed.
+
+Targets (2 cores): a count under 2 s, a 100,000-member streamed read under 3 s, memory flat
+while streaming, entry/exit for one event under 50 ms.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sqlite3
+import statistics
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import asyncpg
+import psutil
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from bench.segment_data import Dataset, copy_postgres, insert_sqlite
+from bench.send import PG_ADMIN
+from ecrm import loop
+from ecrm.db import create_engine, migrate, session_factory
+from ecrm.errors import SpecError
+from ecrm.profiles.ingest import EventIn, record_event
+from ecrm.segments.inspect import count_members, explain_plan
+from ecrm.segments.library import NamedSegment, find_segment
+from ecrm.segments.members import member_query
+from ecrm.segments.refresh import refresh_touched
+from ecrm.segments.stream import stream_members
+
+SEGMENTS = Path(__file__).resolve().parent / "segment_files"
+ORDER = ("attribute", "event_window", "did_not", "sequence", "rfm", "nested")
+DATABASE = "ecrm_bench_segments"
+DEFAULT_SQLITE_FILE = Path(tempfile.gettempdir()) / "ecrm-bench-segments.db"
+BATCH = 5000
+MIN_SCALED = 10_000  # fewer members than this: the fixed cost of a query swamps the per-row one
+COUNT_TARGET, STREAM_TARGET, LATENCY_TARGET = 2.0, 3.0, 0.050  # seconds; stream per 100,000 members
+
+
+@dataclass
+class Figures:
+    name: str
+    problem: str | None = None
+    members: int = 0
+    count_s: float = 0.0
+    stream_s: float = 0.0
+    rss_before_mb: float = 0.0
+    rss_peak_mb: float = 0.0
+
+    def line(self) -> str:
+        if self.problem is not None:
+            return f"  {self.name:13} not supported yet: {self.problem}"
+        per_100k = self.stream_s * 100_000 / self.members if self.members else 0.0
+        scaled = (f"{per_100k:5.2f} s per 100k ({per_100k / STREAM_TARGET:4.2f} of {STREAM_TARGET:.0f} s)"
+                  if self.members >= MIN_SCALED else "too few members to scale to 100k")
+        return (f"  {self.name:13} {self.members:>10,} members  count {self.count_s:6.3f} s "
+                f"({self.count_s / COUNT_TARGET:4.2f} of {COUNT_TARGET:.0f} s)  stream {self.stream_s:6.2f} s, "
+                f"{scaled}  RSS {self.rss_before_mb:.0f} -> peak {self.rss_peak_mb:.0f} MB")
+
+
+def load_segments() -> list[NamedSegment | tuple[str, str]]:
+    """Each bench segment, or (name, the first problem) when the rule language refuses it."""
+    found: list[NamedSegment | tuple[str, str]] = []
+    for name in ORDER:
+        try:
+            found.append(find_segment(name, SEGMENTS))
+        except SpecError as exc:
+            found.append((name, str(exc.problems[0]).replace(str(SEGMENTS) + "/", "")))
+    return found
+
+
+async def prepare_postgres(data: Dataset, reload: bool) -> str:
+    """The bench database with `data` in it, loaded only when it holds something else."""
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        exists = await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", DATABASE)
+    finally:
+        await admin.close()
+    url = PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{DATABASE}"
+    raw = url.replace("postgresql+asyncpg://", "postgresql://")
+    if exists and not reload and await _loaded_key(raw) == data.key():
+        print(f"postgresql: {DATABASE} already holds this data; loading skipped (--reload to load again)")
+        return url
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{DATABASE}" WITH (FORCE)')
+        await admin.execute(f'CREATE DATABASE "{DATABASE}"')
+    finally:
+        await admin.close()
+    await _migrate(url)
+    started = time.perf_counter()
+    conn = await asyncpg.connect(raw)
+    try:
+        await copy_postgres(conn, data)
+        await _mark_loaded(conn, data)
+    finally:
+        await conn.close()
+    _say_loaded("postgresql (COPY)", data, time.perf_counter() - started)
+    return url
+
+
+async def _loaded_key(raw_url: str) -> str | None:
+    conn = await asyncpg.connect(raw_url)
+    try:
+        return str(await conn.fetchval("SELECT key FROM bench_dataset")) or None
+    except asyncpg.PostgresError:
+        return None
+    finally:
+        await conn.close()
+
+
+async def _mark_loaded(conn: asyncpg.Connection, data: Dataset) -> None:
+    await conn.execute("CREATE TABLE bench_dataset (key text NOT NULL)")
+    await conn.execute("INSERT INTO bench_dataset VALUES ($1)", data.key())
+
+
+async def _migrate(url: str) -> None:
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+    finally:
+        await engine.dispose()
+
+
+def _say_loaded(where: str, data: Dataset, seconds: float) -> None:
+    rows = data.profiles + data.events + data.orders
+    print(f"{where}: loaded {data.profiles:,} profiles, {data.events:,} events, {data.orders:,} orders "
+          f"in {seconds:.1f} s ({rows / seconds:,.0f} rows/s)")
+
+
+async def prepare_sqlite(data: Dataset, reload: bool, path: Path) -> str:
+    url = f"sqlite+aiosqlite:///{path}"
+    if not reload and await asyncio.to_thread(_sqlite_holds, data, path):
+        print(f"sqlite: {path} already holds this data; loading skipped (--reload to load again)")
+        return url
+    await asyncio.to_thread(_sqlite_remove, path)
+    await _migrate(url)
+    started = time.perf_counter()
+    await asyncio.to_thread(_sqlite_load, data, path)
+    _say_loaded("sqlite (executemany)", data, time.perf_counter() - started)
+    return url
+
+
+def _sqlite_holds(data: Dataset, path: Path) -> bool:
+    if not path.exists():
+        return False
+    with sqlite3.connect(path) as db:
+        try:
+            key = db.execute("SELECT key FROM bench_dataset").fetchone()
+        except sqlite3.Error:
+            return False
+    return key is not None and key[0] == data.key()
+
+
+def _sqlite_remove(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        Path(f"{path}{suffix}").unlink(missing_ok=True)
+
+
+def _sqlite_load(data: Dataset, path: Path) -> None:
+    insert_sqlite(str(path), data)
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE bench_dataset (key text NOT NULL)")
+        db.execute("INSERT INTO bench_dataset VALUES (?)", (data.key(),))
+
+
+class RssPeak:
+    """The process's resident memory, sampled every 10 ms while a read runs."""
+
+    def __init__(self) -> None:
+        self.process = psutil.Process()
+        self.peak = self.now()
+        self._task: asyncio.Task[None] | None = None
+
+    def now(self) -> float:
+        return float(self.process.memory_info().rss) / 2**20
+
+    async def __aenter__(self) -> RssPeak:
+        self._task = asyncio.create_task(self._sample())
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._task is not None:
+            self._task.cancel()
+        self.peak = max(self.peak, self.now())
+
+    async def _sample(self) -> None:
+        while True:
+            self.peak = max(self.peak, self.now())
+            await asyncio.sleep(0.01)
+
+
+async def measure(engine: AsyncEngine, segment: NamedSegment, data: Dataset, repeat: int) -> Figures:
+    sessions = session_factory(engine)
+    query = member_query(segment.audience, data.at)
+    timings = []
+    for _ in range(repeat):
+        started = time.perf_counter()
+        members = await count_members(sessions, query)
+        timings.append(time.perf_counter() - started)
+    figures = Figures(segment.name, members=members, count_s=min(timings))
+    rss = RssPeak()
+    figures.rss_before_mb = rss.peak
+    streamed, started = 0, time.perf_counter()
+    async with rss:
+        async for ids in stream_members(sessions, query, BATCH):
+            streamed += len(ids)
+    figures.stream_s, figures.rss_peak_mb = time.perf_counter() - started, rss.peak
+    assert streamed == members, f"{segment.name}: streamed {streamed}, counted {members}"
+    return figures
+
+
+async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], data: Dataset,
+                             samples: int = 20) -> list[float]:
+    """Seconds from an event's commit to its profile's entry/exit events committed."""
+    sessions = session_factory(engine)
+    now = data.at
+    seconds = []
+    for i in range(samples):
+        external_id = f"c{1 + (i * 7919) % data.profiles}"
+        async with sessions.begin() as session:
+            event = await record_event(session, EventIn(external_id=external_id, name="cart_updated"), now)
+        started = time.perf_counter()
+        await refresh_touched(sessions, segments, [event.profile_id], now)
+        seconds.append(time.perf_counter() - started)
+    return seconds
+
+
+async def run(label: str, url: str, data: Dataset, args: argparse.Namespace) -> None:
+    engine = create_engine(url)
+    try:
+        print(f"\n{label}: {data.profiles:,} profiles, {data.events:,} events, {data.orders:,} orders, "
+              f"segments at {data.now}")
+        supported = []
+        for found in load_segments():
+            if isinstance(found, tuple):
+                print(Figures(found[0], problem=found[1]).line())
+                continue
+            supported.append(found)
+            print((await measure(engine, found, data, args.repeat)).line(), flush=True)
+            if args.explain:
+                plan = await explain_plan(session_factory(engine), member_query(found.audience, data.at))
+                print("\n".join(f"      {line}" for line in plan or ["(no plan on SQLite)"]))
+        latency = await entry_exit_latency(engine, supported, data)
+        p95 = sorted(latency)[int(0.95 * (len(latency) - 1))]
+        print(f"  entry/exit for one event ({len(supported)} segment(s)): median "
+              f"{statistics.median(latency) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms "
+              f"({statistics.median(latency) / LATENCY_TARGET:.2f} of {LATENCY_TARGET * 1000:.0f} ms)")
+    finally:
+        await engine.dispose()
+
+
+async def main_async(args: argparse.Namespace) -> None:
+    if "postgresql" in args.db:
+        data = Dataset(args.profiles, args.events, args.orders)
+        await run("postgresql", await prepare_postgres(data, args.reload), data, args)
+    if "sqlite" in args.db and args.sqlite_profiles:
+        scale = args.sqlite_profiles / args.profiles
+        data = Dataset(args.sqlite_profiles, round(args.events * scale), round(args.orders * scale))
+        await run("sqlite", await prepare_sqlite(data, args.reload, args.sqlite_file), data, args)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--profiles", type=int, default=1_000_000)
+    parser.add_argument("--events", type=int, default=None, help="default: 10 per profile")
+    parser.add_argument("--orders", type=int, default=None, help="default: 1 per profile")
+    parser.add_argument("--sqlite-profiles", type=int, default=100_000,
+                        help="SQLite's size, events and orders in proportion (0: skip SQLite)")
+    parser.add_argument("--sqlite-file", type=Path, default=DEFAULT_SQLITE_FILE, help="where SQLite's data is kept")
+    parser.add_argument("--db", nargs="+", choices=("postgresql", "sqlite"), default=["postgresql", "sqlite"])
+    parser.add_argument("--repeat", type=int, default=3, help="counts per segment (the best is shown)")
+    parser.add_argument("--reload", action="store_true", help="load the data even if it is there already")
+    parser.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of each segment")
+    args = parser.parse_args(argv)
+    args.events = 10 * args.profiles if args.events is None else args.events
+    args.orders = args.profiles if args.orders is None else args.orders
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    loop.run(main_async(parse_args(argv)))
+
+
+if __name__ == "__main__":
+    main()
