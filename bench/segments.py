@@ -13,14 +13,17 @@ not, sequence, RFM, nested with a named segment), at the data's own instant:
 - count: the best of `--repeat` runs of `SELECT count(*)` over the segment's query;
 - stream: a full read of the members through a server-side cursor in batches of 5,000, its
   time scaled to 100,000 members, and the process's RSS before and at its peak while reading;
+- refresh: the scheduled refresh of the whole segment (`refresh_segment`), first with every
+  member entering (and a `segment_entered` event each), then again with nothing to change;
 - a file the rule language cannot read yet is reported as `not supported yet` with why.
 
-Last, entry/exit latency: for 20 profiles, one event is recorded and committed, and the
+Last, entry/exit latency: for 20 profiles, one event (`bench_probe`) is recorded and committed, and the
 profile's membership of every supported segment refreshed (`refresh_touched`, what the
 `segments_touched` job does), timed from the commit to the entry/exit events committed.
 
 Targets (2 cores): a count under 2 s, a 100,000-member streamed read under 3 s, memory flat
-while streaming, entry/exit for one event under 50 ms.
+while streaming, entry/exit for one event under 50 ms. What a run writes (memberships, their
+events, the probes) is removed at its end, so the loaded data stays as loaded.
 """
 
 from __future__ import annotations
@@ -36,7 +39,8 @@ from pathlib import Path
 
 import asyncpg
 import psutil
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import delete, or_
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench.segment_data import Dataset, copy_postgres, insert_sqlite
 from bench.send import PG_ADMIN
@@ -44,10 +48,12 @@ from ecrm import loop
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.errors import SpecError
 from ecrm.profiles.ingest import EventIn, record_event
+from ecrm.profiles.models import Event
 from ecrm.segments.inspect import count_members, explain_plan
 from ecrm.segments.library import NamedSegment, find_segment
 from ecrm.segments.members import member_query
-from ecrm.segments.refresh import refresh_touched
+from ecrm.segments.models import SegmentMember
+from ecrm.segments.refresh import SEGMENT_ENTERED, SEGMENT_EXITED, refresh_segment, refresh_touched
 from ecrm.segments.stream import stream_members
 
 SEGMENTS = Path(__file__).resolve().parent / "segment_files"
@@ -55,6 +61,7 @@ ORDER = ("attribute", "event_window", "did_not", "sequence", "rfm", "nested")
 DATABASE = "ecrm_bench_segments"
 DEFAULT_SQLITE_FILE = Path(tempfile.gettempdir()) / "ecrm-bench-segments.db"
 BATCH = 5000
+PROBE = "bench_probe"  # the incoming event of the latency measure, removed after the run
 MIN_SCALED = 10_000  # fewer members than this: the fixed cost of a query swamps the per-row one
 COUNT_TARGET, STREAM_TARGET, LATENCY_TARGET = 2.0, 3.0, 0.050  # seconds; stream per 100,000 members
 
@@ -68,6 +75,8 @@ class Figures:
     stream_s: float = 0.0
     rss_before_mb: float = 0.0
     rss_peak_mb: float = 0.0
+    first_refresh_s: float = 0.0
+    refresh_s: float = 0.0
 
     def line(self) -> str:
         if self.problem is not None:
@@ -77,7 +86,9 @@ class Figures:
                   if self.members >= MIN_SCALED else "too few members to scale to 100k")
         return (f"  {self.name:13} {self.members:>10,} members  count {self.count_s:6.3f} s "
                 f"({self.count_s / COUNT_TARGET:4.2f} of {COUNT_TARGET:.0f} s)  stream {self.stream_s:6.2f} s, "
-                f"{scaled}  RSS {self.rss_before_mb:.0f} -> peak {self.rss_peak_mb:.0f} MB")
+                f"{scaled}  RSS {self.rss_before_mb:.0f} -> peak {self.rss_peak_mb:.0f} MB\n"
+                f"  {'':13} scheduled refresh: first (everyone enters) {self.first_refresh_s:6.2f} s, "
+                f"then with nothing to change {self.refresh_s:6.3f} s")
 
 
 def load_segments() -> list[NamedSegment | tuple[str, str]]:
@@ -229,7 +240,27 @@ async def measure(engine: AsyncEngine, segment: NamedSegment, data: Dataset, rep
             streamed += len(ids)
     figures.stream_s, figures.rss_peak_mb = time.perf_counter() - started, rss.peak
     assert streamed == members, f"{segment.name}: streamed {streamed}, counted {members}"
+    figures.first_refresh_s, entered = await _timed_refresh(sessions, segment, data)
+    assert entered == members, f"{segment.name}: {entered} entered, {members} members"
+    figures.refresh_s, changed = await _timed_refresh(sessions, segment, data)
+    assert changed == 0, f"{segment.name}: the second refresh changed {changed}"
     return figures
+
+
+async def _timed_refresh(sessions: async_sessionmaker[AsyncSession], segment: NamedSegment,
+                         data: Dataset) -> tuple[float, int]:
+    started = time.perf_counter()
+    changes = await refresh_segment(sessions, segment, data.at)
+    return time.perf_counter() - started, changes.total
+
+
+async def forget_runs(engine: AsyncEngine) -> None:
+    """Remove what earlier runs wrote (memberships, their events, the latency probes), so every
+    run starts from the loaded data."""
+    async with engine.begin() as conn:
+        await conn.execute(delete(SegmentMember))
+        await conn.execute(delete(Event).where(or_(Event.name.in_([SEGMENT_ENTERED, SEGMENT_EXITED]),
+                                                   Event.name == PROBE)))
 
 
 async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], data: Dataset,
@@ -241,7 +272,7 @@ async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], 
     for i in range(samples):
         external_id = f"c{1 + (i * 7919) % data.profiles}"
         async with sessions.begin() as session:
-            event = await record_event(session, EventIn(external_id=external_id, name="cart_updated"), now)
+            event = await record_event(session, EventIn(external_id=external_id, name=PROBE), now)
         started = time.perf_counter()
         await refresh_touched(sessions, segments, [event.profile_id], now)
         seconds.append(time.perf_counter() - started)
@@ -251,6 +282,7 @@ async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], 
 async def run(label: str, url: str, data: Dataset, args: argparse.Namespace) -> None:
     engine = create_engine(url)
     try:
+        await forget_runs(engine)
         print(f"\n{label}: {data.profiles:,} profiles, {data.events:,} events, {data.orders:,} orders, "
               f"segments at {data.now}")
         supported = []
@@ -268,6 +300,7 @@ async def run(label: str, url: str, data: Dataset, args: argparse.Namespace) -> 
         print(f"  entry/exit for one event ({len(supported)} segment(s)): median "
               f"{statistics.median(latency) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms "
               f"({statistics.median(latency) / LATENCY_TARGET:.2f} of {LATENCY_TARGET * 1000:.0f} ms)")
+        await forget_runs(engine)
     finally:
         await engine.dispose()
 

@@ -8,7 +8,6 @@ A named segment is a set of people, not an audience of one channel: its membersh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, and_, select, true
@@ -31,7 +30,3 @@ def member_query(audience: Audience, now: datetime, channel: ChannelKind | None 
         return compile_audience(audience, channel, now)
     return select(Profile.id).where(and_(true(), rule_condition(audience, now))).order_by(Profile.id)
 
-
-def members_among(audience: Audience, now: datetime, profile_ids: Sequence[int]) -> Select[int]:
-    """The segment's rule evaluated for these profiles only (what one incoming event can change)."""
-    return select(Profile.id).where(Profile.id.in_(profile_ids), rule_condition(audience, now))

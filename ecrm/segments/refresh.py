@@ -22,13 +22,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import Select, delete, exists, func, insert, literal, select, text, union_all, update
+from sqlalchemy import Select, String, delete, exists, func, insert, literal, select, text, union_all, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.db import dialect_insert
+from ecrm.db import Json, UtcDateTime, among, dialect_insert
 from ecrm.profiles.models import Event, Profile
 from ecrm.segments.library import NamedSegment
-from ecrm.segments.members import members_among, rule_condition
+from ecrm.segments.members import rule_condition
 from ecrm.segments.models import SegmentMember
 from ecrm.segments.stream import stream_members
 
@@ -92,38 +92,44 @@ async def apply_changes(session: AsyncSession, segment: NamedSegment, profile_id
     """Within the caller's transaction: evaluate `profile_ids` (at most a chunk) and write the
     difference from the stored membership, with its events."""
     await _lock_segment(session, segment.name)
-    matching = set(await session.scalars(members_among(segment.audience, now, profile_ids)))
+    matching = set(await session.scalars(select(Profile.id).where(
+        among(session, Profile.id, profile_ids), rule_condition(segment.audience, now))))
     stored = set(await session.scalars(select(SegmentMember.profile_id).where(
-        SegmentMember.segment == segment.name, SegmentMember.profile_id.in_(profile_ids))))
+        SegmentMember.segment == segment.name, among(session, SegmentMember.profile_id, profile_ids))))
     entered = await _enter(session, segment.name, sorted(matching - stored), now)
     exited = await _exit(session, segment.name, sorted(stored - matching))
-    await _record(session, segment.name, entered, exited, now)
+    await _record(session, segment.name, SEGMENT_ENTERED, entered, now)
+    await _record(session, segment.name, SEGMENT_EXITED, exited, now)
     return Changes(len(entered), len(exited))
 
 
 async def _enter(session: AsyncSession, name: str, profile_ids: list[int], now: datetime) -> list[int]:
+    """One INSERT ... SELECT (a single array parameter on PostgreSQL); the ids really inserted."""
     if not profile_ids:
         return []
-    stmt = (dialect_insert(session, SegmentMember)
+    rows = select(literal(name, String), Profile.id, literal(now, UtcDateTime)).where(
+        among(session, Profile.id, profile_ids))
+    stmt = (dialect_insert(session, SegmentMember).from_select(["segment", "profile_id", "entered_at"], rows)
             .on_conflict_do_nothing(index_elements=["segment", "profile_id"]).returning(SegmentMember.profile_id))
-    rows = [{"segment": name, "profile_id": pid, "entered_at": now} for pid in profile_ids]
-    return list((await session.scalars(stmt, rows)).all())
+    return list((await session.scalars(stmt)).all())
 
 
 async def _exit(session: AsyncSession, name: str, profile_ids: list[int]) -> list[int]:
     if not profile_ids:
         return []
-    stmt = (delete(SegmentMember).where(SegmentMember.segment == name, SegmentMember.profile_id.in_(profile_ids))
+    stmt = (delete(SegmentMember)
+            .where(SegmentMember.segment == name, among(session, SegmentMember.profile_id, profile_ids))
             .returning(SegmentMember.profile_id))
-    return list((await session.scalars(stmt)).all())
+    return list((await session.scalars(stmt, execution_options={"synchronize_session": False})).all())
 
 
-async def _record(session: AsyncSession, name: str, entered: list[int], exited: list[int], now: datetime) -> None:
-    rows = [{"profile_id": pid, "name": event, "properties": {"segment": name}, "occurred_at": now,
-             "received_at": now}
-            for event, ids in ((SEGMENT_ENTERED, entered), (SEGMENT_EXITED, exited)) for pid in ids]
-    if rows:
-        await session.execute(insert(Event), rows)
+async def _record(session: AsyncSession, segment: str, event: str, profile_ids: list[int], now: datetime) -> None:
+    if not profile_ids:
+        return
+    rows = select(Profile.id, literal(event, String), literal({"segment": segment}, Json),
+                  literal(now, UtcDateTime), literal(now, UtcDateTime)).where(among(session, Profile.id, profile_ids))
+    columns = ["profile_id", "name", "properties", "occurred_at", "received_at"]
+    await session.execute(insert(Event).from_select(columns, rows))
 
 
 async def _lock_segment(session: AsyncSession, name: str) -> None:
