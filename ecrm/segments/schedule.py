@@ -17,12 +17,15 @@ from ecrm.segments.jobs import refresh_all, segments_refresh_job
 from ecrm.settings import Settings
 
 logger = logging.getLogger(__name__)
+# A first refresh of large new segments can take minutes; each batch commits on its own, so a
+# refresh cut short is carried on by the next tick.
+REFRESH_TIMEOUT = 3600.0
 
 
 def refresh_cron(minutes: int) -> CronJob:
     """Every `minutes` past the hour (0, 5, 10... for 5); one worker runs each tick (unique)."""
     return cron(segments_refresh_job, name="segments_refresh", minute=set(range(0, 60, minutes)), unique=True,
-                run_at_startup=False, max_tries=1)
+                run_at_startup=False, max_tries=1, timeout=REFRESH_TIMEOUT)
 
 
 async def refresh_periodically(settings: Settings, sessions: async_sessionmaker[AsyncSession],

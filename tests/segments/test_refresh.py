@@ -112,6 +112,23 @@ async def test_an_order_makes_its_profile_enter(aiohttp_client: AiohttpClient, s
     assert await members(sessions, "vip") == {"vip-9"}
 
 
+async def test_a_profile_update_makes_it_enter(aiohttp_client: AiohttpClient, segment_settings: Settings,
+                                               sessions: async_sessionmaker[AsyncSession], clock: FrozenClock,
+                                               auth: dict[str, str]) -> None:
+    (segment_settings.segments_dir / "gold.yaml").write_text(
+        "name: gold\nrules:\n  - {field: traits.tier, op: eq, value: gold}\n")
+    app = create_app(segment_settings, clock)
+    api = await aiohttp_client(app)
+    profile = {"external_id": "c-1", "traits": {"tier": "silver"}}
+    assert (await api.post("/v1/profiles", json=profile, headers=auth)).status == 201
+    await app[TOUCHES].settled()
+    assert await members(sessions, "gold") == set()
+    profile["traits"] = {"tier": "gold"}
+    assert (await api.post("/v1/profiles", json=profile, headers=auth)).status == 200
+    await app[TOUCHES].settled()
+    assert ("c-1", "segment_entered", "gold") in await segment_events(sessions)
+
+
 async def test_without_redis_the_app_refreshes_whole_segments_as_its_clock_passes(
     aiohttp_client: AiohttpClient, segment_settings: Settings, sessions: async_sessionmaker[AsyncSession],
     clock: FrozenClock,
