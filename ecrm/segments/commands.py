@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm.db import session_factory
@@ -73,7 +74,8 @@ def preview_table(name: str, rows: list[PreviewRow]) -> Table:
     for column in ("external_id", "email", "phone", "locale", "traits"):
         table.add_column(column, overflow="fold")
     for row in rows:
-        table.add_row(row.external_id, row.email or "", row.phone or "", row.locale, _traits(row.traits))
+        cells = (row.external_id, row.email or "", row.phone or "", row.locale, _traits(row.traits))
+        table.add_row(*(Text(cell) for cell in cells))  # as written: a "[" in an id is not rich markup
     return table
 
 

@@ -40,6 +40,7 @@ def seed(db_url: str) -> None:
             await add_profile(sessions, external_id="th-rich", locale="th", consent=None, traits={"points": "120"})
             await add_profile(sessions, external_id="de-rich", locale="de", traits={"points": 900})
             await add_profile(sessions, external_id="en-poor", traits={"points": 3})
+            await add_profile(sessions, external_id="[/bold] [red]x", traits={"points": 100, "n": "[/]"})
 
     asyncio.run(go())
 
@@ -51,12 +52,12 @@ def ecrm(config: Path, *args: str) -> int:
 def test_count_prints_the_number_and_json(config: Path, db_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     seed(db_url)
     assert ecrm(config, "count", "vip") == 0
-    assert capsys.readouterr().out.strip() == "2"
+    assert capsys.readouterr().out.strip() == "3"
     assert ecrm(config, "count", str(config.parent / "segments" / "vip.yaml"), "--json") == 0
     body = json.loads(capsys.readouterr().out)
-    assert (body["segment"], body["count"], body["channel"]) == ("vip", 2, None)
+    assert (body["segment"], body["count"], body["channel"]) == ("vip", 3, None)
     assert ecrm(config, "count", "vip", "--channel", "email") == 0  # th-rich has not agreed to email
-    assert capsys.readouterr().out.strip() == "1"
+    assert capsys.readouterr().out.strip() == "2"
     assert ecrm(config, "count", "vip", "--channel", "sms") == 0  # the one phone number has no SMS consent
     assert capsys.readouterr().out.strip() == "0"
 
@@ -68,6 +69,7 @@ def test_preview_lists_matching_profiles_in_a_table_and_json(config: Path, db_ur
     out = capsys.readouterr().out
     assert "fa-rich" in out and "th-rich" in out and "+989121234567" in out and 'city="تهران"' in out
     assert "(+2)" in out  # five traits: three shown
+    assert "[/bold] [red]x" in out and '"[/]"' in out  # as stored, not read as markup
     assert "en-poor" not in out and "de-rich" not in out
     assert ecrm(config, "preview", "vip", "--limit", "1", "--json") == 0
     profiles = json.loads(capsys.readouterr().out)["profiles"]
