@@ -1,7 +1,7 @@
 """Segment benchmark: counts, streamed reads, memory and entry/exit latency over a shop's data.
 
     python -m bench.segments [--profiles 1000000] [--events 10000000] [--orders 1000000]
-                             [--sqlite-profiles 100000] [--db postgresql sqlite] [--reload] [--explain]
+                             [--sqlite-profiles 100000] [--db postgresql sqlite] [--reload] [--explain] [--arq]
 
 Loads the data once (`bench.segment_data`: PostgreSQL with COPY into the database
 `ecrm_bench_segments` on BENCH_PG_URL's server; SQLite with executemany into a file in the
@@ -19,7 +19,9 @@ not, sequence, RFM, nested with a named segment), at the data's own instant:
 
 Last, entry/exit latency: for 20 profiles, one event (`bench_probe`) is recorded and committed, and the
 profile's membership of every supported segment refreshed (`refresh_touched`, what the
-`segments_touched` job does), timed from the commit to the entry/exit events committed.
+`segments_touched` job does), timed from the commit to the entry/exit events committed; with
+`--arq`, also from enqueueing the job on Redis to its result from an arq worker (which polls
+the queue every 50 ms, as `ecrm worker` does).
 
 Targets (2 cores): a count under 2 s, a 100,000-member streamed read under 3 s, memory flat
 while streaming, entry/exit for one event under 50 ms. What a run writes (memberships, their
@@ -30,6 +32,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
+import random
 import sqlite3
 import statistics
 import tempfile
@@ -43,7 +47,7 @@ from sqlalchemy import delete, or_
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from bench.segment_data import Dataset, copy_postgres, insert_sqlite
-from bench.send import PG_ADMIN
+from bench.send import PG_ADMIN, REDIS_URL
 from ecrm import loop
 from ecrm.db import create_engine, migrate, session_factory
 from ecrm.errors import SpecError
@@ -55,12 +59,14 @@ from ecrm.segments.members import member_query
 from ecrm.segments.models import SegmentMember
 from ecrm.segments.refresh import SEGMENT_ENTERED, SEGMENT_EXITED, refresh_segment, refresh_touched
 from ecrm.segments.stream import stream_members
+from ecrm.settings import load_settings
 
 SEGMENTS = Path(__file__).resolve().parent / "segment_files"
 ORDER = ("attribute", "event_window", "did_not", "sequence", "rfm", "nested")
 DATABASE = "ecrm_bench_segments"
 DEFAULT_SQLITE_FILE = Path(tempfile.gettempdir()) / "ecrm-bench-segments.db"
 BATCH = 5000
+ARQ_QUEUE = "ecrm:bench-segments"  # a queue of its own: nothing else's jobs are taken or left
 PROBE = "bench_probe"  # the incoming event of the latency measure, removed after the run
 MIN_SCALED = 10_000  # fewer members than this: the fixed cost of a query swamps the per-row one
 COUNT_TARGET, STREAM_TARGET, LATENCY_TARGET = 2.0, 3.0, 0.050  # seconds; stream per 100,000 members
@@ -279,6 +285,49 @@ async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], 
     return seconds
 
 
+async def arq_latency(url: str, data: Dataset, samples: int = 20) -> list[float]:
+    """Seconds from enqueueing `segments_touched` for a just-committed event's profile (what the
+    API does) to its result, through Redis and an arq worker (in this process, polling as
+    `ecrm worker` does)."""
+    from arq import create_pool
+    from arq.connections import RedisSettings
+
+    from ecrm.worker import make_worker
+
+    logging.getLogger("ecrm.segments.catalog").setLevel(logging.CRITICAL)  # said above: not supported yet
+    settings = load_settings(Path("/nonexistent"), environ={}, database_url=url, redis_url=REDIS_URL,
+                             segments_dir=SEGMENTS)
+    worker = make_worker(settings, handle_signals=False, cron_jobs=[], queue_name=ARQ_QUEUE)
+    running = asyncio.create_task(worker.async_run())
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    engine = create_engine(url)
+    sessions, seconds, rng = session_factory(engine), [], random.Random(18)
+    try:
+        for i in range(samples):
+            await asyncio.sleep(rng.uniform(0, 0.1))  # events come at any point of the worker's poll cycle
+            async with sessions.begin() as session:
+                event = await record_event(session, EventIn(external_id=f"c{1 + (i * 104729) % data.profiles}",
+                                                            name=PROBE), data.at)
+            started = time.perf_counter()
+            job = await redis.enqueue_job("segments_touched", [event.profile_id], _queue_name=ARQ_QUEUE)
+            assert job is not None
+            await job.result(timeout=10, poll_delay=0.002)
+            seconds.append(time.perf_counter() - started)
+    finally:
+        await worker.close()
+        running.cancel()
+        await redis.aclose()
+        await engine.dispose()
+    return seconds
+
+
+def _latency_line(what: str, seconds: list[float]) -> str:
+    p95 = sorted(seconds)[int(0.95 * (len(seconds) - 1))]
+    median = statistics.median(seconds)
+    return (f"  {what}: median {median * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms "
+            f"({median / LATENCY_TARGET:.2f} of {LATENCY_TARGET * 1000:.0f} ms)")
+
+
 async def run(label: str, url: str, data: Dataset, args: argparse.Namespace) -> None:
     engine = create_engine(url)
     try:
@@ -296,10 +345,9 @@ async def run(label: str, url: str, data: Dataset, args: argparse.Namespace) -> 
                 plan = await explain_plan(session_factory(engine), member_query(found.audience, data.at))
                 print("\n".join(f"      {line}" for line in plan or ["(no plan on SQLite)"]))
         latency = await entry_exit_latency(engine, supported, data)
-        p95 = sorted(latency)[int(0.95 * (len(latency) - 1))]
-        print(f"  entry/exit for one event ({len(supported)} segment(s)): median "
-              f"{statistics.median(latency) * 1000:.1f} ms, p95 {p95 * 1000:.1f} ms "
-              f"({statistics.median(latency) / LATENCY_TARGET:.2f} of {LATENCY_TARGET * 1000:.0f} ms)")
+        print(_latency_line(f"entry/exit for one event ({len(supported)} segment(s))", latency))
+        if args.arq:
+            print(_latency_line("  the same through Redis and an arq worker", await arq_latency(url, data)))
         await forget_runs(engine)
     finally:
         await engine.dispose()
@@ -326,6 +374,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--db", nargs="+", choices=("postgresql", "sqlite"), default=["postgresql", "sqlite"])
     parser.add_argument("--repeat", type=int, default=3, help="counts per segment (the best is shown)")
     parser.add_argument("--reload", action="store_true", help="load the data even if it is there already")
+    parser.add_argument("--arq", action="store_true",
+                        help="also time entry/exit through Redis (BENCH_REDIS_URL) and an arq worker")
     parser.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of each segment")
     args = parser.parse_args(argv)
     args.events = 10 * args.profiles if args.events is None else args.events

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 
 import pytest
 
@@ -47,3 +48,19 @@ async def test_a_failed_hand_over_is_logged_and_the_next_goes_on(caplog: pytest.
         await touches.settled()
     assert seen == [[1], [2]]
     assert "segment refresh of 1 touched profiles not handed on" in caplog.text
+
+
+def test_workers_refresh_whole_segments_on_a_cron_every_configured_minutes() -> None:
+    from arq.worker import Worker
+
+    from ecrm.segments.schedule import refresh_cron
+    from ecrm.settings import load_settings
+    from ecrm.worker import WorkerSettings, make_worker
+
+    assert refresh_cron(15).minute == {0, 15, 30, 45}
+    assert [job.name for job in WorkerSettings.cron_jobs] == ["segments_refresh"]
+    settings = load_settings(Path("/nonexistent"), environ={}, redis_url="redis://127.0.0.1:6379/15",
+                             segment_refresh_minutes=20)
+    worker: Worker = make_worker(settings, burst=True)
+    assert [(job.name, job.minute) for job in worker.cron_jobs] == [("segments_refresh", {0, 20, 40})]
+    assert "segments_touched" in worker.functions
