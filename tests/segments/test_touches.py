@@ -50,7 +50,7 @@ async def test_a_failed_hand_over_is_logged_and_the_next_goes_on(caplog: pytest.
     assert "segment refresh of 1 touched profiles not handed on" in caplog.text
 
 
-def test_workers_refresh_whole_segments_on_a_cron_every_configured_minutes() -> None:
+async def test_workers_refresh_whole_segments_on_a_cron_every_configured_minutes() -> None:
     from arq.worker import Worker
 
     from ecrm.segments.schedule import refresh_cron
@@ -61,6 +61,6 @@ def test_workers_refresh_whole_segments_on_a_cron_every_configured_minutes() -> 
     assert [job.name for job in WorkerSettings.cron_jobs] == ["segments_refresh"]
     settings = load_settings(Path("/nonexistent"), environ={}, redis_url="redis://127.0.0.1:6379/15",
                              segment_refresh_minutes=20)
-    worker: Worker = make_worker(settings, burst=True)
+    worker: Worker = make_worker(settings, burst=True, handle_signals=False)
     assert [(job.name, job.minute) for job in worker.cron_jobs] == [("segments_refresh", {0, 20, 40})]
     assert "segments_touched" in worker.functions
