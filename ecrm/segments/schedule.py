@@ -32,8 +32,10 @@ async def refresh_periodically(settings: Settings, sessions: async_sessionmaker[
                                clock: Clock) -> None:
     """Refresh every segment each `segment_refresh_minutes` on `clock`, until cancelled."""
     every = timedelta(minutes=settings.segment_refresh_minutes)
+    due = clock.now() + every
     while True:
-        await clock.sleep_until(clock.now() + every)
+        await clock.sleep_until(due)
+        due = clock.now() + every  # from start to start, as a cron: a long refresh does not push the next one
         try:
             await refresh_all(settings, sessions, clock.now())
         except Exception:

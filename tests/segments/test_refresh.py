@@ -140,6 +140,7 @@ async def test_without_redis_the_app_refreshes_whole_segments_as_its_clock_passe
     clock.advance(timedelta(minutes=segment_settings.segment_refresh_minutes))
     await wait_for_events(sessions, 1)
     assert await segment_events(sessions) == [("walk-in", "segment_entered", "new")]
+    await clock.until_sleeping()  # the refresh is over: the loop waits for its next turn
     clock.advance(timedelta(hours=2))
     await wait_for_events(sessions, 2)
     assert (await segment_events(sessions))[1] == ("walk-in", "segment_exited", "new")
