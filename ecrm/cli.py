@@ -1,6 +1,6 @@
 """The `ecrm` command line: init, profiles import, campaign validate|launch|status|resume|resend,
-serve, worker, apikey create|list|revoke, demo. Each command is a short function over the stage packages; as the
-process's edge, it is where the system clock is handed to them."""
+segment count|preview|explain, serve, worker, apikey create|list|revoke, demo. Each command is a short
+function over the stage packages; as the process's edge, it is where the system clock is handed to them."""
 
 from __future__ import annotations
 
@@ -33,6 +33,7 @@ from ecrm.errors import EcrmError, SpecError
 from ecrm.queue import InProcessQueue
 from ecrm.schema import ensure_schema
 from ecrm.settings import Settings, environment, load_settings
+from ecrm.types import ChannelKind
 
 console = Console(soft_wrap=True)
 err_console = Console(stderr=True, soft_wrap=True)
@@ -96,10 +97,7 @@ def parser() -> argparse.ArgumentParser:
     resend.add_argument("--unknown", action="store_true", required=True,
                         help="the deliveries in doubt (`unknown`: may have been sent)")
     _dev_flag(resend)
-    segment = sub.add_parser("segment", help="named segments (segments/NAME.yaml)").add_subparsers(
-        required=True, metavar="ACTION")
-    _add(segment, "validate", "check segment files (FILE or NAME); no query runs", cmd_segment_validate).add_argument(
-        "refs", nargs="+", metavar="FILE|NAME")
+    _segment_commands(sub)
     serve = _add(sub, "serve", "start the HTTP API", cmd_serve)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
@@ -136,6 +134,26 @@ def parser() -> argparse.ArgumentParser:
     demo.add_argument("--profiles", type=int, default=1000)
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     return top
+
+
+def _segment_commands(sub: Any) -> None:
+    segment = sub.add_parser("segment", help="named segments (segments/NAME.yaml)").add_subparsers(
+        required=True, metavar="ACTION")
+    _add(segment, "validate", "check segment files (FILE or NAME); no query runs", cmd_segment_validate).add_argument(
+        "refs", nargs="+", metavar="FILE|NAME")
+    commands = (("count", "how many profiles the segment holds now", cmd_segment_count),
+                ("preview", "a table of the first matching profiles", cmd_segment_preview),
+                ("explain", "the segment's SQL and, on PostgreSQL, its plan", cmd_segment_explain))
+    for name, help_text, handler in commands:
+        command = _add(segment, name, help_text, handler)
+        command.add_argument("segment", metavar="FILE|NAME", help="a segment file, or NAME for segments/NAME.yaml")
+        command.add_argument("--channel", choices=[c.value for c in ChannelKind],
+                             help="only the profiles a campaign on this channel would reach (address, consent)")
+        command.add_argument("--json", action="store_true", help="print JSON")
+        if name == "preview":
+            command.add_argument("--limit", type=int, default=20, help="how many profiles (1-1000, default 20)")
+        if name == "explain":
+            command.add_argument("--analyze", action="store_true", help="run it: EXPLAIN (ANALYZE, BUFFERS)")
 
 
 def _add(sub: Any, name: str, help_text: str, handler: Callable[[Settings, argparse.Namespace], int]) -> Any:
@@ -407,6 +425,41 @@ def cmd_import(settings: Settings, args: argparse.Namespace) -> int:
         return 1 if report.problems else 0
 
     return run(go())
+
+
+def _segment_command(settings: Settings, args: argparse.Namespace,
+                     body: Callable[[AsyncEngine, Any], Awaitable[int]]) -> int:
+    from ecrm.segments.commands import SegmentQuestion
+
+    question = SegmentQuestion.load(settings, args.segment, args.channel, SYSTEM_CLOCK.now())
+
+    async def go() -> int:
+        async with database(settings) as engine:
+            return await body(engine, question)
+
+    return run(go())
+
+
+def cmd_segment_count(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.segments.commands import segment_count
+
+    return _segment_command(settings, args, lambda engine, q: segment_count(engine, q, args.json, console))
+
+
+def cmd_segment_preview(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.segments.commands import segment_preview
+
+    if not 1 <= args.limit <= 1000:
+        raise EcrmError("--limit takes a number from 1 to 1000")
+    return _segment_command(settings, args,
+                            lambda engine, q: segment_preview(engine, q, args.limit, args.json, console))
+
+
+def cmd_segment_explain(settings: Settings, args: argparse.Namespace) -> int:
+    from ecrm.segments.commands import segment_explain
+
+    return _segment_command(settings, args,
+                            lambda engine, q: segment_explain(engine, q, args.analyze, args.json, console))
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:

@@ -155,6 +155,7 @@ class Settings(_Section):
     redis_url: str | None = None
     templates_dir: Path = Path("templates")
     segments_dir: Path = Path("segments")  # named segments, segments/NAME.yaml
+    segment_refresh_minutes: int = Field(5, ge=1, le=60)  # whole segments refreshed (entered/exited events)
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = Field("dev-only-secret-change-me", min_length=16)
     smtp: SmtpSettings = SmtpSettings()

@@ -11,6 +11,7 @@ from typing import Any, ClassVar
 
 from arq import Worker, func
 from arq.connections import RedisSettings
+from arq.cron import CronJob
 from arq.worker import Function
 
 from ecrm import heap
@@ -19,6 +20,8 @@ from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.jobs import send_batch_job
 from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
 from ecrm.runtime import JobContext, open_runtime
+from ecrm.segments.jobs import segments_touched_job
+from ecrm.segments.schedule import refresh_cron
 from ecrm.settings import Settings, load_settings
 from ecrm.types import SendSource
 
@@ -33,7 +36,8 @@ async def send_done_job(ctx: JobContext, source_kind: str, source_id: int) -> An
     return await SEND_DONE[SendSource(source_kind)](ctx, source_id)
 
 
-JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job}
+JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job,
+                                "segments_touched": segments_touched_job}
 # Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
 ARQ_MAX_TRIES = 1000
 
@@ -61,6 +65,7 @@ class WorkerSettings:
     """arq settings (`arq ecrm.worker.WorkerSettings` works too); settings load at start-up."""
 
     functions: ClassVar[list[Function]] = [func(job, name=name, max_tries=ARQ_MAX_TRIES) for name, job in JOBS.items()]  # type: ignore[arg-type]
+    cron_jobs: ClassVar[list[CronJob]] = [refresh_cron(5)]
     on_startup = make_startup(None, settle=True)
     on_shutdown = shutdown
     max_jobs = 4
@@ -74,6 +79,7 @@ def make_worker(settings: Settings, **options: Any) -> Worker:
     options.setdefault("max_jobs", WorkerSettings.max_jobs)
     options.setdefault("job_timeout", settings.send.job_timeout)
     options.setdefault("poll_delay", WorkerSettings.poll_delay)
+    options.setdefault("cron_jobs", [refresh_cron(settings.segment_refresh_minutes)])
     return Worker(functions=WorkerSettings.functions, redis_settings=RedisSettings.from_dsn(settings.redis_url),
                   on_startup=make_startup(settings), on_shutdown=shutdown, **options)
 

@@ -17,6 +17,7 @@ from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
 from ecrm.api.logs import quiet_malformed_requests
+from ecrm.api.segment_refresh import segment_refresh
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
@@ -32,6 +33,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(segment_refresh)
     for routes in ROUTES:
         app.add_routes(routes)
     return app

@@ -8,7 +8,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import CLOCK, SESSIONS
+from ecrm.api.keys import CLOCK, SESSIONS, TOUCHES
 from ecrm.profiles.ingest import EventIn, record_event
 
 routes = web.RouteTableDef()
@@ -19,4 +19,5 @@ async def post_event(request: web.Request) -> web.Response:
     data = await read_model(request, EventIn)
     async with request.app[SESSIONS].begin() as session:
         event = await record_event(session, data, request.app[CLOCK].now())
+    request.app[TOUCHES].touch(event.profile_id)  # committed: its segments may have changed
     return web.json_response({"id": event.id}, status=202)

@@ -13,7 +13,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import CLOCK, SESSIONS
+from ecrm.api.keys import CLOCK, SESSIONS, TOUCHES
 from ecrm.api.path_ids import could_be_stored
 from ecrm.errors import ApiError
 from ecrm.orders import money
@@ -46,6 +46,7 @@ async def post_order(request: web.Request) -> web.Response:
             order, created = await upsert_order(session, data, request.app[CLOCK].now())
     except OrderOwnerConflict as exc:
         raise ApiError(409, str(exc), field="external_id") from None
+    request.app[TOUCHES].touch(order.profile_id)  # committed: its segments may have changed
     body = order_json(order, data.external_id)
     if not created:
         return web.json_response(body)

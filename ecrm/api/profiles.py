@@ -13,7 +13,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
+from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS, TOUCHES
 from ecrm.api.path_ids import could_be_stored
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
@@ -50,6 +50,7 @@ async def post_profile(request: web.Request) -> web.Response:
         if data.traits:
             _check_traits_size(profile.traits, request.app[SETTINGS].api.max_traits_bytes)
         body = profile_json(profile, await load_consents(session, profile.id))
+    request.app[TOUCHES].touch(profile.id)  # committed: its segments may have changed
     if not created:
         return web.json_response(body)
     location = f"/v1/profiles/{quote(profile.external_id, safe='')}"
