@@ -11,3 +11,4 @@ def load_all() -> None:
     from ecrm.orders import models as _orders  # noqa: F401
     from ecrm.profiles import models as _profiles  # noqa: F401
     from ecrm.push import models as _push  # noqa: F401
+    from ecrm.transactional import models as _transactional  # noqa: F401

@@ -25,6 +25,9 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/profiles"): Scope.INGEST,
     ("POST", "/v1/events"): Scope.INGEST,
     ("POST", "/v1/orders"): Scope.INGEST,
+    ("POST", "/v1/profiles:batch"): Scope.INGEST,
+    ("POST", "/v1/events:batch"): Scope.INGEST,
+    ("POST", "/v1/orders:batch"): Scope.INGEST,
     ("POST", "/v1/push/subscriptions"): Scope.INGEST,
     ("DELETE", "/v1/push/subscriptions"): Scope.INGEST,  # a browser unsubscribing, told by the shop
     ("GET", "/v1/profiles/{external_id}"): Scope.ADMIN,

@@ -48,7 +48,9 @@ class Consent(Base):
 
 class Event(Base):
     __tablename__ = "events"
-    __table_args__ = (Index("ix_events_name_occurred_at", "name", "occurred_at"),)
+    __table_args__ = (Index("ix_events_name_occurred_at", "name", "occurred_at"),
+                      # a client's own event id: a retried batch stores each event once
+                      Index("uq_events_profile_id_client_id", "profile_id", "client_id", unique=True))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"), index=True)
@@ -56,3 +58,4 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    client_id: Mapped[str | None] = mapped_column(String(200))
