@@ -30,6 +30,7 @@ ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/orders:batch"): Scope.INGEST,
     ("POST", "/v1/push/subscriptions"): Scope.INGEST,
     ("DELETE", "/v1/push/subscriptions"): Scope.INGEST,  # a browser unsubscribing, told by the shop
+    ("POST", "/v1/messages"): Scope.SEND,
     ("GET", "/v1/profiles/{external_id}"): Scope.ADMIN,
     ("DELETE", "/v1/profiles/{external_id}"): Scope.ADMIN,
     ("GET", "/v1/orders/{order_id}"): Scope.ADMIN,

@@ -18,6 +18,7 @@ class Recipient:
     locale: str
     time_zone: str
     traits: dict[str, Any]
+    data: dict[str, Any] | None = None  # the send's own values for its templates (`data`)
 
     def profile_fields(self) -> dict[str, Any]:
         return {
