@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import batch, events, health, messages, metrics, orders, profiles, push, unsubscribe
+from ecrm.api import batch, docs, events, health, messages, metrics, orders, profiles, push, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
@@ -22,7 +22,7 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes, batch.routes, messages.routes)
+          push.routes, batch.routes, messages.routes, docs.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
@@ -33,6 +33,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(messages.message_queue)
+    app.on_startup.append(docs.build_document)
     for routes in ROUTES:
         app.add_routes(routes)
     return app

@@ -18,7 +18,8 @@ from ecrm.api.models import ApiKey
 from ecrm.api.scopes import Scope, describe
 
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/metrics"), ("HEAD", "/metrics"),
-                           ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}")})
+                           ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}"),
+                           ("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs"), ("HEAD", "/docs")})
 
 # (method, route) -> the scope a key needs; HEAD goes as GET
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
