@@ -1,6 +1,7 @@
 """Batch endpoints for shops: `POST /v1/profiles:batch`, `/v1/events:batch`, `/v1/orders:batch`.
 
-The body is `{"items": [...]}` with at most `MAX_ITEMS` items (more: 413). Each item is
+The body is `{"items": [...]}` with at most `MAX_ITEMS` items (more: 413) in at most
+`api.max_batch_bytes` (16 MiB; 413 beyond) rather than the single routes' limit. Each item is
 validated on its own by the single route's model; the valid ones are stored together in one
 transaction and a few statements (`profiles.ingest.upsert_profile_batch`, `profiles.bulk`,
 `orders.bulk`), and the answer (200) lists every refused item by index and field. A retried
@@ -61,7 +62,7 @@ _ANSWERS: dict[int, type[BaseModel] | None] = {200: BatchOut, 400: ErrorOut, 413
 
 
 async def _items(request: web.Request, exact_numbers: bool = False) -> list[Any]:
-    document = await read_json(request, exact_numbers)
+    document = await read_json(request, exact_numbers, request.app[SETTINGS].api.max_batch_bytes)
     if not isinstance(document, dict) or set(document) != {"items"} or not isinstance(document["items"], list):
         raise ApiError(422, 'the body must be {"items": [...]}, a list of the items', field="items")
     items: list[Any] = document["items"]

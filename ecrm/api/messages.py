@@ -45,12 +45,14 @@ async def post_message(request: web.Request) -> web.Response:
     message = MessageIn.model_validate(document)
     sessions, now = request.app[SESSIONS], request.app[CLOCK].now()
     claimed = await claim(sessions, key, request_hash(document), now)
-    if not isinstance(claimed, int):
-        return web.json_response(claimed.body, status=claimed.status, headers={"Idempotent-Replayed": "true"})
-    answer = await accept(sessions, request.app[CATALOG], claimed, message, now)
+    answer = claimed if not isinstance(claimed, int) else await accept(sessions, request.app[CATALOG], claimed,
+                                                                        message, now)
     if answer.send_id is not None:
+        # Again on a replay: had the first enqueue been lost, this sends the message; had it not,
+        # the job id (arq) or the batch's claims (a delivery is sent once) make it a no-op.
         await request.app[MESSAGE_QUEUE].enqueue("send_batch", answer.send_id, 0, _job_id=f"send:{answer.send_id}:0:1")
-    return web.json_response(answer.body, status=answer.status)
+    headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
+    return web.json_response(answer.body, status=answer.status, headers=headers)
 
 
 def _idempotency_key(request: web.Request) -> str | None:

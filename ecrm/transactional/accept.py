@@ -14,7 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
@@ -32,6 +32,7 @@ from ecrm.render.environment import TemplateCatalog
 from ecrm.transactional.models import KEY_MAX, TransactionalMessage
 from ecrm.types import ChannelKind, ConsentState, SendSource
 
+STALE_CLAIM = timedelta(seconds=60)
 TemplateName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX, pattern=r"^[\x21-\x7e]+$")]
 
@@ -56,11 +57,12 @@ class MessageOut(BaseModel):
 
 @dataclass(frozen=True)
 class Answer:
-    """A stored (or new) answer; `send_id` is set when the message was accepted just now."""
+    """A new or `replayed` answer; `send_id` is set when the message was accepted."""
 
     status: int
     body: dict[str, Any]
     send_id: int | None = None
+    replayed: bool = False
 
 
 def request_hash(document: Any) -> str:
@@ -70,7 +72,9 @@ def request_hash(document: Any) -> str:
 
 async def claim(sessions: async_sessionmaker[AsyncSession], key: str | None, digest: str,
                 now: datetime) -> int | Answer:
-    """The new message row's id, or the answer a retry of `key` gets."""
+    """The new message row's id, or the answer a retry of `key` gets. A claim left without an
+    answer for `STALE_CLAIM` (its process died before planning: planning and the answer commit
+    together, so nothing was sent) is taken over."""
     values = {"idempotency_key": key, "request_hash": digest, "created_at": now}
     async with sessions.begin() as session:
         stmt = dialect_insert(session, TransactionalMessage).values(values)
@@ -80,6 +84,13 @@ async def claim(sessions: async_sessionmaker[AsyncSession], key: str | None, dig
         if claimed is not None:
             return claimed
         stored = await session.scalar(select(TransactionalMessage).where(TransactionalMessage.idempotency_key == key))
+        if stored is not None and stored.request_hash == digest and stored.response_status is None:
+            taken = await session.scalar(update(TransactionalMessage).where(
+                TransactionalMessage.id == stored.id, TransactionalMessage.response_status.is_(None),
+                TransactionalMessage.created_at < now - STALE_CLAIM).values(created_at=now)
+                .returning(TransactionalMessage.id))
+            if taken is not None:
+                return int(taken)
     if stored is None:  # claimed and released (a failure) between our insert and read
         raise ApiError(409, "a request with this Idempotency-Key failed just now; try again", field="Idempotency-Key")
     return _replay(stored, digest)
@@ -92,7 +103,7 @@ def _replay(stored: TransactionalMessage, digest: str) -> Answer:
     if stored.response_status is None or stored.response is None:
         raise ApiError(409, "a request with this Idempotency-Key is still being handled; retry in a moment",
                        field="Idempotency-Key")
-    return Answer(stored.response_status, stored.response)
+    return Answer(stored.response_status, stored.response, stored.send_id, replayed=True)
 
 
 async def accept(sessions: async_sessionmaker[AsyncSession], catalog: TemplateCatalog, message_id: int,

@@ -3,20 +3,28 @@ nothing twice, hostile bodies."""
 
 from __future__ import annotations
 
+import io
+import json
 from datetime import timedelta
 from typing import Any
 
+from pytest_aiohttp import AiohttpClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.api.app import create_app
 from ecrm.clock import FrozenClock
 from ecrm.orders.models import Order
 from ecrm.profiles.models import Event, Profile
+from ecrm.settings import Settings
 from tests.api.conftest import Client
 from tests.rows import count_rows
 
 ORDER: dict[str, Any] = {"order_id": "#1", "external_id": "c-1", "status": "placed", "total": "19.99",
                          "currency": "THB"}
+
+
+JSON = {"Content-Type": "application/json"}
 
 
 async def _batch(api: Client, auth: dict[str, str], kind: str, items: Any) -> tuple[int, dict[str, Any]]:
@@ -139,3 +147,20 @@ async def test_hostile_batches_get_a_4xx_naming_the_problem(api: Client, auth: d
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [(0, "total"), (1, "external_id")]
     status, answer = await _batch(api, auth, "profiles", ["not an object", None])
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [(0, "(item)"), (1, "(item)")]
+
+
+async def test_a_batch_may_be_larger_than_a_single_body_up_to_its_own_limit(
+        aiohttp_client: AiohttpClient, settings: Settings, clock: FrozenClock, auth: dict[str, str],
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    padding = "x" * 1500
+    items = [{"external_id": f"c-{i}", "name": "page_viewed", "properties": {"p": padding}} for i in range(1000)]
+    raw = json.dumps({"items": items}).encode()
+    assert settings.api.max_body_bytes < len(raw) < settings.api.max_batch_bytes
+    api = await aiohttp_client(create_app(settings, clock))
+    resp = await api.post("/v1/events:batch", data=io.BytesIO(raw), headers={**auth, **JSON})
+    assert (resp.status, (await resp.json())["created"]) == (200, 1000)
+    small = settings.model_copy(update={"api": settings.api.model_copy(update={"max_batch_bytes": 100_000})})
+    api = await aiohttp_client(create_app(small, clock))
+    resp = await api.post("/v1/events:batch", data=io.BytesIO(raw), headers={**auth, **JSON})
+    assert resp.status == 413 and "limit of 100000 bytes" in (await resp.json())["error"]
+    assert await count_rows(sessions, Event) == 1000

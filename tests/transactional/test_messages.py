@@ -5,7 +5,10 @@ consent unless the template is transactional, and arq's own queue."""
 from __future__ import annotations
 
 import asyncio
+import io
+import json
 import shutil
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +26,8 @@ from ecrm.api.scopes import Scope
 from ecrm.clock import FrozenClock
 from ecrm.deliveries.models import Delivery, Send
 from ecrm.settings import Settings
+from ecrm.transactional.accept import request_hash
+from ecrm.transactional.models import TransactionalMessage
 from ecrm.worker import make_transactional_worker, make_worker
 from tests.conftest import REDIS_URL, ROOT
 from tests.factories import add_profiles
@@ -171,3 +176,50 @@ async def test_with_redis_the_message_goes_through_the_transactional_queue_not_t
     finally:
         await worker.close()
     assert [rcpt for rcpt, _ in smtp.handler.received] == ["p0@example.com"]
+
+
+async def test_a_claim_left_without_an_answer_is_taken_over_after_a_minute(
+        client: Client, send_key: dict[str, str], smtp: SmtpServer, clock: FrozenClock,
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    await add_profiles(sessions, 1)
+    async with sessions.begin() as session:  # a process that claimed the key and died before planning
+        session.add(TransactionalMessage(idempotency_key="k-dead", request_hash=request_hash(RECEIPT),
+                                         created_at=clock.now()))
+    status, body = await _post(client, send_key, RECEIPT, key="k-dead")
+    assert (status, body["field"]) == (409, "Idempotency-Key") and "still being handled" in body["error"]
+    clock.advance(timedelta(seconds=61))
+    status, body = await _post(client, send_key, RECEIPT, key="k-dead")
+    assert status == 202
+    await wait_for(lambda: len(smtp.handler.received) == 1)
+    assert await count_rows(sessions, TransactionalMessage) == 1
+
+
+async def test_a_replay_says_so_in_a_header(client: Client, send_key: dict[str, str], smtp: SmtpServer,
+                                            sessions: async_sessionmaker[AsyncSession]) -> None:
+    await add_profiles(sessions, 1)
+    first = await client.post("/v1/messages", json=RECEIPT, headers={**send_key, "Idempotency-Key": "r-1"})
+    again = await client.post("/v1/messages", json=RECEIPT, headers={**send_key, "Idempotency-Key": "r-1"})
+    assert "Idempotent-Replayed" not in first.headers and again.headers["Idempotent-Replayed"] == "true"
+    await wait_for(lambda: len(smtp.handler.received) == 1)
+
+
+async def test_hostile_message_bodies_get_a_4xx_naming_the_problem(
+        client: Client, send_key: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+    await add_profiles(sessions, 1)
+    deep: Any = 1
+    for _ in range(40):
+        deep = [deep]
+    cases: list[tuple[bytes, int, str]] = [
+        (json.dumps({**RECEIPT, "data": {"x": deep}}).encode(), 422, "nested deeper"),
+        (json.dumps({**RECEIPT, "data": {"x": "a" * 2_000_000}}).encode(), 413, "larger than the limit"),
+        (b'{"template": "receipt", "external_id": "\xff"}', 400, "UTF-8"),
+        (json.dumps({**RECEIPT, "data": {"x": "\ud800"}}).encode(), 422, "lone surrogate"),
+        (json.dumps({**RECEIPT, "data": {"x": "\x00"}}).encode(), 422, "data"),
+        (json.dumps({**RECEIPT, "data": {"x": 10 ** 400}}).encode(), 202, ""),  # any JSON number is data
+        (b"[1, 2]", 422, "(body)"),
+    ]
+    for raw, status, text in cases:
+        resp = await client.post("/v1/messages", data=io.BytesIO(raw),
+                                 headers={**send_key, "Content-Type": "application/json"})
+        answer = await resp.json()
+        assert resp.status == status and text in json.dumps(answer), (raw[:80], answer)
