@@ -29,7 +29,7 @@ class EventCounts:
 async def ensure_profiles(session: AsyncSession, external_ids: Collection[str], now: datetime) -> dict[str, int]:
     """Profile ids by external id, creating bare profiles for the ones not seen before (a
     profile another transaction creates meanwhile is read back, not duplicated)."""
-    found = await _profile_ids(session, external_ids)
+    found = await profile_ids(session, external_ids)
     missing = [ext for ext in dict.fromkeys(external_ids) if ext not in found]
     if missing:
         values = [{"external_id": ext, "traits": {}, "created_at": now, "updated_at": now} for ext in missing]
@@ -37,11 +37,11 @@ async def ensure_profiles(session: AsyncSession, external_ids: Collection[str], 
         found |= dict((await session.execute(stmt.returning(Profile.external_id, Profile.id), values)).all())
         raced = [ext for ext in missing if ext not in found]
         if raced:
-            found |= await _profile_ids(session, raced)
+            found |= await profile_ids(session, raced)
     return found
 
 
-async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
+async def profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
     stmt = select(Profile.external_id, Profile.id).where(Profile.external_id.in_(list(external_ids)))
     return dict((await session.execute(stmt)).all())
 

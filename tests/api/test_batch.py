@@ -108,6 +108,7 @@ async def test_an_order_naming_another_profile_is_refused_by_index(
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [(1, "external_id")]
     async with sessions() as session:
         assert await session.scalar(select(Order.status).where(Order.order_id == "#1")) == "placed"
+        assert set(await session.scalars(select(Profile.external_id))) == {"c-1"}  # no bare c-9
 
 
 async def test_cart_events_are_validated_and_stored_in_their_documented_shape(
