@@ -97,7 +97,8 @@ def _resolve(schema: dict[str, Any], schemas: dict[str, Any]) -> dict[str, Any]:
 def _kind(schema: dict[str, Any], schemas: dict[str, Any]) -> str:
     """A short type text: `string (email)`, `ProfileIn`, `array of LineItemIn`, `string | null`."""
     if "$ref" in schema:
-        return str(schema["$ref"].rsplit("/", 1)[1])
+        target = _resolve(schema, schemas)
+        return _kind(target, schemas) if "enum" in target else str(schema["$ref"].rsplit("/", 1)[1])
     if "anyOf" in schema:
         return " | ".join(_kind(option, schemas) for option in schema["anyOf"])
     if "enum" in schema:
@@ -105,5 +106,7 @@ def _kind(schema: dict[str, Any], schemas: dict[str, Any]) -> str:
     kind = str(schema.get("type", "any"))
     if kind == "array":
         return f"array of {_kind(schema.get('items', {}), schemas)}"
-    extra = schema.get("format") or schema.get("pattern")
-    return f"{kind} ({extra})" if extra else kind
+    notes = [str(schema[key]) for key in ("format", "pattern") if key in schema]
+    notes += [f"{words} {schema[key]}" for key, words in (("minLength", "at least"), ("maxLength", "at most"),
+                                                           ("maxItems", "at most")) if key in schema]
+    return f"{kind} ({', '.join(notes)})" if notes else kind

@@ -18,11 +18,14 @@ from ecrm.api.spec import Operation, operation_of
 
 REF = "#/components/schemas/{model}"
 _PARAMETER = re.compile(r"\{(\w+)\}")
-STATUS_TEXT = {200: "OK", 201: "Created", 202: "Accepted", 204: "No content", 400: "The body is not JSON (or not "
-               "UTF-8)", 401: "No valid API key", 403: "The key lacks the route's scope", 404: "Not found",
-               409: "Conflicts with what is stored, or a retry still being handled", 413: "The body or batch is "
-               "too large", 415: "Not UTF-8 JSON", 422: "A field is invalid: `field` (or `fields`) names it",
-               503: "Not ready"}
+STATUS_TEXT = {
+    200: "OK", 201: "Created", 202: "Accepted", 204: "No content",
+    400: "Malformed: a body that is not UTF-8 JSON, or a link that is not valid",
+    401: "No valid API key", 403: "The key lacks the route's scope", 404: "Not found",
+    409: "Conflicts with what is stored, or a retry still being handled",
+    413: "The body or batch is too large", 415: "Not UTF-8 JSON",
+    422: "A field is invalid: `field` (or `fields`) names it", 503: "Not ready",
+}
 
 
 class UndescribedRouteError(RuntimeError):
