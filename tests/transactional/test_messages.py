@@ -32,7 +32,7 @@ from ecrm.worker import make_transactional_worker, make_worker
 from tests.conftest import REDIS_URL, ROOT
 from tests.factories import add_profiles
 from tests.rows import count_rows
-from tests.smtp import SmtpServer
+from tests.smtp import SmtpServer, free_port
 from tests.waiting import wait_for
 
 Client = TestClient[web.Request, web.Application]
@@ -223,3 +223,25 @@ async def test_hostile_message_bodies_get_a_4xx_naming_the_problem(
                                  headers={**send_key, "Content-Type": "application/json"})
         answer = await resp.json()
         assert resp.status == status and text in json.dumps(answer), (raw[:80], answer)
+
+
+async def test_with_redis_down_the_api_still_ingests_and_a_retry_with_the_key_sends_the_message(
+        aiohttp_client: AiohttpClient, message_settings: Settings, clock: FrozenClock, redis: ArqRedis,
+        send_key: dict[str, str], smtp: SmtpServer, sessions: async_sessionmaker[AsyncSession]) -> None:
+    await add_profiles(sessions, 1)
+    down = message_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{free_port()}/0"})
+    client = await aiohttp_client(create_app(down, clock))
+    ingest = await _key(sessions, clock, Scope.INGEST)
+    assert (await client.post("/v1/events", json={"external_id": "p0", "name": "x"}, headers=ingest)).status == 202
+    status, body = await _post(client, send_key, RECEIPT, key="k-down")
+    assert status == 503 and "same Idempotency-Key" in body["error"]
+    up = message_settings.model_copy(update={"redis_url": REDIS_URL})
+    client = await aiohttp_client(create_app(up, clock))
+    status, body = await _post(client, send_key, RECEIPT, key="k-down")
+    assert status == 202  # the stored answer; and the send is queued now
+    worker = make_transactional_worker(up, burst=True, poll_delay=0, handle_signals=False)
+    try:
+        await worker.main()
+    finally:
+        await worker.close()
+    assert [rcpt for rcpt, _ in smtp.handler.received] == ["p0@example.com"]
