@@ -30,7 +30,7 @@ from ecrm.errors import ApiError
 from ecrm.queue import TRANSACTIONAL_QUEUE, ArqQueue, JobQueue
 from ecrm.render.environment import TemplateCatalog
 from ecrm.runtime import open_runtime
-from ecrm.transactional.accept import MessageIn, MessageOut, accept, claim, request_hash
+from ecrm.transactional.accept import MessageIn, MessageOut, request_hash, submit
 from ecrm.transactional.models import KEY_MAX
 from ecrm.worker import in_process_queue
 
@@ -54,9 +54,7 @@ async def post_message(request: web.Request) -> web.Response:
     document = await read_json(request)
     message = MessageIn.model_validate(document)
     sessions, now = request.app[SESSIONS], request.app[CLOCK].now()
-    claimed = await claim(sessions, key, request_hash(document), now)
-    answer = claimed if not isinstance(claimed, int) else await accept(sessions, request.app[CATALOG], claimed,
-                                                                        message, now)
+    answer = await submit(sessions, request.app[CATALOG], key, request_hash(document), message, now)
     if answer.send_id is not None:
         await _enqueue(request.app[MESSAGE_QUEUE], answer.send_id)
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None

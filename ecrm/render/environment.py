@@ -171,6 +171,7 @@ class TemplateCatalog:
         self.env.template_class = EmailTemplate
         self._globals = dict(self.env.globals)
         self._compiled: dict[tuple[str, str], CompiledEmail] = {}
+        self._transactional: dict[str, bool] = {}
 
     def context(self, values: dict[str, Any]) -> dict[str, Any]:
         """A render context: the environment's globals (range, namespace...) plus `values`."""
@@ -192,13 +193,20 @@ class TemplateCatalog:
 
     def is_transactional(self, name: str) -> bool:
         """Whether the template's `template.yaml` says `transactional: true`: its messages are
-        owed to the customer (a receipt, a password reset) and go without marketing consent."""
+        owed to the customer (a receipt, a password reset) and go without marketing consent.
+        Read once per catalog, as the templates are compiled once."""
+        found = self._transactional.get(name)
+        if found is None:
+            found = self._transactional[name] = self._template_file(name).transactional
+        return found
+
+    def _template_file(self, name: str) -> TemplateFile:
         path = self.root / name / TEMPLATE_FILE
         if not path.is_file():
-            return False
+            return TemplateFile()
         doc = load_yaml(path)
         try:
-            return TemplateFile.model_validate(doc.data or {}).transactional
+            return TemplateFile.model_validate(doc.data or {})
         except ValidationError as exc:
             raise SpecError(validation_problems(doc, exc)) from None
 

@@ -1,12 +1,13 @@
 """Accept one transactional message: claim its Idempotency-Key, check the request, and plan it
-into a send of kind `transactional` with one queued delivery, in one transaction.
+into a send of kind `transactional` with one queued delivery, all in one transaction.
 
-Idempotency: a request with a key first inserts its `transactional_messages` row in a
-transaction of its own; the key is unique, so of two requests racing with one key exactly one
-claims it and goes on to send. The other, and every later retry, reads the row instead: the
-same body gets the stored status and answer (or 409 while the first is still being handled),
-another body 422. A refusal (4xx) is stored as the answer like an acceptance; anything else
-releases the claim so that a retry can try again.
+Idempotency: the request first inserts its `transactional_messages` row, whose key is unique,
+and stores its answer on it before committing; nothing is sent before the commit (the send is
+enqueued after it). Of two requests racing with one key, the second one's insert waits for the
+first transaction (PostgreSQL's unique index, SQLite's write lock) and then finds the row, so it
+answers what the first answered and sends nothing. A later retry reads the row too: the same
+body gets the stored status and answer, another body a 422. A refusal (404, 409, 422) is stored
+like an acceptance. A request that fails otherwise rolls back whole, claim included.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
-from sqlalchemy import delete, insert, select, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.channels.registry import PAIRINGS
@@ -32,7 +33,6 @@ from ecrm.render.environment import TemplateCatalog
 from ecrm.transactional.models import KEY_MAX, TransactionalMessage
 from ecrm.types import ChannelKind, ConsentState, SendSource
 
-STALE_CLAIM = timedelta(seconds=60)
 TemplateName = Annotated[str, StringConstraints(min_length=1, max_length=100, pattern=r"^[a-z0-9][a-z0-9_-]*$")]
 IdempotencyKey = Annotated[str, StringConstraints(min_length=1, max_length=KEY_MAX, pattern=r"^[\x21-\x7e]+$")]
 
@@ -70,60 +70,47 @@ def request_hash(document: Any) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-async def claim(sessions: async_sessionmaker[AsyncSession], key: str | None, digest: str,
-                now: datetime) -> int | Answer:
-    """The new message row's id, or the answer a retry of `key` gets. A claim left without an
-    answer for `STALE_CLAIM` (its process died before planning: planning and the answer commit
-    together, so nothing was sent) is taken over."""
-    values = {"idempotency_key": key, "request_hash": digest, "created_at": now}
+async def submit(sessions: async_sessionmaker[AsyncSession], catalog: TemplateCatalog, key: str | None,
+                 digest: str, message: MessageIn, now: datetime) -> Answer:
+    """The answer to the request: new (the message planned, or refused) or the stored one."""
     async with sessions.begin() as session:
-        stmt = dialect_insert(session, TransactionalMessage).values(values)
-        if key is not None:
-            stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
-        claimed: int | None = await session.scalar(stmt.returning(TransactionalMessage.id))
-        if claimed is not None:
-            return claimed
-        stored = await session.scalar(select(TransactionalMessage).where(TransactionalMessage.idempotency_key == key))
-        if stored is not None and stored.request_hash == digest and stored.response_status is None:
-            taken = await session.scalar(update(TransactionalMessage).where(
-                TransactionalMessage.id == stored.id, TransactionalMessage.response_status.is_(None),
-                TransactionalMessage.created_at < now - STALE_CLAIM).values(created_at=now)
-                .returning(TransactionalMessage.id))
-            if taken is not None:
-                return int(taken)
-    if stored is None:  # claimed and released (a failure) between our insert and read
-        raise ApiError(409, "a request with this Idempotency-Key failed just now; try again", field="Idempotency-Key")
-    return _replay(stored, digest)
+        message_id = await _claim(session, key, digest, now)
+        if message_id is None:
+            return _replay(await session.scalar(select(TransactionalMessage).where(
+                TransactionalMessage.idempotency_key == key)), digest)
+        try:
+            profile_id, transactional = await _check(session, catalog, message)
+            if not transactional and not await _consented(session, profile_id, message.channel):
+                raise ApiError(409, f"profile {message.external_id!r} has not agreed to {message.channel} messages, "
+                                    f"and template {message.template!r} is not marked transactional "
+                                    "(`transactional: true` in its template.yaml)", field="external_id")
+        except ApiError as refused:  # nothing written but the claim: the refusal is its answer
+            answer = Answer(refused.status, {"error": str(refused),
+                                             **({"field": refused.field} if refused.field else {})})
+        else:
+            answer = await _plan(session, message_id, profile_id, message, now)
+        await _store(session, message_id, answer)
+    return answer
 
 
-def _replay(stored: TransactionalMessage, digest: str) -> Answer:
+async def _claim(session: AsyncSession, key: str | None, digest: str, now: datetime) -> int | None:
+    """The new row's id; None when `key` is stored already (a retry, or a request racing ours)."""
+    stmt = dialect_insert(session, TransactionalMessage).values(idempotency_key=key, request_hash=digest,
+                                                                 created_at=now)
+    if key is not None:
+        stmt = stmt.on_conflict_do_nothing(index_elements=["idempotency_key"])
+    message_id: int | None = await session.scalar(stmt.returning(TransactionalMessage.id))
+    return message_id
+
+
+def _replay(stored: TransactionalMessage | None, digest: str) -> Answer:
+    if stored is None or stored.response_status is None or stored.response is None:  # not seen: rows commit answered
+        raise ApiError(409, "a request with this Idempotency-Key is being handled; retry in a moment",
+                       field="Idempotency-Key")
     if stored.request_hash != digest:
         raise ApiError(422, "this Idempotency-Key was used with another request body; use a new key for a new "
                             "message", field="Idempotency-Key")
-    if stored.response_status is None or stored.response is None:
-        raise ApiError(409, "a request with this Idempotency-Key is still being handled; retry in a moment",
-                       field="Idempotency-Key")
     return Answer(stored.response_status, stored.response, stored.send_id, replayed=True)
-
-
-async def accept(sessions: async_sessionmaker[AsyncSession], catalog: TemplateCatalog, message_id: int,
-                 message: MessageIn, now: datetime) -> Answer:
-    """Plan the message and store the answer on its row; a refusal is stored too. On any other
-    error the claim is released."""
-    try:
-        async with sessions.begin() as session:
-            answer = await _plan(session, catalog, message_id, message, now)
-            await _store(session, message_id, answer)
-        return answer
-    except ApiError as refused:
-        answer = Answer(refused.status, {"error": str(refused), **({"field": refused.field} if refused.field else {})})
-        async with sessions.begin() as session:
-            await _store(session, message_id, answer)
-        return answer
-    except BaseException:
-        async with sessions.begin() as session:
-            await session.execute(delete(TransactionalMessage).where(TransactionalMessage.id == message_id))
-        raise
 
 
 async def _store(session: AsyncSession, message_id: int, answer: Answer) -> None:
@@ -131,22 +118,23 @@ async def _store(session: AsyncSession, message_id: int, answer: Answer) -> None
                           .values(response_status=answer.status, response=answer.body, send_id=answer.send_id))
 
 
-async def _plan(session: AsyncSession, catalog: TemplateCatalog, message_id: int, message: MessageIn,
-                now: datetime) -> Answer:
+async def _check(session: AsyncSession, catalog: TemplateCatalog, message: MessageIn) -> tuple[int, bool]:
+    """The profile's id and whether the template is transactional, or a refusal naming the field."""
     transactional = _template_kind(catalog, message.template)
     if message.channel not in PAIRINGS:
         raise ApiError(422, f"channel {message.channel} cannot send messages yet", field="channel")
     profile = await find_profile(session, message.external_id)
     if profile is None:
         raise ApiError(404, f"no profile has external_id {message.external_id!r}", field="external_id")
-    if not transactional and not await _consented(session, profile.id, message.channel):
-        raise ApiError(409, f"profile {message.external_id!r} has not agreed to {message.channel} messages, and "
-                            f"template {message.template!r} is not marked transactional (`transactional: true` in "
-                            "its template.yaml)", field="external_id")
+    return profile.id, transactional
+
+
+async def _plan(session: AsyncSession, message_id: int, profile_id: int, message: MessageIn,
+                now: datetime) -> Answer:
     send = await open_send(session, SendSource.TRANSACTIONAL, message_id, message.channel, message.template,
                            message.template, now, message.data)
     delivery_id = await session.scalar(insert(DELIVERIES).values(
-        send_id=send.id, batch=0, profile_id=profile.id, channel=message.channel, variant="default",
+        send_id=send.id, batch=0, profile_id=profile_id, channel=message.channel, variant="default",
         status="queued", attempts=0, queued_at=now).returning(DELIVERIES.c.id))
     await session.execute(insert(SEND_BATCHES).values(send_id=send.id, batch=0, attempt=0))
     await mark_planned(session, send.id, now)
