@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import datetime
@@ -21,6 +20,7 @@ from typing import Any
 from aiohttp import web
 from arq import create_pool
 from arq.connections import RedisSettings
+from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
 from ecrm.api.body import read_json
@@ -30,7 +30,7 @@ from ecrm.errors import ApiError
 from ecrm.queue import TRANSACTIONAL_QUEUE, ArqQueue, JobQueue
 from ecrm.render.environment import TemplateCatalog
 from ecrm.runtime import open_runtime
-from ecrm.transactional.accept import MessageIn, MessageOut, request_hash, submit
+from ecrm.transactional.accept import IdempotencyKey, MessageIn, MessageOut, request_hash, submit
 from ecrm.transactional.models import KEY_MAX
 from ecrm.worker import in_process_queue
 
@@ -40,15 +40,15 @@ SHUTDOWN_WAIT = 10.0  # seconds the in-process sends get when the API stops
 MESSAGE_QUEUE: web.AppKey[JobQueue] = web.AppKey("message_queue")
 CATALOG = web.AppKey("catalog", TemplateCatalog)
 IDEMPOTENCY_KEY = "Idempotency-Key"
-_KEY = re.compile(rf"[\x21-\x7e]{{1,{KEY_MAX}}}")
+KEYS = TypeAdapter(IdempotencyKey)
 
 
 @routes.post("/v1/messages")
 @operation("Send one transactional message now", MessageIn,
            {202: MessageOut, 400: ErrorOut, 404: ErrorOut, 409: ErrorOut, 413: ErrorOut, 422: ErrorOut,
             503: ErrorOut},
-           headers={IDEMPOTENCY_KEY: "any printable ASCII up to 255 characters: a retry with the same key and "
-                                     "body gets the first answer and sends nothing again"})
+           headers={IDEMPOTENCY_KEY: ("a retry with the same key and body gets the first answer and sends nothing "
+                                      "again", IdempotencyKey)})
 async def post_message(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     document = await read_json(request)
@@ -75,10 +75,13 @@ async def _enqueue(queue: JobQueue, send_id: int) -> None:
 
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get(IDEMPOTENCY_KEY)
-    if key is not None and not _KEY.fullmatch(key):
+    if key is None:
+        return None
+    try:
+        return KEYS.validate_python(key)
+    except ValidationError:
         raise ApiError(422, f"{IDEMPOTENCY_KEY} must be 1 to {KEY_MAX} printable ASCII characters",
-                       field=IDEMPOTENCY_KEY)
-    return key
+                       field=IDEMPOTENCY_KEY) from None
 
 
 class RedisMessageQueue:

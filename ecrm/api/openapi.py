@@ -9,7 +9,7 @@ import re
 from typing import Any
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, TypeAdapter
 from pydantic.json_schema import JsonSchemaMode, models_json_schema
 
 from ecrm import __version__
@@ -89,7 +89,7 @@ def _operation(method: str, path: str, note: Operation, schemas: dict[str, Any])
     parameters = [{"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
                   for name in _PARAMETER.findall(path)]
     parameters += [{"name": name, "in": "header", "required": False, "description": meaning,
-                    "schema": {"type": "string"}} for name, meaning in note.headers.items()]
+                    "schema": TypeAdapter(kind).json_schema()} for name, (meaning, kind) in note.headers.items()]
     if parameters:
         described["parameters"] = parameters
     if note.request is not None:

@@ -30,7 +30,7 @@ class Operation:
     summary: str
     request: type[BaseModel] | None = None  # a JSON body of this model
     responses: Mapping[int, type[BaseModel] | None] = field(default_factory=dict)  # None: no JSON body
-    headers: Mapping[str, str] = field(default_factory=dict)  # request header -> what it means
+    headers: Mapping[str, tuple[str, Any]] = field(default_factory=dict)  # request header -> (meaning, type)
     content_type: str = "application/json"  # of the 2xx answers
 
 
