@@ -146,6 +146,11 @@ async def test_hostile_batches_get_a_4xx_naming_the_problem(api: Client, auth: d
     status, answer = await _batch(api, auth, "orders", huge)
     assert status == 200
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [(0, "total"), (1, "external_id")]
+    dates = [{"external_id": "c", "name": "x", "occurred_at": when}
+             for when in ("9999-12-31T23:59:59-14:00", "0001-01-01T00:00:00+14:00", "2026-01-01T00:00:00")]
+    status, answer = await _batch(api, auth, "events", dates)
+    assert [(e["index"], e["field"]) for e in answer["errors"]] == [(0, "occurred_at"), (1, "occurred_at"),
+                                                                     (2, "occurred_at")]
     status, answer = await _batch(api, auth, "profiles", ["not an object", None])
     assert [(e["index"], e["field"]) for e in answer["errors"]] == [(0, "(item)"), (1, "(item)")]
 
