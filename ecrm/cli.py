@@ -107,6 +107,8 @@ def parser() -> argparse.ArgumentParser:
     _dev_flag(serve)
     worker = _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker)
     worker.add_argument("--burst", action="store_true")
+    worker.add_argument("--transactional", action="store_true",
+                        help="work the transactional messages' queue (POST /v1/messages) instead of the campaigns'")
     _dev_flag(worker)
     apikey = sub.add_parser("apikey", help="manage API keys").add_subparsers(required=True, metavar="ACTION")
     create_key = _add(apikey, "create", "create an API key (shown once)", cmd_apikey)
@@ -477,7 +479,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from ecrm.worker import make_worker
+    from ecrm.worker import make_transactional_worker, make_worker
 
     if not settings.redis_url:
         raise EcrmError("`ecrm worker` needs redis_url (ECRM_REDIS_URL=redis://127.0.0.1:6379); without Redis, "
@@ -485,7 +487,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     preflight.check(settings, args.dev)
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
-    worker = make_worker(settings, burst=args.burst)
+    worker = (make_transactional_worker if args.transactional else make_worker)(settings, burst=args.burst)
     heap.settle()
     worker.run()
     return 0

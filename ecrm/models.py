@@ -12,3 +12,4 @@ def load_all() -> None:
     from ecrm.profiles import models as _profiles  # noqa: F401
     from ecrm.push import models as _push  # noqa: F401
     from ecrm.segments import models as _segments  # noqa: F401
+    from ecrm.transactional import models as _transactional  # noqa: F401

@@ -23,6 +23,8 @@ from ecrm.clock import SYSTEM_CLOCK, Clock
 logger = logging.getLogger(__name__)
 
 JobFunction = Callable[..., Awaitable[Any]]
+# Transactional messages have their own arq queue, so one never waits behind a campaign's batches.
+TRANSACTIONAL_QUEUE = "ecrm:transactional"
 
 
 class JobQueue(Protocol):
@@ -31,13 +33,13 @@ class JobQueue(Protocol):
 
 
 class ArqQueue:
-    def __init__(self, redis: ArqRedis) -> None:
-        self.redis = redis
+    def __init__(self, redis: ArqRedis, queue_name: str | None = None) -> None:
+        self.redis, self.queue_name = redis, queue_name  # None: arq's default queue
 
     async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
                       _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool:
         job = await self.redis.enqueue_job(function, *args, _job_id=_job_id, _defer_until=_defer_until,
-                                           _defer_by=_defer_by)
+                                           _defer_by=_defer_by, _queue_name=self.queue_name)
         return job is not None
 
 

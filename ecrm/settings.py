@@ -85,6 +85,7 @@ class SendSettings(_Section):
 class ApiSettings(_Section):
     max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger request bodies get 413
     max_traits_bytes: int = Field(64 * 1024, ge=256)  # a profile's traits as JSON, after a merge: 422 beyond
+    max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # a batch route's body (1,000 items): 413 beyond
 
 
 class PushSettings(_Section):

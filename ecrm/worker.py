@@ -18,16 +18,18 @@ from ecrm import heap
 from ecrm.campaigns.jobs import finish_run_job, plan_run_job
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.jobs import send_batch_job
-from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
+from ecrm.queue import TRANSACTIONAL_QUEUE, ArqQueue, InProcessQueue, JobFunction
 from ecrm.runtime import JobContext, open_runtime
 from ecrm.segments.jobs import segments_touched_job
 from ecrm.segments.schedule import refresh_cron
 from ecrm.settings import Settings, load_settings
+from ecrm.transactional.jobs import finish_message_job
 from ecrm.types import SendSource
 
 # What a finished send means is its source's business: the stage that owns each kind of source.
 SEND_DONE: dict[SendSource, Callable[[JobContext, int], Awaitable[Any]]] = {
     SendSource.CAMPAIGN_RUN: finish_run_job,
+    SendSource.TRANSACTIONAL: finish_message_job,
 }
 
 
@@ -38,17 +40,18 @@ async def send_done_job(ctx: JobContext, source_kind: str, source_id: int) -> An
 
 JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job,
                                 "segments_touched": segments_touched_job}
+TRANSACTIONAL_POLL = 0.01  # seconds: a message waits at most this long in Redis before a worker sees it
 # Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
 ARQ_MAX_TRIES = 1000
 
 
-def make_startup(settings: Settings | None, settle: bool = False) -> Any:
-    """arq's on_startup: build the runtime and warm it; `settle` the heap too when this is the
-    process's own start-up (`ecrm worker` settles before arq starts; tests run workers inside
-    pytest)."""
+def make_startup(settings: Settings | None, settle: bool = False, queue_name: str | None = None) -> Any:
+    """arq's on_startup: build the runtime (its jobs enqueue on `queue_name`) and warm it; `settle`
+    the heap too when this is the process's own start-up (`ecrm worker` settles before arq
+    starts; tests run workers inside pytest)."""
 
     async def startup(ctx: dict[str, Any]) -> None:
-        ctx["runtime"] = runtime = open_runtime(settings or load_settings(), ArqQueue(ctx["redis"]))
+        ctx["runtime"] = runtime = open_runtime(settings or load_settings(), ArqQueue(ctx["redis"], queue_name))
         await runtime.warm()
         if settle:
             heap.settle()
@@ -72,16 +75,26 @@ class WorkerSettings:
     poll_delay = 0.05  # seconds; arq's 0.5 s default leaves a worker idle while batches wait
 
 
-def make_worker(settings: Settings, **options: Any) -> Worker:
-    """An arq Worker for `settings` (tests pass burst=True, poll_delay=0, handle_signals=False)."""
+def make_worker(settings: Settings, queue_name: str | None = None, **options: Any) -> Worker:
+    """An arq Worker for `settings` on `queue_name` (None: the campaigns' default queue; tests
+    pass burst=True, poll_delay=0, handle_signals=False)."""
     if not settings.redis_url:
         raise ValueError("the arq worker needs redis_url (ECRM_REDIS_URL)")
     options.setdefault("max_jobs", WorkerSettings.max_jobs)
     options.setdefault("job_timeout", settings.send.job_timeout)
     options.setdefault("poll_delay", WorkerSettings.poll_delay)
-    options.setdefault("cron_jobs", [refresh_cron(settings.segment_refresh_minutes)])
+    if queue_name is not None:
+        options["queue_name"] = queue_name
+    else:  # the scheduled segment refresh runs beside campaigns, never on the transactional queue
+        options.setdefault("cron_jobs", [refresh_cron(settings.segment_refresh_minutes)])
     return Worker(functions=WorkerSettings.functions, redis_settings=RedisSettings.from_dsn(settings.redis_url),
-                  on_startup=make_startup(settings), on_shutdown=shutdown, **options)
+                  on_startup=make_startup(settings, queue_name=queue_name), on_shutdown=shutdown, **options)
+
+
+def make_transactional_worker(settings: Settings, **options: Any) -> Worker:
+    """A worker for transactional messages only: their own queue, polled every 10 ms."""
+    options.setdefault("poll_delay", TRANSACTIONAL_POLL)
+    return make_worker(settings, TRANSACTIONAL_QUEUE, **options)
 
 
 def in_process_queue(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> InProcessQueue:

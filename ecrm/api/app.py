@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import events, health, metrics, orders, profiles, push, push_public, unsubscribe
+from ecrm.api import batch, docs, events, health, messages, metrics, orders, profiles, push, push_public, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
@@ -23,7 +23,7 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes, push_public.routes)
+          push.routes, push_public.routes, batch.routes, messages.routes, docs.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
@@ -34,6 +34,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(segment_refresh)
+    app.cleanup_ctx.append(messages.message_queue)
+    app.on_startup.append(docs.build_document)
     for routes in ROUTES:
         app.add_routes(routes)
     return app

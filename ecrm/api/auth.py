@@ -23,16 +23,21 @@ PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/me
                            *((method, path) for path in ("/push/sw.js", "/push/subscribe.js")
                              for method in ("GET", "HEAD")),
                            *((method, path) for path in ("/push/subscriptions", "/push/unsubscribe",
-                                                         "/push/clicks/{token}") for method in ("POST", "OPTIONS"))})
+                                                         "/push/clicks/{token}") for method in ("POST", "OPTIONS")),
+("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs"), ("HEAD", "/docs")})
 
 # (method, route) -> the scope a key needs; HEAD goes as GET
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {
     ("POST", "/v1/profiles"): Scope.INGEST,
     ("POST", "/v1/events"): Scope.INGEST,
     ("POST", "/v1/orders"): Scope.INGEST,
+    ("POST", "/v1/profiles:batch"): Scope.INGEST,
+    ("POST", "/v1/events:batch"): Scope.INGEST,
+    ("POST", "/v1/orders:batch"): Scope.INGEST,
     ("POST", "/v1/push/subscriptions"): Scope.INGEST,
     ("DELETE", "/v1/push/subscriptions"): Scope.INGEST,  # a browser unsubscribing, told by the shop
     ("POST", "/v1/push/tokens"): Scope.INGEST,  # a subscribe token for a logged-in customer (api.push_public)
+("POST", "/v1/messages"): Scope.SEND,
     ("GET", "/v1/profiles/{external_id}"): Scope.ADMIN,
     ("DELETE", "/v1/profiles/{external_id}"): Scope.ADMIN,
     ("GET", "/v1/orders/{order_id}"): Scope.ADMIN,

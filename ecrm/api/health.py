@@ -20,6 +20,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from ecrm.api.keys import ENGINE
+from ecrm.api.spec import operation
 from ecrm.db import alembic_config
 
 logger = logging.getLogger(__name__)
@@ -43,6 +44,7 @@ def _not_ready(database: str, schema: str | None, reason: str) -> web.Response:
 
 
 @routes.get("/health")
+@operation("Whether the database answers and carries this ecrm's schema", responses={200: None, 503: None})
 async def get_health(request: web.Request) -> web.Response:
     engine = request.app[ENGINE]
     try:

@@ -12,6 +12,7 @@ from aiohttp.typedefs import Handler
 from ecrm import metrics
 from ecrm.api.errors import CLIENT_CLOSED
 from ecrm.api.keys import SETTINGS
+from ecrm.api.spec import operation
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -41,6 +42,7 @@ async def metrics_middleware(request: web.Request, handler: Handler) -> web.Stre
 
 
 @routes.get("/metrics")
+@operation("Prometheus metrics (text)", responses={200: None}, content_type="text/plain")
 async def get_metrics(request: web.Request) -> web.Response:
     redis_url = request.app[SETTINGS].redis_url
     if redis_url:

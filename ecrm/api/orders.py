@@ -15,6 +15,7 @@ from aiohttp import web
 from ecrm.api.body import read_model
 from ecrm.api.keys import CLOCK, SESSIONS, TOUCHES
 from ecrm.api.path_ids import could_be_stored
+from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.orders import money
 from ecrm.orders.ingest import OrderIn, OrderOwnerConflict, find_order, upsert_order
@@ -39,6 +40,8 @@ def order_json(order: Order, external_id: str) -> dict[str, Any]:
 
 
 @routes.post("/v1/orders")
+@operation("Create or update an order by the shop's order_id", OrderIn,
+           {200: None, 201: None, 400: ErrorOut, 409: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def post_order(request: web.Request) -> web.Response:
     data = await read_model(request, OrderIn, exact_numbers=True)
     try:
@@ -54,6 +57,7 @@ async def post_order(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/orders/{order_id}")
+@operation("Read an order", responses={200: None, 404: ErrorOut})
 async def get_order(request: web.Request) -> web.Response:
     order_id = request.match_info["order_id"]
     async with request.app[SESSIONS]() as session:

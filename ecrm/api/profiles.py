@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ecrm.api.body import read_model
 from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS, TOUCHES
 from ecrm.api.path_ids import could_be_stored
+from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
 from ecrm.profiles.erase import erase_profile
@@ -43,6 +44,8 @@ def profile_json(profile: Profile, consents: list[Consent]) -> dict[str, Any]:
 
 
 @routes.post("/v1/profiles")
+@operation("Create or update a profile by external_id (traits merge)", ProfileIn,
+           {200: None, 201: None, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def post_profile(request: web.Request) -> web.Response:
     data = await read_model(request, ProfileIn)
     async with request.app[SESSIONS].begin() as session:
@@ -58,6 +61,7 @@ async def post_profile(request: web.Request) -> web.Response:
 
 
 @routes.get("/v1/profiles/{external_id}")
+@operation("Read a profile with its consents", responses={200: None, 404: ErrorOut})
 async def get_profile(request: web.Request) -> web.Response:
     async with request.app[SESSIONS]() as session:
         profile = await _existing(session, request.match_info["external_id"])
@@ -65,6 +69,8 @@ async def get_profile(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/profiles/{external_id}")
+@operation("Erase a profile with its consents, events, orders, deliveries and responses",
+           responses={204: None, 404: ErrorOut})
 async def delete_profile(request: web.Request) -> web.Response:
     """Erase the profile with its consents, events, deliveries and responses: 204."""
     async with request.app[SESSIONS].begin() as session:

@@ -15,6 +15,7 @@ from aiohttp import web
 
 from ecrm.api.body import read_model
 from ecrm.api.keys import CLOCK, SESSIONS
+from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.push.models import PushSubscription
 from ecrm.push.subscriptions import SubscribeIn, UnsubscribeIn, subscribe, unsubscribe
@@ -28,6 +29,8 @@ def subscription_json(sub: PushSubscription, external_id: str) -> dict[str, Any]
 
 
 @routes.post("/v1/push/subscriptions")
+@operation("Store a browser's web push subscription for a profile", SubscribeIn,
+           {200: None, 201: None, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def post_subscription(request: web.Request) -> web.Response:
     data = await read_model(request, SubscribeIn)
     async with request.app[SESSIONS].begin() as session:
@@ -36,6 +39,8 @@ async def post_subscription(request: web.Request) -> web.Response:
 
 
 @routes.delete("/v1/push/subscriptions")
+@operation("Remove a web push subscription", UnsubscribeIn,
+           {204: None, 400: ErrorOut, 404: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def delete_subscription(request: web.Request) -> web.Response:
     data = await read_model(request, UnsubscribeIn)
     async with request.app[SESSIONS].begin() as session:

@@ -26,6 +26,7 @@ from ecrm.api.body import read_model
 from ecrm.api.errors import error_response, invalid_input
 from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
 from ecrm.api.push import subscription_json
+from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.feedback.unsubscribe import InvalidTokenError
 from ecrm.feedback.unsubscribe import read_token as read_click_token
@@ -83,15 +84,19 @@ def _script(text: str) -> web.Response:
 
 
 @routes.get("/push/sw.js")
+@operation("The web push service worker, imported by the shop's own /sw.js", responses={200: None},
+           content_type="text/javascript")
 async def service_worker(request: web.Request) -> web.Response:
     return _script(_static("sw.js"))
 
 
 @routes.get("/push/subscribe.js")
+@operation("The subscribe script, with this server's URL and VAPID public key", responses={200: None, 404: ErrorOut},
+           content_type="text/javascript")
 async def subscribe_script(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     if not settings.push.vapid_public_key:
-        raise ApiError(503, "web push is not set up on this server: run `ecrm push keys` and set push:")
+        raise ApiError(404, "web push is not set up on this server: run `ecrm push keys` and set push:")
     text = (_static("subscribe.js").replace('"__ECRM_API__"', json.dumps(settings.public_url.rstrip("/")))
             .replace('"__ECRM_VAPID_KEY__"', json.dumps(settings.push.vapid_public_key)))
     return _script(text)
@@ -100,11 +105,14 @@ async def subscribe_script(request: web.Request) -> web.Response:
 @routes.route("OPTIONS", "/push/subscriptions")
 @routes.route("OPTIONS", "/push/unsubscribe")
 @routes.route("OPTIONS", "/push/clicks/{token}")
+@operation("CORS preflight of the browser's web push routes", responses={204: None})
 async def preflight(request: web.Request) -> web.Response:
     return web.Response(status=204, headers=CORS)
 
 
 @routes.post("/push/subscriptions")
+@operation("A browser stores its push subscription with a subscribe token (grants push consent)", PublicSubscribeIn,
+           {200: None, 201: None, 403: ErrorOut, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 @cors
 async def post_public_subscription(request: web.Request) -> web.StreamResponse:
     data = await read_model(request, PublicSubscribeIn)
@@ -122,6 +130,8 @@ async def post_public_subscription(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/push/unsubscribe")
+@operation("A browser removes its push subscription by endpoint", UnsubscribeIn,
+           {204: None, 404: ErrorOut, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 @cors
 async def post_public_unsubscribe(request: web.Request) -> web.StreamResponse:
     data = await read_model(request, UnsubscribeIn)
@@ -133,6 +143,7 @@ async def post_public_unsubscribe(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/push/clicks/{token}")
+@operation("The service worker reports a click on a notification", responses={204: None, 404: ErrorOut})
 @cors
 async def post_click(request: web.Request) -> web.StreamResponse:
     secret = request.app[SETTINGS].secret_key + ":push-click"
@@ -150,6 +161,8 @@ async def post_click(request: web.Request) -> web.StreamResponse:
 
 
 @routes.post("/v1/push/tokens")
+@operation("A short-lived subscribe token for a logged-in customer (for the subscribe script)", TokenIn,
+           {201: None, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def post_token(request: web.Request) -> web.Response:
     data = await read_model(request, TokenIn)
     expires = int(request.app[CLOCK].now().timestamp()) + LIFETIME

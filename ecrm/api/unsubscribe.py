@@ -9,6 +9,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
+from ecrm.api.spec import operation
 from ecrm.feedback.apply import apply_unsubscribe
 from ecrm.feedback.unsubscribe import InvalidTokenError, read_token
 
@@ -49,6 +50,8 @@ def _ids(request: web.Request) -> tuple[int, int] | None:
 
 
 @routes.get("/u/{token}")
+@operation("The unsubscribe page of an email's link (HTML)", responses={200: None, 400: None},
+           content_type="text/html")
 async def get_unsubscribe(request: web.Request) -> web.Response:
     if _ids(request) is None:
         return _page("Link not valid", INVALID, status=400)
@@ -56,6 +59,8 @@ async def get_unsubscribe(request: web.Request) -> web.Response:
 
 
 @routes.post("/u/{token}")
+@operation("Unsubscribe (RFC 8058 one-click, or the page's button); HTML", responses={200: None, 400: None},
+           content_type="text/html")
 async def post_unsubscribe(request: web.Request) -> web.Response:
     ids = _ids(request)
     if ids is None:

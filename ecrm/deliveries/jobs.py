@@ -22,7 +22,7 @@ from ecrm.channels.registry import PAIRINGS, Pairing
 from ecrm.deliveries.claims import SupersededError
 from ecrm.deliveries.send import BatchOutcome, Sender, send_batch
 from ecrm.deliveries.sends import SendRef, load_send
-from ecrm.render.composer import send_stream
+from ecrm.render.composer import WithData, send_stream
 from ecrm.runtime import JobContext, Runtime
 
 logger = logging.getLogger(__name__)
@@ -43,8 +43,9 @@ def sender_for(runtime: Runtime, pairing: Pairing[M], send: SendRef, last_try: b
     composer = runtime.composers.get(send.id)
     if composer is None:
         stream = send_stream(send.source_kind, send.source_id)
-        composer = runtime.composers.put(send.id, pairing.composer(runtime.settings, runtime.catalog, send.template,
-                                                                   send.label, runtime.clock, stream))
+        composer = pairing.composer(runtime.settings, runtime.catalog, send.template, send.label, runtime.clock,
+                                    stream)
+        composer = runtime.composers.put(send.id, WithData(composer, send.data) if send.data else composer)
     after_send = partial(pairing.after_send, runtime.sessions) if pairing.after_send is not None else None
     return Sender(composer, runtime.channels.open(pairing), last_try, after_send)
 

@@ -38,12 +38,12 @@ while its delivery was being planned leaves a row whose profile is gone: the sen
 from __future__ import annotations
 
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from sqlalchemy import BigInteger, Index, SmallInteger, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ecrm.db import Base, Id, UtcDateTime
+from ecrm.db import Base, Id, Json, UtcDateTime
 from ecrm.deliveries.states import DeliveryStatus
 
 
@@ -63,6 +63,7 @@ class Send(Base):
     created_at: Mapped[datetime] = mapped_column(UtcDateTime)
     planned_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
     done_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    data: Mapped[dict[str, Any] | None] = mapped_column(Json)  # what its templates see as `data`
 
 
 SENDS = cast(Table, Send.__table__)

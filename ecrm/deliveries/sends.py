@@ -28,21 +28,22 @@ class SendRef:
     channel: ChannelKind
     template: str
     label: str
+    data: dict[str, Any] | None = None  # what its templates see as `data`
 
 
 def _ref(send: Send) -> SendRef:
     return SendRef(send.id, SendSource(send.source_kind), send.source_id, ChannelKind(send.channel), send.template,
-                   send.label)
+                   send.label, send.data)
 
 
 async def open_send(session: AsyncSession, source: SendSource, source_id: int, channel: ChannelKind, template: str,
-                    label: str, now: datetime) -> SendRef:
-    """The source's send over `channel`, created if it has none yet."""
+                    label: str, now: datetime, data: dict[str, Any] | None = None) -> SendRef:
+    """The source's send over `channel`, created if it has none yet (with `data` for its templates)."""
     send = await session.scalar(select(Send).where(Send.source_kind == source, Send.source_id == source_id,
                                                    Send.channel == channel))
     if send is None:
         send = Send(source_kind=source, source_id=source_id, channel=channel, template=template, label=label,
-                    created_at=now)
+                    created_at=now, data=data)
         session.add(send)
         await session.flush()
     return _ref(send)

@@ -84,24 +84,12 @@ class OrderIn(BaseModel):
     @field_validator("total")
     @classmethod
     def _total_within_currency_decimals(cls, total: Decimal, info: ValidationInfo) -> Decimal:
-        currency = info.data.get("currency")
-        if currency is not None and money.places(total) > money.decimals(currency):
-            raise PydanticCustomError("currency_decimals", _decimals_message(currency))
-        return total
+        return check_total_decimals(total, info)
 
     @field_validator("line_items")
     @classmethod
     def _prices_within_currency_decimals(cls, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
-        currency = info.data.get("currency")
-        if currency is None:
-            return items
-        errors: list[InitErrorDetails] = [
-            {"type": PydanticCustomError("currency_decimals", _decimals_message(currency)), "loc": (i, "unit_price"),
-             "input": str(item.unit_price)}
-            for i, item in enumerate(items) if money.places(item.unit_price) > money.decimals(currency)]
-        if errors:  # pydantic puts "line_items" in front of each location
-            raise ValidationError.from_exception_data(cls.__name__, errors)
-        return items
+        return check_price_decimals(cls.__name__, items, info)
 
     def changes(self) -> dict[str, Any]:
         """The order columns this input sets, as stored (placed_at and the profile aside)."""
@@ -113,6 +101,28 @@ class OrderIn(BaseModel):
     def _line_item(self, item: LineItemIn) -> dict[str, Any]:
         return {"sku": item.sku, "name": item.name, "quantity": item.quantity,
                 "unit_price": money.format_amount(item.unit_price, self.currency)}
+
+
+def check_total_decimals(total: Decimal, info: ValidationInfo) -> Decimal:
+    """A total with no more decimals than the model's (already validated) currency has."""
+    currency = info.data.get("currency")
+    if currency is not None and money.places(total) > money.decimals(currency):
+        raise PydanticCustomError("currency_decimals", _decimals_message(currency))
+    return total
+
+
+def check_price_decimals(model: str, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
+    """Line items whose unit prices have no more decimals than the model's currency has."""
+    currency = info.data.get("currency")
+    if currency is None:
+        return items
+    errors: list[InitErrorDetails] = [
+        {"type": PydanticCustomError("currency_decimals", _decimals_message(currency)), "loc": (i, "unit_price"),
+         "input": str(item.unit_price)}
+        for i, item in enumerate(items) if money.places(item.unit_price) > money.decimals(currency)]
+    if errors:  # pydantic puts the field's name in front of each location
+        raise ValidationError.from_exception_data(model, errors)
+    return items
 
 
 def _decimals_message(currency: str) -> str:

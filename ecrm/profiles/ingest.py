@@ -29,6 +29,8 @@ from pydantic import (
     Field,
     StringConstraints,
     ValidationError,
+    ValidationInfo,
+    field_validator,
 )
 from pydantic_core import PydanticCustomError
 from sqlalchemy import select, update
@@ -155,6 +157,15 @@ class EventIn(BaseModel):
     name: EventName
     properties: JsonObject = Field(default_factory=dict)
     occurred_at: EventTime | None = None
+    id: Text | None = None  # the client's own id for the event: stored once per profile
+
+    @field_validator("properties")
+    @classmethod
+    def _cart_shape(cls, properties: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+        """`cart_updated` / `checkout_started` carry a cart (`ecrm.orders.carts`)."""
+        from ecrm.orders.carts import CART_EVENTS, cart_properties  # orders build on this module
+
+        return cart_properties(properties) if info.data.get("name") in CART_EVENTS else properties
 
 
 @dataclass(frozen=True)
@@ -222,8 +233,12 @@ async def upsert_profile(session: AsyncSession, data: ProfileIn, now: datetime) 
 async def record_event(session: AsyncSession, data: EventIn, now: datetime) -> Event:
     """Store an event received at `now`; a profile not seen before is created bare, to be filled in later."""
     profile_id, _ = await ensure_profile(session, data.external_id, now)
+    if data.id is not None:  # a client's retry: the event is stored already
+        stored = await session.scalar(select(Event).where(Event.profile_id == profile_id, Event.client_id == data.id))
+        if stored is not None:
+            return stored
     event = Event(profile_id=profile_id, name=data.name, properties=data.properties,
-                  occurred_at=data.occurred_at or now, received_at=now)
+                  occurred_at=data.occurred_at or now, received_at=now, client_id=data.id)
     session.add(event)
     await session.flush()
     return event

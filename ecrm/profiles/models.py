@@ -51,7 +51,9 @@ class Event(Base):
     # Segments read one event name over a time range from the first index alone, and one
     # profile's events of a name from the second (which also serves the foreign key's cascade).
     __table_args__ = (Index("ix_events_name_occurred_at_profile_id", "name", "occurred_at", "profile_id"),
-                      Index("ix_events_profile_id_name_occurred_at", "profile_id", "name", "occurred_at"))
+                      Index("ix_events_profile_id_name_occurred_at", "profile_id", "name", "occurred_at"),
+                      # a client's own event id: a retried batch stores each event once
+                      Index("uq_events_profile_id_client_id", "profile_id", "client_id", unique=True))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     profile_id: Mapped[int] = mapped_column(ForeignKey("profiles.id", ondelete="CASCADE"))
@@ -59,3 +61,4 @@ class Event(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(Json, default=dict)
     occurred_at: Mapped[datetime] = mapped_column(UtcDateTime)
     received_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    client_id: Mapped[str | None] = mapped_column(String(200))

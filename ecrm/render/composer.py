@@ -9,7 +9,7 @@ them, no address on the channel); the send records that as a technical failure.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Protocol, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 from ecrm.clock import Clock
 from ecrm.render.environment import TemplateCatalog
@@ -28,6 +28,18 @@ class Composer(Protocol[M_co]):
 # that dates its messages, and the send's `stream` (`send_stream`: its source's id and kind,
 # which an email's Feedback-ID names).
 ComposerFactory = Callable[[Settings, TemplateCatalog, str, str, Clock, str], Composer[M_co]]
+
+
+class WithData(Generic[M_co]):
+    """A composer whose recipients carry the send's `data` (a transactional message's extra
+    values), which templates read as `data.<name>`."""
+
+    def __init__(self, composer: Composer[M_co], data: dict[str, Any]) -> None:
+        self.composer, self.data = composer, data
+
+    def compose(self, recipient: Recipient) -> M_co:
+        recipient.data = self.data
+        return self.composer.compose(recipient)
 
 
 def send_stream(source_kind: str, source_id: int) -> str:

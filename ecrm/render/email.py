@@ -85,7 +85,7 @@ class EmailComposer:
     def _render(self, recipient: Recipient, variant: LocaleVariant) -> RenderedEmail:
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
         ctx = {**variant.context, "profile": recipient.profile_fields(), "traits": recipient.traits,
-               "locale": recipient.locale, "unsubscribe_url": url}
+               "data": recipient.data or {}, "locale": recipient.locale, "unsubscribe_url": url}
         compiled = variant.compiled
         subject = compiled.subject_part.render(ctx).strip()
         html = compiled.html_part.render(ctx)

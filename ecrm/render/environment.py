@@ -44,15 +44,26 @@ from babel import Locale, UnknownLocaleError
 from jinja2 import Environment, FileSystemLoader, StrictUndefined, Template, TemplateNotFound, TemplateSyntaxError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import escape
+from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ecrm.errors import TemplateError
+from ecrm.errors import SpecError, TemplateError
 from ecrm.render.filters import FILTERS
 from ecrm.render.flatten import flatten
 from ecrm.render.parts import Part, fixed_eval_context, render_part
+from ecrm.yamlfile import load_yaml, validation_problems
 
 __all__ = ["CompiledEmail", "EmailSandbox", "EmailTemplate", "Part", "TemplateCatalog", "render_part"]
 
 EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
+TEMPLATE_FILE = "template.yaml"  # what a template folder says about itself
+
+
+class TemplateFile(BaseModel):
+    """A template folder's `template.yaml`."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    transactional: bool = False
 
 
 @dataclass(frozen=True)
@@ -160,6 +171,7 @@ class TemplateCatalog:
         self.env.template_class = EmailTemplate
         self._globals = dict(self.env.globals)
         self._compiled: dict[tuple[str, str], CompiledEmail] = {}
+        self._transactional: dict[str, bool] = {}
 
     def context(self, values: dict[str, Any]) -> dict[str, Any]:
         """A render context: the environment's globals (range, namespace...) plus `values`."""
@@ -178,6 +190,25 @@ class TemplateCatalog:
         if not self.exists(name):
             raise TemplateError(name, f"no template folder '{name}' in {self.root}")
         return name
+
+    def is_transactional(self, name: str) -> bool:
+        """Whether the template's `template.yaml` says `transactional: true`: its messages are
+        owed to the customer (a receipt, a password reset) and go without marketing consent.
+        Read once per catalog, as the templates are compiled once."""
+        found = self._transactional.get(name)
+        if found is None:
+            found = self._transactional[name] = self._template_file(name).transactional
+        return found
+
+    def _template_file(self, name: str) -> TemplateFile:
+        path = self.root / name / TEMPLATE_FILE
+        if not path.is_file():
+            return TemplateFile()
+        doc = load_yaml(path)
+        try:
+            return TemplateFile.model_validate(doc.data or {})
+        except ValidationError as exc:
+            raise SpecError(validation_problems(doc, exc)) from None
 
     def variants(self, name: str) -> dict[str, str]:
         """Locale -> folder for every locale variant on disk, '' for the default folder."""

@@ -21,6 +21,7 @@ class Recipient:
     time_zone: str
     traits: dict[str, Any]
     push: list[PushTarget] | None = None  # the profile's push subscriptions, read for push sends only
+    data: dict[str, Any] | None = None  # the send's own values for its templates (`data`)
 
     def profile_fields(self) -> dict[str, Any]:
         return {

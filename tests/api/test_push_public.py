@@ -67,7 +67,7 @@ async def test_the_subscribe_script_says_when_push_is_not_set_up(
 ) -> None:
     client = await aiohttp_client(create_app(settings, clock))
     response = await client.get("/push/subscribe.js")
-    assert response.status == 503 and "ecrm push keys" in (await response.json())["error"]
+    assert response.status == 404 and "ecrm push keys" in (await response.json())["error"]
 
 
 async def test_a_browser_subscribes_with_a_token_minted_for_its_customer_and_push_consent_is_granted(

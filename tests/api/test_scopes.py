@@ -34,6 +34,11 @@ CASES: list[tuple[str, str, str, dict[str, Any] | None, int]] = [
     ("POST", "/v1/push/subscriptions", "/v1/push/subscriptions", push_body("c-2"), 201),
     ("DELETE", "/v1/push/subscriptions", "/v1/push/subscriptions", {"endpoint": "https://push.example/x"}, 404),
     ("POST", "/v1/push/tokens", "/v1/push/tokens", {"external_id": "c-2"}, 201),
+    ("POST", "/v1/profiles:batch", "/v1/profiles:batch", {"items": [{"external_id": "c-2"}]}, 200),
+    ("POST", "/v1/events:batch", "/v1/events:batch", {"items": [{"external_id": "c-2", "name": "viewed"}]}, 200),
+    ("POST", "/v1/orders:batch", "/v1/orders:batch", {"items": [{**ORDER, "order_id": "#1002"}]}, 200),
+    # c-1 has not agreed to email and `welcome` is not transactional: refused after the scope check
+    ("POST", "/v1/messages", "/v1/messages", {"template": "welcome", "external_id": "c-1"}, 409),
 ]
 STORED = (Profile, Event, Order, PushSubscription)
 

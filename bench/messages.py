@@ -1,0 +1,185 @@
+"""Transactional message latency while a campaign sends: from `POST /v1/messages` to the
+message's arrival at the local SMTP sink.
+
+    python -m bench.messages [-n 20000] [--messages 100] [--rate 20] [--campaign-workers 1]
+
+On a fresh PostgreSQL database with Redis (database 11, or BENCH_MESSAGES_REDIS_URL): `-n`
+profiles get the welcome campaign (arq, `--campaign-workers` `ecrm worker` processes) while
+`--messages` transactional messages are posted, `--rate` per second, to `ecrm serve` and sent
+by one `ecrm worker --transactional`. The sink (in this process) notes when each message
+arrives. It prints the messages' latency p50, p99 and max, how many campaign emails arrived
+meanwhile, the ratio of p99 to the issue's 100 ms, and how long the 202 itself took. Every
+process shares the machine's cores: compare runs on one machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import aiohttp
+from arq import create_pool
+from arq.connections import RedisSettings
+
+from bench.batch_ingest import wait_up
+from bench.send import CAMPAIGN, ROOT, fresh_postgres, seed, settings_env
+from ecrm.api.apikeys import create_api_key
+from ecrm.campaigns.launch import create_run, enqueue_plan
+from ecrm.campaigns.load import load_campaign
+from ecrm.clock import SYSTEM_CLOCK
+from ecrm.db import create_engine, session_factory
+from ecrm.peers.smtp_sink import SmtpSink
+from ecrm.profiles.models import Profile
+from ecrm.queue import ArqQueue
+from ecrm.settings import Settings, load_settings
+
+# its own Redis database: bench.send (14) and the tests (15) flush theirs
+REDIS_URL = os.environ.get("BENCH_MESSAGES_REDIS_URL", "redis://127.0.0.1:6379/11")
+TARGET_P99 = 0.100
+TX_DOMAIN = "@tx.example"
+
+
+class TimingSink(SmtpSink):
+    """The lean sink, noting when each transactional recipient's message arrives."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.arrived: dict[str, float] = {}
+
+    def deliver(self, recipients: list[str], size: int, body: Callable[[], bytes]) -> bytes:
+        for address in recipients:
+            if address.endswith(TX_DOMAIN):
+                self.arrived[address] = time.perf_counter()
+        return super().deliver(recipients, size, body)
+
+
+def templates_with_receipt(work: Path) -> Path:
+    root = work / "templates"
+    shutil.copytree(ROOT / "templates", root)
+    receipt = root / "receipt"
+    receipt.mkdir()
+    (receipt / "template.yaml").write_text("transactional: true\n")
+    (receipt / "subject.txt").write_text("Your order {{ data.order_id }}\n")
+    (receipt / "body.txt").write_text("Hi {{ profile.first_name }}, we received order {{ data.order_id }}.\n")
+    (receipt / "body.html").write_text("<p>We received order {{ data.order_id }}.</p>\n")
+    return root
+
+
+async def prepare(url: str, n: int, messages: int) -> str:
+    await seed(url, n)
+    engine = create_engine(url)
+    now = SYSTEM_CLOCK.now()
+    async with session_factory(engine).begin() as session:
+        session.add_all(Profile(external_id=f"tx{i}", email=f"tx{i}{TX_DOMAIN}", first_name="Tom", traits={},
+                                created_at=now, updated_at=now) for i in range(messages))
+        key = await create_api_key(session, "bench", now)
+    await engine.dispose()
+    return key
+
+
+def start(command: list[str], settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    with log.open("wb") as out:
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", *command], env=settings_env(settings), cwd=ROOT,
+                                stdout=out, stderr=subprocess.STDOUT)
+
+
+async def post_messages(base: str, key: str, args: argparse.Namespace) -> tuple[dict[str, float], list[float]]:
+    """Post the messages at `--rate` per second; when each was posted, by address, and how long
+    each request took (accepted: 202)."""
+    posted: dict[str, float] = {}
+    answered: list[float] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {key}"}) as http:
+        for i in range(args.messages):
+            body = {"template": "receipt", "external_id": f"tx{i}", "data": {"order_id": f"#{i}"}}
+            posted[f"tx{i}{TX_DOMAIN}"] = time.perf_counter()
+            async with http.post(f"{base}/v1/messages", json=body, headers={"Idempotency-Key": f"b-{i}"}) as resp:
+                if resp.status != 202:
+                    raise SystemExit(f"message {i}: {resp.status} {await resp.text()}")
+            answered.append(time.perf_counter() - posted[f"tx{i}{TX_DOMAIN}"])
+            await asyncio.sleep(1 / args.rate)
+    return posted, answered
+
+
+async def run(args: argparse.Namespace, work: Path) -> None:
+    url = await fresh_postgres("ecrm_bench_messages")
+    key = await prepare(url, args.n, args.messages)
+    sink = TimingSink()
+    port = await sink.start()
+    settings = load_settings(Path("/nonexistent"), environ={}, database_url=url, redis_url=REDIS_URL,
+                             templates_dir=templates_with_receipt(work), smtp={"port": port, "connections": 8})
+    redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    await redis.flushdb()
+    processes = [start(["worker", "--dev"], settings, work / f"worker{i}.log") for i in range(args.campaign_workers)]
+    processes.append(start(["worker", "--dev", "--transactional"], settings, work / "transactional.log"))
+    processes.append(start(["serve", "--dev", "--port", str(args.port)], settings, work / "serve.log"))
+    try:
+        base = f"http://127.0.0.1:{args.port}"
+        await wait_up(base)
+        engine = create_engine(url)
+        spec = load_campaign(CAMPAIGN, settings)
+        ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
+        await engine.dispose()
+        await enqueue_plan(ArqQueue(redis), ref, spec)
+        async with asyncio.timeout(120):
+            await until(lambda: sink.messages >= min(1000, args.n // 10))  # the campaign is sending
+        campaign_before = sink.messages
+        posted, answered = await post_messages(base, key, args)
+        async with asyncio.timeout(60):
+            await until(lambda: len(sink.arrived) >= args.messages)
+        campaign = sink.messages - campaign_before - args.messages
+        report(args, [sink.arrived[address] - at for address, at in posted.items()], answered, campaign, args.n)
+    finally:
+        for process in processes:
+            process.send_signal(signal.SIGTERM)
+        for process in processes:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(30)
+        await redis.aclose()
+        await sink.close()
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Poll the in-process sink's counters (it has no events to wait on)."""
+    while not condition():  # noqa: ASYNC110
+        await asyncio.sleep(0.01)
+
+
+def p99_of(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100, method="inclusive")[98]
+
+
+def report(args: argparse.Namespace, latencies: list[float], answered: list[float], campaign: int, n: int) -> None:
+    p99 = p99_of(latencies)
+    print(f"{len(latencies)} messages at {args.rate}/s while the campaign sent {campaign} of {n}: latency "
+          f"p50 {statistics.median(latencies) * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms, "
+          f"max {max(latencies) * 1000:.0f} ms; p99 / {TARGET_P99 * 1000:.0f} ms = {p99 / TARGET_P99:.2f}; "
+          f"the 202 itself p50 {statistics.median(answered) * 1000:.0f} ms, p99 {p99_of(answered) * 1000:.0f} ms")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("-n", type=int, default=20_000, help="campaign recipients")
+    parser.add_argument("--messages", type=int, default=100)
+    parser.add_argument("--rate", type=float, default=20.0, help="messages posted per second")
+    parser.add_argument("--campaign-workers", type=int, default=1)
+    parser.add_argument("--port", type=int, default=8792)
+    args = parser.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="ecrm-bench-messages-"))
+    asyncio.run(run(args, work))
+    shutil.rmtree(work)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
