@@ -15,3 +15,11 @@ class OutgoingEmail:
     message_id: str
     eight_bit: bool = False  # a body is 8bit: declared as BODY=8BITMIME, converted for servers without it
     smtputf8: bool = False  # an address has a non-ASCII local part: only a server offering SMTPUTF8 takes it
+
+
+@dataclass(slots=True)
+class OutgoingSms:
+    recipient: str  # E.164
+    body: str
+    parts: int  # the segments it goes out in (`channels.sms.parts`), stored on its delivery
+    status_callback: str  # where the provider reports its fate; names the delivery

@@ -15,9 +15,11 @@ from typing import Any, Generic, TypeVar, cast
 
 from ecrm.channels.base import Channel
 from ecrm.channels.email.smtp import SmtpEmail
-from ecrm.messages import OutgoingEmail
+from ecrm.channels.sms.twilio import TwilioSms
+from ecrm.messages import OutgoingEmail, OutgoingSms
 from ecrm.render.composer import ComposerFactory
 from ecrm.render.email import EmailComposer
+from ecrm.render.sms import SmsComposer
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
@@ -33,8 +35,9 @@ class Pairing(Generic[M]):
 
 
 EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp")
+SMS = Pairing[OutgoingSms](ChannelKind.SMS, SmsComposer, {"twilio": TwilioSms.from_settings}, default="twilio")
 
-PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL,)}
+PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, SMS)}
 
 
 class Channels:

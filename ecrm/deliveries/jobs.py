@@ -13,6 +13,7 @@ send's source, for the stage that owns the source to decide what that means.
 from __future__ import annotations
 
 import logging
+import random
 from typing import TypeVar
 
 from arq.worker import Retry
@@ -68,7 +69,10 @@ async def send_batch_job(ctx: JobContext, send_id: int, batch: int) -> str:
 
 
 def _retry(runtime: Runtime, send_id: int, batch: int, outcome: BatchOutcome, job_try: int) -> Retry:
-    delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
+    # the provider's Retry-After as given; else exponential backoff with jitter, so batches
+    # throttled together (a 429 burst) do not all come back at the same moment
+    backoff = min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
+    delay = outcome.retry_after or backoff * random.uniform(0.5, 1.0)
     logger.warning("send %d batch %d: %d message(s) not handed over (%s); retrying in %.0f s (try %d of %d)",
                    send_id, batch, outcome.retry, outcome.retry_reason, delay, job_try + 1,
                    runtime.settings.send.max_tries)

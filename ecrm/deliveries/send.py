@@ -32,12 +32,14 @@ from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, se
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
 from ecrm.deliveries.journal import Journal, abandoned, journal_dir, process_start
+from ecrm.deliveries.refusals import apply_refusals, refusals
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.deliveries.store import Change
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError, UncertainSendError
 from ecrm.render.composer import Composer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
+from ecrm.types import ChannelKind
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -204,6 +206,8 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
     changes = [change_for(r.delivery_id, outcome, last_try) for r, outcome in zip(recipients, outcomes, strict=True)]
     if not await runtime.batches.record(owner, changes, span(following)):
         raise SupersededError(owner)
+    if channel and (refused := refusals(recipients, outcomes)):
+        await apply_refusals(runtime, ChannelKind(channel), refused)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)
@@ -216,7 +220,8 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
 def change_for(delivery_id: int, outcome: Outcome, last_try: bool = False) -> Change:
     """The row change an outcome means (see `deliveries.states`)."""
     if isinstance(outcome, SendResult):
-        return Change(delivery_id, DeliveryStatus.SENT, None, outcome.provider, outcome.provider_message_id)
+        return Change(delivery_id, DeliveryStatus.SENT, None, outcome.provider, outcome.provider_message_id,
+                      parts=outcome.parts)
     if isinstance(outcome, PermanentSendError):
         reason = Reason.TECHNICAL if isinstance(outcome, ComposeError) else Reason.PERMANENT
         return Change(delivery_id, DeliveryStatus.FAILED, reason, error=outcome.reason)

@@ -8,8 +8,9 @@ from pathlib import Path
 
 from mypy import api
 
-from ecrm.channels.registry import EMAIL, PAIRINGS, Channels
+from ecrm.channels.registry import EMAIL, PAIRINGS, SMS, Channels
 from ecrm.render.email import EmailComposer
+from ecrm.render.sms import SmsComposer
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 from tests.conftest import ROOT
@@ -20,6 +21,7 @@ from ecrm.channels.registry import Pairing
 from ecrm.clock import Clock
 from ecrm.messages import OutgoingEmail
 from ecrm.render.email import EmailComposer
+from ecrm.render.sms import SmsComposer
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.recipient import Recipient
 from ecrm.settings import Settings
@@ -58,7 +60,8 @@ def test_a_composer_paired_with_a_provider_of_another_message_type_is_refused(tm
 
 
 async def test_every_kind_is_registered_once_with_its_default_provider(settings: Settings) -> None:
-    assert PAIRINGS == {ChannelKind.EMAIL: EMAIL} and EMAIL.composer is EmailComposer
+    assert PAIRINGS[ChannelKind.EMAIL] is EMAIL and EMAIL.composer is EmailComposer
+    assert PAIRINGS[ChannelKind.SMS] is SMS and SMS.composer is SmsComposer and SMS.default == "twilio"
     assert all(p.default in p.providers for p in PAIRINGS.values())
     channels = Channels(settings)
     assert channels.open(EMAIL) is channels.open(EMAIL, "smtp")  # one live adapter per provider
