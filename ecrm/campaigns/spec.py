@@ -6,6 +6,7 @@
     audience: {rules: [{field: locale, op: in, value: [en, fa, th]}]}
     schedule: now                  # or an ISO time with a zone: 2026-12-01T09:00:00+03:30
     sample: {first_name: Sara, traits: {points: 120}}   # what validation renders with
+    sms: {max_parts: 3}            # channel sms: refused when the sample renders longer
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ecrm.segments.rules import Audience
 from ecrm.types import ChannelKind
@@ -28,6 +29,12 @@ class SampleProfile(BaseModel):
     traits: dict[str, Any] = {}
 
 
+class SmsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_parts: int | None = Field(None, ge=1, le=10)  # segments a text may take (each is billed)
+
+
 class CampaignSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -39,6 +46,13 @@ class CampaignSpec(BaseModel):
     audience: Audience = Audience()
     schedule: Literal["now"] | datetime = "now"
     sample: SampleProfile = SampleProfile()
+    sms: SmsOptions | None = None
+
+    @model_validator(mode="after")
+    def _sms_options_on_sms(self) -> CampaignSpec:
+        if self.sms is not None and self.channel is not ChannelKind.SMS:
+            raise ValueError(f"`sms:` options apply to channel sms only, not {self.channel.value}; remove them")
+        return self
 
     @field_validator("schedule")
     @classmethod
