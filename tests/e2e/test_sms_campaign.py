@@ -45,7 +45,7 @@ async def test_an_sms_campaign_posts_each_locales_text_and_stores_the_sids_and_p
     received = {params["To"]: params for params in sink.received}
     assert set(received) == set(phones.values())
     deliveries = await deliveries_by_phone(sessions)
-    for locale, phone in phones.items():
+    for phone in phones.values():
         params, delivery = received[phone], deliveries[phone]
         assert set(params) == {"To", "From", "Body", "StatusCallback", "Sid"}
         assert params["From"] == FROM
@@ -76,7 +76,8 @@ async def test_refused_numbers_are_marked_and_opt_outs_withdraw_consent_without_
     async with sessions() as session:
         deliveries = {d.profile_id: d for d in await session.scalars(select(Delivery))}
         profiles = {p.id: p for p in await session.scalars(select(Profile))}
-        consent = await session.scalar(select(Consent).where(Consent.profile_id == ids[21610], Consent.channel == "sms"))
+        consent = await session.scalar(select(Consent).where(Consent.profile_id == ids[21610],
+                                                             Consent.channel == "sms"))
     assert deliveries[ok].status == "sent"
     for code, profile_id in ids.items():
         assert (deliveries[profile_id].status, deliveries[profile_id].reason) == ("failed", "permanent")
