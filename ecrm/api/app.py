@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import events, health, metrics, orders, profiles, push, unsubscribe
+from ecrm.api import events, health, metrics, orders, profiles, push, twilio_webhooks, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
@@ -22,7 +22,7 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes)
+          push.routes, twilio_webhooks.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:

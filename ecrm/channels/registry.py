@@ -32,10 +32,12 @@ class Pairing(Generic[M]):
     composer: ComposerFactory[M]
     providers: Mapping[str, Callable[[Settings], Channel[M]]]
     default: str  # the provider used when nothing names one
+    callbacks: bool = False  # its providers report on messages by callback, which may come before the send records them
 
 
 EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp")
-SMS = Pairing[OutgoingSms](ChannelKind.SMS, SmsComposer, {"twilio": TwilioSms.from_settings}, default="twilio")
+SMS = Pairing[OutgoingSms](ChannelKind.SMS, SmsComposer, {"twilio": TwilioSms.from_settings}, default="twilio",
+                              callbacks=True)
 
 PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, SMS)}
 

@@ -45,7 +45,7 @@ def sender_for(runtime: Runtime, pairing: Pairing[M], send: SendRef, last_try: b
         stream = send_stream(send.source_kind, send.source_id)
         composer = runtime.composers.put(send.id, pairing.composer(runtime.settings, runtime.catalog, send.template,
                                                                    send.label, runtime.clock, stream))
-    return Sender(composer, runtime.channels.open(pairing), last_try)
+    return Sender(composer, runtime.channels.open(pairing), last_try, settles_receipts=pairing.callbacks)
 
 
 async def send_batch_job(ctx: JobContext, send_id: int, batch: int) -> str:

@@ -31,6 +31,7 @@ from ecrm import metrics
 from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
+from ecrm.deliveries.early_receipts import settle
 from ecrm.deliveries.journal import Journal, abandoned, journal_dir, process_start
 from ecrm.deliveries.refusals import apply_refusals, refusals
 from ecrm.deliveries.states import DeliveryStatus, Reason
@@ -67,6 +68,7 @@ class Sender(Generic[M]):
     composer: Composer[M]
     channel: Channel[M]
     last_try: bool = False  # transient failures are given up as `temporary_exhausted`
+    settles_receipts: bool = False  # the provider reports by callback: apply what came early (`early_receipts`)
 
 
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
@@ -115,6 +117,8 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
     finally:
         if journal is not None:
             journal.close()
+    if sender.settles_receipts and recipients:
+        await settle(runtime.sessions, recipients[0].delivery_id, recipients[-1].delivery_id, runtime.clock.now())
     return total
 
 

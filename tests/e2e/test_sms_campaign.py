@@ -3,18 +3,22 @@ PostgreSQL, sent through the same send path as email."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
-from sqlalchemy import select
+from aiohttp import web
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.api.app import create_app
 from ecrm.campaigns.load import load_campaign
 from ecrm.channels.sms.parts import count
-from ecrm.deliveries.models import Delivery
+from ecrm.deliveries.models import Delivery, EarlyReceipt
 from ecrm.local import launch_in_process
 from ecrm.peers.twilio_sink import TwilioSink
 from ecrm.profiles.models import Consent, Profile
 from ecrm.settings import Settings
+from tests.smtp import free_port
 from tests.twilio import FROM, PUBLIC_URL, add_sms_profile, sms_settings, twilio
 
 __all__ = ["twilio"]  # the fixture
@@ -103,3 +107,32 @@ async def test_a_twilio_outage_is_retried_and_every_number_gets_exactly_one_mess
     assert queue.failed == [] and sink.refused == 6
     assert sorted(sink.per_recipient.values()) == [1] * 10
     assert {d.status for d in (await deliveries_by_phone(sessions)).values()} == {"sent"}
+
+
+async def test_twilios_signed_status_callbacks_reach_the_api_and_every_delivery_ends_delivered(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], twilio: tuple[TwilioSink, int]
+) -> None:
+    """The walking skeleton: YAML -> send -> Twilio peer -> signed callbacks, some of them racing
+    the send's own record of the message -> `POST /webhooks/twilio/status` -> delivered."""
+    sink, port = twilio
+    sink.callbacks = True
+    api_port = free_port()
+    settings = sms_settings(settings, port).model_copy(update={"public_url": f"http://127.0.0.1:{api_port}"})
+    runner = web.AppRunner(create_app(settings))  # checks signatures against this public_url and token
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", api_port).start()
+    try:
+        for n in range(12):
+            await add_sms_profile(sessions, external_id=f"p{n}", phone=f"+1415555{n:04d}", locale=("en", "fa")[n % 2])
+        await launch_in_process(settings, load_campaign(WELCOME_SMS, settings), str(WELCOME_SMS))
+        for _ in range(200):  # the peer's callbacks trail the send
+            statuses = {d.status for d in (await deliveries_by_phone(sessions)).values()}
+            if not sink._pending and statuses == {"delivered"}:
+                break
+            await asyncio.sleep(0.05)
+    finally:
+        await runner.cleanup()
+    deliveries = await deliveries_by_phone(sessions)
+    assert len(deliveries) == 12 and {d.status for d in deliveries.values()} == {"delivered"}
+    async with sessions() as session:
+        assert await session.scalar(select(func.count()).select_from(EarlyReceipt)) == 0
