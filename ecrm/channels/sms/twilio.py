@@ -5,10 +5,11 @@ its own wire format with aiohttp: one form-encoded POST per message to
 token, answered 201 with the message's JSON (its `sid`) or an error JSON
 (`{"code", "message", "more_info", "status"}`).
 
-Why not the `twilio` library's client: on the same local peer its async client managed 3,561
-requests/s against 4,463 for a plain aiohttp form post (/work/shared/perf-notes.md), and the SMS
-target leaves no room for a fifth of the CPU going to the SDK. The library is kept for what it
-is best at, checking webhook signatures (`api.twilio_webhooks`).
+Why not the `twilio` library's async client: it costs twice the client CPU per message. To the
+same local peer with 32 requests in flight, this adapter took 0.11-0.13 ms of CPU per message
+against 0.24-0.27 ms for `messages.create_async` (`python -m bench.twilio_client`; the perf
+notes' 4,463 against 3,561 req/s say the same), and on two cores the sender's CPU is what bounds
+the SMS rate. The library is kept for checking webhook signatures (`api.twilio_webhooks`).
 
 The body is encoded by hand from a prefix built once (sender and nothing else varies per
 send), and one aiohttp session with `connections` sockets carries every request; `send_many`
