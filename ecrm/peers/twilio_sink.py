@@ -205,7 +205,6 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     sink = TwilioSink(args.account_sid, args.auth_token, keep=False)
     port = await sink.start(args.host, args.port)
-    print(f"ecrm-twilio-sink listening on {args.host}:{port}", flush=True)  # noqa: T201
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
@@ -213,6 +212,7 @@ async def serve(args: argparse.Namespace) -> None:
     if args.stats_file is not None:
         loop.add_signal_handler(signal.SIGUSR1, write_stats, sink, args.stats_file)
     loop.add_signal_handler(signal.SIGUSR2, sink.reset)
+    print(f"ecrm-twilio-sink listening on {args.host}:{port}", flush=True)  # noqa: T201  (once it can be stopped)
     await stop.wait()
     if args.stats_file is not None:
         write_stats(sink, args.stats_file)
