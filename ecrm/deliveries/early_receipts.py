@@ -8,6 +8,10 @@ just after keeping it, whichever comes second. Between them every order is cover
 send's settling ran before the receipt was kept, the send's write of the id had already
 committed, so the callback's own second look finds it.
 
+A delivery left `unknown` (a sender killed while handing it over) has no message id to wait
+for: the provider's report on it is the evidence the state machine waits for, so it takes the
+message id from the receipt and the receipt applies at once.
+
 Applying goes through `deliveries.receipts` (the state machine), so a receipt applied twice,
 or after a later one, changes nothing.
 """
@@ -17,7 +21,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.deliveries.models import Delivery, EarlyReceipt
@@ -37,18 +41,32 @@ async def take_receipt(sessions: async_sessionmaker[AsyncSession], receipt: Rece
     async with sessions.begin() as session:
         if await apply_in(session, [receipt], now):
             return Taken.APPLIED
-        stored = await session.execute(select(Delivery.provider_message_id).where(Delivery.id == receipt.delivery_id))
+        stored = await session.execute(select(Delivery.provider_message_id, Delivery.status)
+                                       .where(Delivery.id == receipt.delivery_id))
         row = stored.one_or_none()
         if row is None or (row[0] is not None and row[0] != receipt.provider_message_id):
             return Taken.UNKNOWN
         if row[0] is not None:
             return Taken.UNCHANGED
+        if row[1] == DeliveryStatus.UNKNOWN:
+            return await _settle_in_doubt(session, receipt, now)
         status, reason = receipt.state
         session.add(EarlyReceipt(delivery_id=receipt.delivery_id, provider_message_id=receipt.provider_message_id,
                                  status=status.value, reason=reason.value if reason else None,
                                  detail=receipt.detail, received_at=now))
     await settle(sessions, receipt.delivery_id, receipt.delivery_id, now)
     return Taken.KEPT
+
+
+async def _settle_in_doubt(session: AsyncSession, receipt: Receipt, now: datetime) -> Taken:
+    """A delivery left `unknown` (its sender died handing it over) that the provider reports on
+    was sent, as this message: the receipt names the delivery only because the send gave it
+    that delivery's callback, so the message id is taken from it and the receipt applied."""
+    await session.execute(update(Delivery).where(Delivery.id == receipt.delivery_id,
+                                                 Delivery.status == DeliveryStatus.UNKNOWN.value,
+                                                 Delivery.provider_message_id.is_(None))
+                          .values(provider_message_id=receipt.provider_message_id))
+    return Taken.APPLIED if await apply_in(session, [receipt], now) else Taken.UNCHANGED
 
 
 async def settle(sessions: async_sessionmaker[AsyncSession], first: int, last: int, now: datetime) -> int:

@@ -233,3 +233,16 @@ async def test_signed_but_malformed_fields_are_400_naming_the_field(api: Client,
                                                                     field: str) -> None:
     status, text = await post(api, path, params)
     assert status == 400 and f'"field": "{field}"' in text
+
+
+async def test_a_callback_for_a_delivery_left_unknown_settles_it_as_that_message(
+        api: Client, sessions: async_sessionmaker[AsyncSession]) -> None:
+    delivery_id = await sms_delivery(sessions, sid=None)
+    async with sessions.begin() as session:  # a sender killed while handing it over
+        await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+            channel="sms", status="unknown", reason="interrupted"))
+    assert (await post(api, f"/webhooks/twilio/status?d={delivery_id}", status_params("delivered")))[0] == 204
+    row = await delivery(sessions, delivery_id)
+    assert (row.status, row.reason, row.provider_message_id) == ("delivered", None, SID)
+    assert (await post(api, f"/webhooks/twilio/status?d={delivery_id}", status_params("failed", OTHER_SID)))[0] == 204
+    assert (await delivery(sessions, delivery_id)).status == "delivered"
