@@ -134,3 +134,15 @@ def test_settings_refuse_sending_without_a_token_or_a_sender() -> None:
                                                             "ECRM_TWILIO__FROM_NUMBER": FROM})
     assert "secret-token" not in repr(env)
     assert Adapter.from_settings(env).headers["Authorization"].startswith("Basic ")
+
+
+def test_an_answer_that_took_the_message_without_naming_it_is_uncertain_never_resent() -> None:
+    from ecrm.channels.sms.twilio import _outcome
+    from ecrm.errors import UncertainSendError
+
+    for payload in (b"{}", b"not json", b"[1]"):
+        with pytest.raises(UncertainSendError):
+            _outcome(201, payload, None, 1)
+    with pytest.raises(TransientSendError) as raised:
+        _outcome(503, b"<html>", "soon", 1)  # a Retry-After that is not seconds is not honoured
+    assert raised.value.retry_after is None

@@ -34,6 +34,7 @@ from ecrm.errors import (
     RecipientOptedOutError,
     SendError,
     TransientSendError,
+    UncertainSendError,
 )
 from ecrm.messages import OutgoingSms
 from ecrm.settings import Settings, TwilioSettings
@@ -127,8 +128,8 @@ def _error(status: int, body: dict[str, object], retry_after: str | None) -> Sen
     if status == 429 or code == TOO_MANY_REQUESTS or status >= 500 or status in (401, 403):
         # 401/403: credentials or account trouble, which fixing the settings cures; never the message's fault
         return TransientSendError(said, _seconds(retry_after))
-    if 200 <= status < 300:
-        return TransientSendError(f"Twilio answered {status} without a message sid")
+    if 200 <= status < 300:  # Twilio took it, but we cannot tell which message it is: never resend it
+        return UncertainSendError(f"Twilio answered {status} without a message sid")
     return PermanentSendError(said)
 
 
