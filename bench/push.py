@@ -175,7 +175,7 @@ async def run_pipeline(args: argparse.Namespace, work: Path) -> PipelineResult:
         settings, env = push_settings(url, args, keys)
         redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
         await redis.flushdb()
-        workers = [start_worker(settings, work / f"push-worker{i}.log", env) for i in range(args.workers)]
+        workers = [start_worker(env, work / f"push-worker{i}.log") for i in range(args.workers)]
         try:
             await wait_ready(work, args.workers, "push-worker")
             procs = [psutil.Process(w.pid) for w in workers]

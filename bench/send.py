@@ -1,6 +1,7 @@
 """Send benchmark: N synthetic profiles through the real pipeline to the lean local SMTP sink.
 
     python -m bench.send [-n 20000] [--db postgresql sqlite] [--workers 2] [--connections 8]
+    python -m bench.send --channel sms [-n 100000] [--workers 2] [--connections 32]   (bench/send_sms.py)
 
 For each database it prints one line: messages, seconds, msg/s end to end, two raw transport
 ceilings measured in the same run, just before the pipeline, and the ratio to each (the same
@@ -34,10 +35,11 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 import asyncpg
 import psutil
@@ -171,20 +173,48 @@ def tally(stats: dict[str, Any], n: int) -> tuple[int, int]:
     return lost_and_duplicated(stats.get("per_recipient", {}), {bench_address(i) for i in range(n)})
 
 
-async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
+class Sink(Protocol):
+    port: int
+
+    def cpu_seconds(self) -> float: ...
+
+    def stop(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class Kit:
+    """What a pipeline run on PostgreSQL needs that differs per channel: the campaign, the
+    profiles it reaches, the peer that stands in for the provider, the workers' settings, and
+    how the peer's tally tells lost and duplicated messages."""
+
+    campaign: Path
+    seed: Callable[[str, int], Awaitable[None]]
+    sink: Callable[[Path, int], Sink]
+    settings: Callable[[str, int, argparse.Namespace, str | None], Settings]
+    env: Callable[[Settings], dict[str, str]]
+    tally: Callable[[dict[str, Any], int], tuple[int, int]]
+
+
+def email_kit() -> Kit:
+    return Kit(CAMPAIGN, seed, lambda work, n: SinkProcess(work / "sink-pg.json", sample_every(n)), bench_settings,
+               settings_env, tally)
+
+
+async def run_postgres(args: argparse.Namespace, work: Path, kit: Kit | None = None) -> PipelineResult:
     from arq import create_pool
     from arq.connections import RedisSettings
 
     from ecrm.campaigns.launch import create_run, enqueue_plan
     from ecrm.queue import ArqQueue
 
+    kit = kit or email_kit()
     url = await fresh_postgres("ecrm_bench")
-    await seed(url, args.n)
-    sink = SinkProcess(work / "sink-pg.json", sample_every(args.n))
-    settings = bench_settings(url, sink.port, args, REDIS_URL)
+    await kit.seed(url, args.n)
+    sink = kit.sink(work, args.n)
+    settings = kit.settings(url, sink.port, args, REDIS_URL)
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
     await redis.flushdb()
-    workers = [start_worker(settings, work / f"worker{i}.log") for i in range(args.workers)]
+    workers = [start_worker(kit.env(settings), work / f"worker{i}.log") for i in range(args.workers)]
     try:
         await wait_ready(work, args.workers)
         procs = [psutil.Process(w.pid) for w in workers]
@@ -193,8 +223,8 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
         engine = create_engine(url)
         sink_before = sink.cpu_seconds()
         launched = SYSTEM_CLOCK.now()
-        spec = load_campaign(CAMPAIGN, settings)
-        ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
+        spec = load_campaign(kit.campaign, settings)
+        ref = await create_run(session_factory(engine), spec, str(kit.campaign))
         await enqueue_plan(ArqQueue(redis), ref, spec)
         async with asyncio.timeout(args.timeout):
             finished = await wait_done(engine, ref.run_id)
@@ -211,15 +241,15 @@ async def run_postgres(args: argparse.Namespace, work: Path) -> PipelineResult:
             w.wait(timeout=30)
         await redis.aclose()
         stats = sink.stop()
-    lost, duplicated = tally(stats, args.n)
+    lost, duplicated = kit.tally(stats, args.n)
     return PipelineResult("postgresql + arq", args.n, seconds, {k: v * 1000 / args.n for k, v in cpu.items()},
                           rss, lost, duplicated, sink_ms)
 
 
-def start_worker(settings: Settings, log: Path, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
+def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
     with log.open("wb") as out:
-        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker", "--dev"],
-                                env=env or settings_env(settings), cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen([sys.executable, "-m", "ecrm", "-v", "worker", "--dev"], env=env,
+                                cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
 
 
 def workers_started(work: Path, prefix: str = "worker") -> int:
@@ -339,12 +369,14 @@ def raw_ceiling(args: argparse.Namespace, work: Path, processes: int, client: st
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m bench.send", description=__doc__.split("\n")[0])
+    parser.add_argument("--channel", choices=["email", "sms", "push"], default="email",
+                        help="sms: to the local Twilio peer (bench/send_sms.py); push: to the local push service "
+                             "(bench/push.py); both on PostgreSQL only")
     parser.add_argument("-n", type=int, default=20_000, help="profiles / messages (default 20000)")
-    parser.add_argument("--channel", choices=["email", "push"], default="email",
-                        help="push: the web push pipeline and its raw ceiling (bench/push.py), PostgreSQL only")
     parser.add_argument("--db", nargs="+", choices=["postgresql", "sqlite"], default=["postgresql", "sqlite"])
     parser.add_argument("--workers", type=int, default=2, help="ecrm worker processes on PostgreSQL")
-    parser.add_argument("--connections", type=int, default=8, help="SMTP connections per process")
+    parser.add_argument("--connections", type=int, default=None,
+                        help="connections per process (SMTP, default 8; Twilio HTTP, default 32)")
     parser.add_argument("--push-connections", type=int, default=32,
                         help="HTTP connections per process to the push service (--channel push)")
     parser.add_argument("--batch", type=int, default=1000, help="recipients per send job")
@@ -384,6 +416,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_launch:
         child_launch()
         return 0
+    if args.channel == "sms":
+        from bench.send_sms import main_sms
+
+        return main_sms(args)
+    args.connections = args.connections or 8
     failed = False
     kept = contextlib.nullcontext(tempfile.mkdtemp(prefix="ecrm-bench-")) if args.keep else None
     with kept or tempfile.TemporaryDirectory(prefix="ecrm-bench-") as tmp:

@@ -281,6 +281,7 @@ async def database(settings: Settings) -> AsyncIterator[AsyncEngine]:
 
 async def launch(settings: Settings, spec: Any, source: str, run_key: str | None) -> int:
     from ecrm.channels.email.probe import check_smtp
+    from ecrm.channels.sms.twilio import TwilioSms
     from ecrm.local import launch_in_process
     from ecrm.types import ChannelKind
 
@@ -290,6 +291,8 @@ async def launch(settings: Settings, spec: Any, source: str, run_key: str | None
             return await _queue_on_redis(settings, ref, spec)
         if ChannelKind.EMAIL in spec.kinds:
             await check_smtp(settings.smtp)  # fail now, not after an hour of retries
+        if ChannelKind.SMS in spec.kinds:
+            TwilioSms.from_settings(settings)  # ConfigError now: no auth token or no sender
         console.print(f"sending '{spec.name}' in this process (no redis_url configured)", highlight=False)
         heap.settle()
         ref, queue = await launch_in_process(settings, spec, source, run_key, engine, SYSTEM_CLOCK)

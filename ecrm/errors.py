@@ -11,6 +11,8 @@
     ├── SendError                   raised only by channel adapters
     │   ├── TransientSendError      try again later (outage, throttling, timeout)
     │   ├── PermanentSendError      never retry (address refused, message rejected)
+    │   │   ├── AddressRejectedError   the address can never receive: marked on the profile
+    │   │   └── RecipientOptedOutError the recipient opted out at the provider: consent withdrawn
     │   └── UncertainSendError      may have been sent: recorded as unknown, never retried
     ├── ApiError                    an HTTP request is wrong: status code and the field
     └── SmsTextError                a text that no SMS can carry (not valid Unicode / UTF-8)
@@ -96,6 +98,20 @@ class TransientSendError(SendError):
 
 class PermanentSendError(SendError):
     """The provider refused this message for good; retrying would fail the same way."""
+
+
+class AddressRejectedError(PermanentSendError):
+    """The provider says this address can never receive on its channel (a phone number that is
+    not valid, or not a mobile): the profile is marked so audiences skip it (`phone_invalid`)."""
+
+
+class RecipientOptedOutError(PermanentSendError):
+    """The recipient opted out at the provider (e.g. replied STOP): their consent on the channel
+    is withdrawn, with `source` naming who said so (`twilio:21610`)."""
+
+    def __init__(self, reason: str, source: str) -> None:
+        super().__init__(reason)
+        self.source = source
 
 
 class UncertainSendError(SendError):

@@ -39,3 +39,11 @@ class OutgoingPush:
     urgency: str
     topic: str | None = None
     gone: list[int] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class OutgoingSms:
+    recipient: str  # E.164
+    body: str
+    parts: int  # the segments it goes out in (`channels.sms.parts`), stored on its delivery
+    status_callback: str  # where the provider reports its fate; names the delivery

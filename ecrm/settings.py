@@ -151,6 +151,24 @@ class MoneySettings(_Section):
         return rates
 
 
+class TwilioSettings(_Section):
+    """SMS through Twilio's Messages API (`ecrm.channels.sms.twilio`): the account, the auth
+    token from the environment (ECRM_TWILIO__AUTH_TOKEN), and the sender: a `from_number` in
+    E.164 or a `messaging_service_sid`. `api_url` is Twilio's; tests and benchmarks point it at
+    the local peer (`ecrm.peers.twilio_sink`)."""
+
+    account_sid: str = Field("AC00000000000000000000000000000000", pattern=r"^AC[0-9a-fA-F]{32}$")
+    auth_token: SecretStr | None = None  # kept out of reprs and logs
+    from_number: str | None = Field(None, pattern=r"^\+[1-9][0-9]{6,14}$")
+    messaging_service_sid: str | None = Field(None, pattern=r"^MG[0-9a-fA-F]{32}$")
+    api_url: str = Field("https://api.twilio.com", pattern=r"^https?://[^/?#]+$")
+    connections: int = Field(32, ge=1, le=512)  # requests in flight per process
+    timeout: float = Field(15.0, gt=0)
+    # What a HELP text message is answered with (TwiML, `POST /webhooks/twilio/inbound`)
+    help_text: str = Field("Example Shop: reply STOP to stop these texts, START to get them again.",
+                           min_length=1, max_length=1600)
+
+
 class Settings(_Section):
     database_url: str = "sqlite+aiosqlite:///./ecrm.db"
     redis_url: str | None = None
@@ -166,6 +184,7 @@ class Settings(_Section):
     api: ApiSettings = ApiSettings()
     push: PushSettings = PushSettings()
     money: MoneySettings = MoneySettings()
+    twilio: TwilioSettings = TwilioSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -12,7 +12,20 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import batch, docs, events, health, messages, metrics, orders, profiles, push, push_public, unsubscribe
+from ecrm.api import (
+    batch,
+    docs,
+    events,
+    health,
+    messages,
+    metrics,
+    orders,
+    profiles,
+    push,
+    push_public,
+    twilio_webhooks,
+    unsubscribe,
+)
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
@@ -23,7 +36,7 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes, push_public.routes, batch.routes, messages.routes, docs.routes)
+          push.routes, push_public.routes, twilio_webhooks.routes, batch.routes, messages.routes, docs.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:

@@ -12,18 +12,22 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
-from ecrm.campaigns.spec import CampaignSpec
+from ecrm.campaigns.spec import CampaignSpec, SmsOptions
 from ecrm.campaigns.template_hints import advice, missing_part
 from ecrm.channels.registry import PAIRINGS
+from ecrm.channels.sms.parts import count
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.errors import CampaignSpecError, SpecError, SpecProblem, TemplateError
+from ecrm.messages import OutgoingSms
 from ecrm.render.composer import VALIDATION_STREAM
-from ecrm.render.environment import TemplateCatalog
+from ecrm.render.environment import SMS_PART, TemplateCatalog
 from ecrm.render.recipient import sample_recipient
 from ecrm.segments.resolve import resolve_audience
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 from ecrm.yamlfile import YamlDocument, load_yaml, validation_problems
+
+# The template files each channel needs (a campaign naming a template without them is refused).
 
 
 def load_campaign(path: Path, settings: Settings, catalog: TemplateCatalog | None = None) -> CampaignSpec:
@@ -95,12 +99,25 @@ def _render_checks(spec: CampaignSpec, doc: YamlDocument, settings: Settings, ca
                    variants: dict[str, str], kind: ChannelKind) -> list[SpecProblem]:
     composer = PAIRINGS[kind].composer(settings, catalog, spec.template, spec.name, SYSTEM_CLOCK, VALIDATION_STREAM)
     problems: list[SpecProblem] = []
+    needs = PAIRINGS[kind].parts
     for locale in variants:
         recipient = sample_recipient(locale or "en", **spec.sample.model_dump())
         try:
-            composer.compose(recipient)
+            message = composer.compose(recipient)
         except TemplateError as exc:
-            problem = doc.problem(("template",), advice(exc, catalog, spec.template, locale))
+            problem = doc.problem(("template",), advice(exc, catalog, spec.template, locale, needs))
             if problem not in problems:  # a broken layout breaks every locale the same way
                 problems.append(problem)
+            continue
+        if isinstance(message, OutgoingSms) and spec.sms is not None:
+            problems.extend(_too_long(spec.sms, doc, catalog.sms(spec.template, locale or "en").folder, message))
     return problems
+
+
+def _too_long(options: SmsOptions, doc: YamlDocument, folder: str, message: OutgoingSms) -> list[SpecProblem]:
+    if options.max_parts is None or message.parts <= options.max_parts:
+        return []
+    counted = count(message.body)
+    return [doc.problem(("sms", "max_parts"), f"{folder}/{SMS_PART} renders to {counted.describe()} for the sample "
+                        f"profile, more than max_parts {options.max_parts} (each part is billed): shorten the text, "
+                        "or raise max_parts")]

@@ -6,6 +6,7 @@
     audience: {rules: [{field: locale, op: in, value: [en, fa, th]}]}
     schedule: now                  # or an ISO time with a zone: 2026-12-01T09:00:00+03:30
     sample: {first_name: Sara, traits: {points: 120}}   # what validation renders with
+    sms: {max_parts: 3}            # channel sms: refused when the sample renders longer
 """
 
 from __future__ import annotations
@@ -36,6 +37,12 @@ class SampleProfile(BaseModel):
     traits: dict[str, Any] = {}
 
 
+class SmsOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_parts: int | None = Field(None, ge=1, le=10)  # segments a text may take (each is billed)
+
+
 class CampaignSpec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -49,6 +56,14 @@ class CampaignSpec(BaseModel):
     audience: Audience = Audience()
     schedule: Literal["now"] | datetime = "now"
     sample: SampleProfile = SampleProfile()
+    sms: SmsOptions | None = None
+
+    @model_validator(mode="after")
+    def _sms_options_on_sms(self) -> CampaignSpec:
+        if self.sms is not None and ChannelKind.SMS not in self.kinds:
+            raise ValueError("`sms:` options apply to a campaign sending SMS (channel: sms, or sms in channels:); "
+                             "remove them")
+        return self
 
     @field_validator("schedule")
     @classmethod

@@ -14,15 +14,16 @@ from ecrm.errors import TemplateError
 from ecrm.render.environment import EMAIL_PARTS, TemplateCatalog
 
 
-def advice(error: TemplateError, catalog: TemplateCatalog, template: str, locale: str) -> str:
+def advice(error: TemplateError, catalog: TemplateCatalog, template: str, locale: str,
+           parts: tuple[str, ...] = EMAIL_PARTS) -> str:
     """One line for `error`, raised rendering `template` for the sample profile in `locale`
-    ('' for the template's default folder)."""
+    ('' for the template's default folder); `parts` are the files the campaign's channel needs."""
     cause, where = error.__cause__, f"in locale {locale or 'default'}"
     if isinstance(cause, TemplateSyntaxError):
         return _syntax(cause, error, catalog, template)
     if isinstance(cause, TemplateNotFound):
         if cause.name == error.template:
-            return missing_part(error.template, catalog, template, locale, EMAIL_PARTS)
+            return missing_part(error.template, catalog, template, locale, parts)
         where_used = f"{error.template}:{error.line}" if error.line else error.template
         return (f"template {where_used} includes or extends '{cause.name}', which is not in {catalog.root} "
                 "(such names are relative to templates_dir, e.g. _layouts/email.html)")
@@ -46,7 +47,7 @@ def _syntax(cause: TemplateSyntaxError, error: TemplateError, catalog: TemplateC
 def missing_part(path: str, catalog: TemplateCatalog, template: str, locale: str, parts: tuple[str, ...]) -> str:
     """`path` (folder/part) is missing from the folder of `locale` ('' the default), which needs `parts`."""
     folder, part = path.rsplit("/", 1)
-    needs = f"needs all of {', '.join(parts)}"
+    needs = f"needs all of {', '.join(parts)}" if len(parts) > 1 else f"needs {parts[0]} for this channel"
     if not locale:
         return f"{catalog.root / folder}/{part} is missing: a template folder {needs}"
     return (f"{catalog.root / folder}/{part} is missing: the folder for locale {locale} {needs}; it does not "

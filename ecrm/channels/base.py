@@ -27,6 +27,7 @@ logger = logging.getLogger(__name__)
 class SendResult:
     provider: str
     provider_message_id: str
+    parts: int | None = None  # SMS segments the message went out in; None on other channels
 
 
 M = TypeVar("M")

@@ -18,14 +18,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.channels.base import Channel
 from ecrm.channels.email.smtp import SmtpEmail
 from ecrm.channels.push.webpush import WebPush
-from ecrm.messages import OutgoingEmail, OutgoingPush
+from ecrm.channels.sms.twilio import TwilioSms
+from ecrm.messages import OutgoingEmail, OutgoingPush, OutgoingSms
 from ecrm.push.gone import delete_gone
 from ecrm.push.settings_checks import push_unready
 from ecrm.render.composer import ComposerFactory
 from ecrm.render.email import EmailComposer
-from ecrm.render.environment import EMAIL_PARTS
+from ecrm.render.environment import EMAIL_PARTS, PUSH_PART, SMS_PART
 from ecrm.render.push import PushComposer
-from ecrm.render.push_template import PUSH_PART
+from ecrm.render.sms import SmsComposer
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
@@ -42,15 +43,17 @@ class Pairing(Generic[M]):
     unready: Callable[[Settings], str | None] | None = None  # why settings cannot send this kind (validation)
     # what the send does with a chunk's messages once recorded (push: delete the gone subscriptions)
     after_send: Callable[[async_sessionmaker[AsyncSession], Sequence[M | None]], Awaitable[object]] | None = None
+    callbacks: bool = False  # its providers report on messages by callback, which may come before the send records them
 
 
 EMAIL = Pairing[OutgoingEmail](ChannelKind.EMAIL, EmailComposer, {"smtp": SmtpEmail.from_settings}, default="smtp",
                                 parts=EMAIL_PARTS)
-
+SMS = Pairing[OutgoingSms](ChannelKind.SMS, SmsComposer, {"twilio": TwilioSms.from_settings}, default="twilio",
+                            parts=(SMS_PART,), callbacks=True)
 PUSH = Pairing[OutgoingPush](ChannelKind.PUSH, PushComposer, {"webpush": WebPush.from_settings}, default="webpush",
                               parts=(PUSH_PART,), after_send=delete_gone, unready=push_unready)
 
-PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, PUSH)}
+PAIRINGS: dict[ChannelKind, Pairing[Any]] = {pairing.kind: pairing for pairing in (EMAIL, SMS, PUSH)}
 
 
 class Channels:

@@ -22,7 +22,7 @@ from ecrm.deliveries.batch_store import ERASED, GONE, Span, Started, span
 from ecrm.deliveries.claims import IN_DOUBT, IN_DOUBT_SQL, INTERRUPTED, Owner
 from ecrm.deliveries.queued import split_erased
 from ecrm.deliveries.states import DeliveryStatus, State, sql_guard
-from ecrm.deliveries.store import Change, assignments, group, timed
+from ecrm.deliveries.store import Change, assignments, counts_parts, group, timed
 from ecrm.push.targets import PG_TARGETS, attach
 from ecrm.types import ChannelKind
 
@@ -85,7 +85,7 @@ class PgBatchStore:
                 attach(recipients, await connection.fetch(PG_TARGETS, sorted({r.profile_id for r in recipients})))
             mark = _mark(owner, span(recipients[:first_chunk]))
             if erased:  # skipped, and the mark written, in one statement
-                await connection.fetchval(_record_statement((GONE,)), *mark, self.clock.now(),
+                await connection.fetchval(_record_statement(((GONE, False),)), *mark, self.clock.now(),
                                           erased, [ERASED] * len(erased))
             else:
                 await connection.execute(_MARK, *mark)
@@ -94,12 +94,14 @@ class PgBatchStore:
     async def record(self, owner: Owner, changes: Sequence[Change], following: Span | None) -> bool:
         """One autocommit statement: every group's UPDATE and the in-flight mark, as CTEs."""
         groups = group(changes)
-        states = tuple(state for state, _ in groups)
-        now = [self.clock.now()] if any(timed(state) for state in states) else []
+        shapes = tuple((state, counts_parts(parts)) for (state, _), (_, _, parts) in groups.items())
+        now = [self.clock.now()] if any(timed(state) for state, _ in shapes) else []
         arguments: list[object] = [*_mark(owner, following), *now]
-        for (state, provider), (ids, values) in groups.items():
+        for ((state, provider), (ids, values, parts)), (_, with_parts) in zip(groups.items(), shapes, strict=True):
             arguments += [ids, values] + ([provider] if state[0] is DeliveryStatus.SENT else [])
-        statement = _record_statement(states)
+            if with_parts:
+                arguments.append(parts)
+        statement = _record_statement(shapes)
         async with (await self.pool()).acquire() as connection:
             return bool(await connection.fetchval(statement, *arguments))
 
@@ -128,30 +130,33 @@ def _mark(owner: Owner, chunk: Span | None) -> tuple[int, int, int, int | None, 
     return owner.send_id, owner.batch, owner.attempt, first, last
 
 
-_STATEMENTS: dict[tuple[State, ...], str] = {}
+_STATEMENTS: dict[tuple[tuple[State, bool], ...], str] = {}
 
 
-def _record_statement(states: tuple[State, ...]) -> str:
+def _record_statement(shapes: tuple[tuple[State, bool], ...]) -> str:
     """`$1..$5` the mark (send, batch, attempt, first, last); then `now` if a state sets a
-    timestamp; then per group of outcomes its ids, values and, if sent, provider. The statement
+    timestamp; then per group of outcomes (its state, and whether it carries SMS parts) its ids,
+    values and, if sent, provider, then its parts if it carries them. The statement
     returns 1 if the mark was written (the attempt still owns the batch), else 0. Built once per
     sequence of states. (PostgreSQL refuses a parameter no expression types, hence no unused
     `now`.)"""
-    statement = _STATEMENTS.get(states)
+    statement = _STATEMENTS.get(shapes)
     if statement is None:
         ctes, number = [], 6
-        now = f"${number}" if any(timed(state) for state in states) else ""
+        now = f"${number}" if any(timed(state) for state, _ in shapes) else ""
         number += bool(now)
-        for index, state in enumerate(states):
+        for index, (state, with_parts) in enumerate(shapes):
             provider = f"${number + 2}" if state[0] is DeliveryStatus.SENT else ""
-            sets = assignments(state, value="v.val", now=now, provider=provider)
+            parts = f"${number + 2 + bool(provider)}" if with_parts else ""
+            sets = assignments(state, value="v.val", now=now, provider=provider, parts="v.parts" if parts else "")
+            arrays = f"${number}::bigint[], ${number + 1}::text[]" + (f", {parts}::smallint[]" if parts else "")
             ctes.append(f"g{index} AS (UPDATE deliveries AS d SET {sets} "
-                        f"FROM unnest(${number}::bigint[], ${number + 1}::text[]) AS v(id, val) "
+                        f"FROM unnest({arrays}) AS v(id, val{', parts' if parts else ''}) "
                         f"WHERE d.id = v.id AND {sql_guard(state)})")
-            number += 3 if provider else 2
+            number += 2 + bool(provider) + bool(parts)
         ctes.append("m AS (UPDATE send_batches SET inflight_first = $4, inflight_last = $5 "
                     "WHERE send_id = $1 AND batch = $2 AND attempt = $3 RETURNING 1)")
-        statement = _STATEMENTS[states] = f"WITH {', '.join(ctes)} SELECT count(*) FROM m"
+        statement = _STATEMENTS[shapes] = f"WITH {', '.join(ctes)} SELECT count(*) FROM m"
     return statement
 
 

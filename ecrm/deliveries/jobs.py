@@ -13,6 +13,7 @@ send's source, for the stage that owns the source to decide what that means.
 from __future__ import annotations
 
 import logging
+import random
 from functools import partial
 from typing import TypeVar
 
@@ -47,7 +48,7 @@ def sender_for(runtime: Runtime, pairing: Pairing[M], send: SendRef, last_try: b
                                     stream)
         composer = runtime.composers.put(send.id, WithData(composer, send.data) if send.data else composer)
     after_send = partial(pairing.after_send, runtime.sessions) if pairing.after_send is not None else None
-    return Sender(composer, runtime.channels.open(pairing), last_try, after_send)
+    return Sender(composer, runtime.channels.open(pairing), last_try, after_send, settles_receipts=pairing.callbacks)
 
 
 async def send_batch_job(ctx: JobContext, send_id: int, batch: int) -> str:
@@ -71,7 +72,10 @@ async def send_batch_job(ctx: JobContext, send_id: int, batch: int) -> str:
 
 
 def _retry(runtime: Runtime, send_id: int, batch: int, outcome: BatchOutcome, job_try: int) -> Retry:
-    delay = outcome.retry_after or min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
+    # the provider's Retry-After as given; else exponential backoff with jitter, so batches
+    # throttled together (a 429 burst) do not all come back at the same moment
+    backoff = min(MAX_BACKOFF, runtime.settings.send.retry_delay * 2 ** (job_try - 1))
+    delay = outcome.retry_after or backoff * random.uniform(0.5, 1.0)
     logger.warning("send %d batch %d: %d message(s) not handed over (%s); retrying in %.0f s (try %d of %d)",
                    send_id, batch, outcome.retry, outcome.retry_reason, delay, job_try + 1,
                    runtime.settings.send.max_tries)

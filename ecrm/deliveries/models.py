@@ -40,7 +40,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, cast
 
-from sqlalchemy import BigInteger, Index, SmallInteger, String, Table, Text, UniqueConstraint
+from sqlalchemy import BigInteger, ForeignKey, Index, SmallInteger, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrm.db import Base, Id, Json, UtcDateTime
@@ -116,3 +116,20 @@ class SendBatch(Base):
 
 
 SEND_BATCHES = cast(Table, SendBatch.__table__)
+
+
+class EarlyReceipt(Base):
+    """A provider's receipt that arrived before the send recorded the message it is about
+    (a status callback can beat the send's own write of the message id): kept here, and applied
+    by `deliveries.early_receipts` once the message id is stored. Rare, so it has a table of its
+    own instead of a column every delivery would carry."""
+
+    __tablename__ = "early_receipts"
+
+    id: Mapped[int] = mapped_column(Id, primary_key=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"), index=True)
+    provider_message_id: Mapped[str] = mapped_column(String(250))
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str | None] = mapped_column(String(24))
+    detail: Mapped[str | None] = mapped_column(Text)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime)

@@ -31,13 +31,16 @@ from ecrm import metrics
 from ecrm.channels.base import Channel, Outcome, SendInterrupted, SendResult, send_many
 from ecrm.deliveries.batch_store import span
 from ecrm.deliveries.claims import Owner, SupersededError
+from ecrm.deliveries.early_receipts import settle
 from ecrm.deliveries.journal import Journal, abandoned, journal_dir, process_start
+from ecrm.deliveries.refusals import apply_refusals, refusals
 from ecrm.deliveries.states import DeliveryStatus, Reason
 from ecrm.deliveries.store import Change
 from ecrm.errors import PermanentSendError, SendError, TemplateError, TransientSendError, UncertainSendError
 from ecrm.render.composer import Composer
 from ecrm.render.recipient import Recipient
 from ecrm.runtime import Runtime
+from ecrm.types import ChannelKind
 
 logger = logging.getLogger(__name__)
 M = TypeVar("M")
@@ -66,6 +69,7 @@ class Sender(Generic[M]):
     channel: Channel[M]
     last_try: bool = False  # transient failures are given up as `temporary_exhausted`
     after_send: Callable[[Sequence[M | None]], Awaitable[object]] | None = None  # once a chunk is recorded
+    settles_receipts: bool = False  # the provider reports by callback: apply what came early (`early_receipts`)
 
 
 CLAIM_CHUNK = 200  # recipients marked in flight, sent and recorded together
@@ -114,6 +118,8 @@ async def send_batch(runtime: Runtime, sender: Sender[M], send_id: int, batch: i
     finally:
         if journal is not None:
             journal.close()
+    if sender.settles_receipts and recipients:
+        await settle(runtime.sessions, recipients[0].delivery_id, recipients[-1].delivery_id, runtime.clock.now())
     return total
 
 
@@ -208,6 +214,8 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
     changes = [change_for(r.delivery_id, outcome, last_try) for r, outcome in zip(recipients, outcomes, strict=True)]
     if not await runtime.batches.record(owner, changes, span(following)):
         raise SupersededError(owner)
+    if channel and (refused := refusals(recipients, outcomes)):
+        await apply_refusals(runtime, ChannelKind(channel), refused)
     waits = [o.retry_after for o in outcomes if isinstance(o, TransientSendError) and o.retry_after]
     reasons = [c.error for c in changes if c.status is DeliveryStatus.QUEUED]
     count = Counter(c.status for c in changes)
@@ -220,7 +228,8 @@ async def record(runtime: Runtime, owner: Owner, recipients: Sequence[Recipient]
 def change_for(delivery_id: int, outcome: Outcome, last_try: bool = False) -> Change:
     """The row change an outcome means (see `deliveries.states`)."""
     if isinstance(outcome, SendResult):
-        return Change(delivery_id, DeliveryStatus.SENT, None, outcome.provider, outcome.provider_message_id)
+        return Change(delivery_id, DeliveryStatus.SENT, None, outcome.provider, outcome.provider_message_id,
+                      parts=outcome.parts)
     if isinstance(outcome, PermanentSendError):
         reason = Reason.TECHNICAL if isinstance(outcome, ComposeError) else Reason.PERMANENT
         return Change(delivery_id, DeliveryStatus.FAILED, reason, error=outcome.reason)

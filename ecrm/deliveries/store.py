@@ -33,14 +33,16 @@ class Change:
     provider: str | None = None
     provider_message_id: str | None = None
     error: str | None = None
+    parts: int | None = None  # SMS segments, when sent on a channel that counts them
 
     @property
     def state(self) -> State:
         return self.status, self.reason
 
 
-# One group: (state, provider) -> (delivery ids, the per-row value: message id if sent, else error)
-Groups = dict[tuple[State, str | None], tuple[list[int], list[str | None]]]
+# One group: (state, provider) -> (delivery ids, the per-row value: message id if sent, else
+# error, and the parts of each sent row: written only when one has any, `counts_parts`)
+Groups = dict[tuple[State, str | None], tuple[list[int], list[str | None], list[int | None]]]
 
 
 def group(changes: Sequence[Change]) -> Groups:
@@ -48,10 +50,17 @@ def group(changes: Sequence[Change]) -> Groups:
     for change in changes:
         sent = change.status is DeliveryStatus.SENT
         key = (change.state, change.provider if sent else None)
-        ids, values = groups.setdefault(key, ([], []))
+        ids, values, parts = groups.setdefault(key, ([], [], []))
         ids.append(change.delivery_id)
         values.append(change.provider_message_id if sent else change.error)
+        if sent:
+            parts.append(change.parts)
     return groups
+
+
+def counts_parts(parts: list[int | None]) -> bool:
+    """Whether a group's rows carry parts (SMS); email's never do, and write no such column."""
+    return any(part is not None for part in parts)
 
 
 _TIMESTAMP = {DeliveryStatus.SENT: "sent_at", DeliveryStatus.DELIVERED: "delivered_at",
@@ -59,14 +68,17 @@ _TIMESTAMP = {DeliveryStatus.SENT: "sent_at", DeliveryStatus.DELIVERED: "deliver
               DeliveryStatus.UNKNOWN: "failed_at", DeliveryStatus.SKIPPED: "failed_at"}
 
 
-def assignments(state: State, *, value: str, now: str, provider: str) -> str:
+def assignments(state: State, *, value: str, now: str, provider: str, parts: str = "") -> str:
     """The SET list that moves a row to `state`: `value` is the per-row message id (sent) or
-    error text, `now` and `provider` the parameters, each spelled as the calling store binds it."""
+    error text, `now` and `provider` the parameters, `parts` the per-row parts if any, each
+    spelled as the calling store binds it."""
     status, reason = state
     reason_sql = f"'{reason}'" if reason is not None else "NULL"
     sets = [f"status = '{status}'", f"reason = {reason_sql}", "attempts = d.attempts + 1"]
     if status is DeliveryStatus.SENT:
         sets += [f"provider = {provider}", f"provider_message_id = {value}", "error = NULL"]
+        if parts:
+            sets.append(f"parts = {parts}")
     else:
         sets.append(f"error = {value}")
     if status in _TIMESTAMP:
@@ -89,20 +101,25 @@ def timed(state: State) -> bool:
     return state[0] in _TIMESTAMP
 
 
-_BY_ID: dict[State, TextClause] = {}
+_BY_ID: dict[tuple[State, bool], TextClause] = {}
 
 
-def _by_id(state: State) -> TextClause:
+def _by_id(state: State, with_parts: bool) -> TextClause:
     """The SQLite statement for one row (executemany); SQLite names the target table `d` too."""
-    statement = _BY_ID.get(state)
+    statement = _BY_ID.get((state, with_parts))
     if statement is None:
-        sets = assignments(state, value=":val", now=":now", provider=":provider")
-        statement = _BY_ID[state] = text(f"UPDATE deliveries AS d SET {sets} WHERE d.id = :id AND {sql_guard(state)}")
+        sets = assignments(state, value=":val", now=":now", provider=":provider", parts=":parts" if with_parts else "")
+        statement = _BY_ID[state, with_parts] = text(
+            f"UPDATE deliveries AS d SET {sets} WHERE d.id = :id AND {sql_guard(state)}")
     return statement
 
 
 async def write_changes(connection: AsyncConnection, changes: Sequence[Change], now: datetime) -> None:
     """SQLAlchemy Core's write of a chunk's outcomes (the SQLite store's; PostgreSQL has its own)."""
-    for (state, provider), (ids, values) in group(changes).items():
+    for (state, provider), (ids, values, parts) in group(changes).items():
         rows = [{"id": i, "val": v, "now": now, "provider": provider} for i, v in zip(ids, values, strict=True)]
-        await connection.execute(_by_id(state), rows)
+        with_parts = counts_parts(parts)
+        if with_parts:
+            for row, count in zip(rows, parts, strict=True):
+                row["parts"] = count
+        await connection.execute(_by_id(state, with_parts), rows)

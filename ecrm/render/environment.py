@@ -52,9 +52,11 @@ from ecrm.render.flatten import flatten
 from ecrm.render.parts import Part, fixed_eval_context, render_part
 from ecrm.yamlfile import load_yaml, validation_problems
 
-__all__ = ["CompiledEmail", "EmailSandbox", "EmailTemplate", "Part", "TemplateCatalog", "render_part"]
+__all__ = ["CompiledEmail", "CompiledSms", "EmailSandbox", "EmailTemplate", "Part", "TemplateCatalog", "render_part"]
 
 EMAIL_PARTS = ("subject.txt", "body.html", "body.txt")
+SMS_PART = "sms.txt"
+PUSH_PART = "push.json"  # read by ecrm.render.push_template
 TEMPLATE_FILE = "template.yaml"  # what a template folder says about itself
 
 
@@ -64,6 +66,7 @@ class TemplateFile(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     transactional: bool = False
+
 
 
 @dataclass(frozen=True)
@@ -88,6 +91,15 @@ class CompiledEmail:
     @property
     def locale_values(self) -> dict[str, str]:
         return {"lang": self.lang, "dir": self.direction}
+
+
+@dataclass(frozen=True)
+class CompiledSms:
+    """The `sms.txt` of one template in one locale, from the same folder an email would use."""
+
+    name: str
+    folder: str
+    text_part: Part
 
 
 @cache
@@ -172,6 +184,7 @@ class TemplateCatalog:
         self._globals = dict(self.env.globals)
         self._compiled: dict[tuple[str, str], CompiledEmail] = {}
         self._transactional: dict[str, bool] = {}
+        self._sms: dict[tuple[str, str], CompiledSms] = {}
 
     def context(self, values: dict[str, Any]) -> dict[str, Any]:
         """A render context: the environment's globals (range, namespace...) plus `values`."""
@@ -219,7 +232,7 @@ class TemplateCatalog:
         return found
 
     def warm(self, default_locale: str = "en") -> list[TemplateError]:
-        """Compile every email template in each locale it has a folder for, and the bare folder in
+        """Compile every email and SMS template in each locale it has a folder for, and the bare folder in
         `default_locale`, loading the locales' data too: a worker does this once at start-up
         instead of inside its first send jobs (about 60 ms per locale, most of it Babel's data).
         Broken templates are returned, not raised: a campaign using one is refused at launch."""
@@ -228,17 +241,38 @@ class TemplateCatalog:
             if not folder.is_dir() or folder.name.startswith(("_", ".")) or "." in folder.name:
                 continue
             for locale in self.variants(folder.name):
-                try:
-                    self.email(folder.name, locale or default_locale)
-                except TemplateError as error:
-                    errors.append(error)
+                for compile_part in self._kinds(folder):
+                    try:
+                        compile_part(folder.name, locale or default_locale)
+                    except TemplateError as error:
+                        errors.append(error)
         return errors
+
+    def _kinds(self, folder: Path) -> list[Callable[[str, str], object]]:
+        """What a template folder holds: an email (any of its parts, or no other channel's part:
+        then it is a broken email), an SMS text, or both. A push part is checked when used."""
+        kinds: list[Callable[[str, str], object]] = []
+        others = [part for part in (SMS_PART, PUSH_PART) if (folder / part).is_file()]
+        if not others or any((folder / part).is_file() for part in EMAIL_PARTS):
+            kinds.append(self.email)
+        if (folder / SMS_PART).is_file():
+            kinds.append(self.sms)
+        return kinds
 
     def email(self, name: str, locale: str) -> CompiledEmail:
         key = (name, locale)
         compiled = self._compiled.get(key)
         if compiled is None:
             compiled = self._compiled[key] = self._compile_email(name, locale)
+        return compiled
+
+    def sms(self, name: str, locale: str) -> CompiledSms:
+        """The SMS text of `name` in `locale`: `sms.txt` in the folder `folder_for` picks."""
+        key = (name, locale)
+        compiled = self._sms.get(key)
+        if compiled is None:
+            folder = self.folder_for(name, locale)
+            compiled = self._sms[key] = CompiledSms(name, folder, self._part(self._load(f"{folder}/{SMS_PART}")))
         return compiled
 
     def _compile_email(self, name: str, locale: str) -> CompiledEmail:

@@ -23,9 +23,8 @@ from typing import Any
 from jinja2 import TemplateSyntaxError
 
 from ecrm.errors import TemplateError
-from ecrm.render.environment import Part, TemplateCatalog
+from ecrm.render.environment import PUSH_PART, Part, TemplateCatalog
 
-PUSH_PART = "push.json"
 REQUIRED = ("title", "body")
 OPTIONAL = ("icon", "url", "topic", "urgency")
 URGENCIES = ("very-low", "low", "normal", "high")

@@ -163,8 +163,8 @@ def test_validation_names_the_channel_whose_part_a_locale_folder_lacks(templates
     path = write_campaign(templates, "channels:\n  - email\n  - push\n")
     [problem] = problems(path, settings)
     assert problem.startswith(f"{path}:5 channels[1]: channel push needs its part: ")
-    assert f"{templates}/templates/promo.fa/push.json is missing: the folder for locale fa needs all of push.json" \
-        in problem
+    assert (f"{templates}/templates/promo.fa/push.json is missing: the folder for locale fa needs push.json "
+            "for this channel") in problem
     one = write_campaign(templates, "channel: push\n")
     (templates / "templates" / "promo" / "push.json").unlink()
     assert [p.split(" ", 2)[:2] for p in problems(one, settings)] == [[f"{one}:2", "template:"]] * 2
