@@ -11,3 +11,5 @@ def load_all() -> None:
     from ecrm.orders import models as _orders  # noqa: F401
     from ecrm.profiles import models as _profiles  # noqa: F401
     from ecrm.push import models as _push  # noqa: F401
+    from ecrm.shops import models as _shops  # noqa: F401
+    from ecrm.site import models as _site  # noqa: F401

@@ -20,6 +20,7 @@ from ecrm.deliveries.jobs import send_batch_job
 from ecrm.queue import ArqQueue, InProcessQueue, JobFunction
 from ecrm.runtime import JobContext, open_runtime
 from ecrm.settings import Settings, load_settings
+from ecrm.shops.jobs import map_webhook_job
 from ecrm.types import SendSource
 
 # What a finished send means is its source's business: the stage that owns each kind of source.
@@ -33,7 +34,8 @@ async def send_done_job(ctx: JobContext, source_kind: str, source_id: int) -> An
     return await SEND_DONE[SendSource(source_kind)](ctx, source_id)
 
 
-JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job}
+JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job,
+                               "map_webhook": map_webhook_job}
 # Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
 ARQ_MAX_TRIES = 1000
 

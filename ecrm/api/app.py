@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import events, health, metrics, orders, profiles, push, unsubscribe
+from ecrm.api import events, health, metrics, orders, profiles, push, unsubscribe, webhooks
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
@@ -22,7 +22,7 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes)
+          push.routes, webhooks.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
@@ -32,6 +32,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app[SETTINGS] = settings
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
+    app.cleanup_ctx.append(webhooks.shop_jobs)  # after the database: its engine
     for routes in ROUTES:
         app.add_routes(routes)
     return app

@@ -1,4 +1,4 @@
-"""API-key authentication for every route except the health check, metrics and unsubscribe links,
+"""API-key authentication for every route except the health check, metrics, unsubscribe links and shop webhooks,
 and the scope each route needs.
 
 The key comes as `Authorization: Bearer <key>` or `X-Api-Key: <key>`; missing, unknown or
@@ -18,7 +18,8 @@ from ecrm.api.models import ApiKey
 from ecrm.api.scopes import Scope, describe
 
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/metrics"), ("HEAD", "/metrics"),
-                           ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}")})
+                           ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}"),
+                           ("POST", "/webhooks/{provider}")})  # signed by the shop instead
 
 # (method, route) -> the scope a key needs; HEAD goes as GET
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {

@@ -6,9 +6,11 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.clock import Clock
+from ecrm.queue import JobQueue
 from ecrm.settings import Settings
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
+SHOP_JOBS: web.AppKey[JobQueue] = web.AppKey("shop_jobs")  # where webhooks go to be mapped (ecrm.api.webhooks)

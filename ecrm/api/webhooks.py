@@ -1,0 +1,126 @@
+"""`POST /webhooks/{provider}`: a shop's webhook, verified, stored, acknowledged, mapped later.
+
+The route is public (no API key): the shop's signature is the proof. The order matters: the
+signature is checked over the raw body before anything is parsed, the body must be a UTF-8
+JSON object within the depth limit, and the row is committed before the 2xx, so a shop never
+hears "received" for something not stored. A redelivery (same delivery id) is answered 200 and
+not stored again. Mapping runs as the `map_webhook` job: on the worker with Redis, in this
+process without it. A job lost with a dead process is mapped again by `ecrm shop retry`.
+"""
+
+from __future__ import annotations
+
+import codecs
+import json
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+from aiohttp import web
+from arq import create_pool
+from arq.connections import RedisSettings
+
+from ecrm.api.body import MAX_DEPTH, check_document
+from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_JOBS
+from ecrm.errors import ApiError, WebhookPayloadError, WebhookSignatureError
+from ecrm.queue import ArqQueue, InProcessQueue
+from ecrm.runtime import open_runtime
+from ecrm.shops.base import ShopConnector
+from ecrm.shops.jobs import map_webhook_job
+from ecrm.shops.registry import CONNECTORS
+from ecrm.shops.store import record_webhook
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+MAP_JOB = "map_webhook"
+
+
+@routes.post("/webhooks/{provider}")
+async def post_webhook(request: web.Request) -> web.Response:
+    connector = _connector(request)
+    raw = await _raw_body(request)
+    if connector.is_ping(raw, request.headers):
+        return web.json_response({"ok": True, "stored": False})
+    try:
+        connector.verify(raw, request.headers)
+        delivery = connector.delivery(request.headers)
+    except WebhookSignatureError as exc:
+        raise ApiError(401, str(exc)) from None
+    except WebhookPayloadError as exc:
+        raise ApiError(400, str(exc), field=exc.field) from None
+    body = _json_object_text(raw, request.charset)
+    async with request.app[SESSIONS].begin() as session:
+        webhook_id = await record_webhook(session, connector.provider, delivery, body, request.app[CLOCK].now())
+    if webhook_id is None:
+        return web.json_response({"ok": True, "duplicate": True})
+    await _enqueue(request.app, webhook_id)
+    return web.json_response({"ok": True, "id": webhook_id})
+
+
+def _connector(request: web.Request) -> ShopConnector:
+    provider = request.match_info["provider"]
+    factory = CONNECTORS.get(provider)
+    if factory is None:
+        raise ApiError(404, f"no shop connector is named {provider[:40]!r}; the shops are {', '.join(CONNECTORS)}")
+    return factory(request.app[SETTINGS])
+
+
+async def _raw_body(request: web.Request) -> bytes:
+    try:
+        return await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise ApiError(413, f"the body is larger than the limit of {request.client_max_size} bytes") from exc
+
+
+def _json_object_text(raw: bytes, charset: str | None) -> str:
+    """The body as text, once it is known to be a UTF-8 JSON object that every database stores."""
+    if charset is not None and _codec(charset) != "utf-8":
+        raise ApiError(415, f"charset {charset!r} is not accepted: webhooks are UTF-8 JSON")
+    try:
+        text = raw.decode("utf-8")
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not UTF-8 (byte {exc.start} is invalid)") from None
+    except RecursionError:
+        raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    check_document(document)
+    return text
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _codec(charset: str) -> str | None:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return None
+
+
+async def _enqueue(app: web.Application, webhook_id: int) -> None:
+    try:
+        await app[SHOP_JOBS].enqueue(MAP_JOB, webhook_id)
+    except Exception:  # stored already: `ecrm shop retry` maps what no job did
+        logger.exception("webhook %d stored but not queued for mapping", webhook_id)
+
+
+async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
+    """The queue the mapping jobs go to: arq's with Redis, else this process's own."""
+    settings = app[SETTINGS]
+    if settings.redis_url:
+        redis = await create_pool(RedisSettings.from_dsn(settings.redis_url))
+        app[SHOP_JOBS] = ArqQueue(redis)
+        yield
+        await redis.aclose()
+        return
+    queue = InProcessQueue({MAP_JOB: map_webhook_job}, max_tries=1, clock=app[CLOCK])
+    queue.ctx["runtime"] = runtime = open_runtime(settings, queue, engine=app[ENGINE], clock=app[CLOCK])
+    app[SHOP_JOBS] = queue
+    yield
+    await queue.join()
+    await runtime.close()
