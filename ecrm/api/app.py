@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api import events, health, metrics, orders, profiles, push, unsubscribe, webhooks
+from ecrm.api import events, health, metrics, orders, profiles, push, site, unsubscribe, webhooks
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
@@ -22,7 +22,7 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes, webhooks.routes)
+          push.routes, webhooks.routes, site.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
@@ -33,6 +33,7 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app[CLOCK] = clock
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(webhooks.shop_jobs)  # after the database: its engine
+    app.cleanup_ctx.append(site.site_limits)
     for routes in ROUTES:
         app.add_routes(routes)
     return app

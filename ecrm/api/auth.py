@@ -1,5 +1,5 @@
-"""API-key authentication for every route except the health check, metrics, unsubscribe links and shop webhooks,
-and the scope each route needs.
+"""API-key authentication for every route except the health check, metrics, unsubscribe links, shop
+webhooks and the site script, and the scope each route needs.
 
 The key comes as `Authorization: Bearer <key>` or `X-Api-Key: <key>`; missing, unknown or
 revoked keys get 401 with a JSON `error`. A live key without the route's scope gets 403 naming
@@ -19,7 +19,8 @@ from ecrm.api.scopes import Scope, describe
 
 PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/metrics"), ("HEAD", "/metrics"),
                            ("GET", "/u/{token}"), ("HEAD", "/u/{token}"), ("POST", "/u/{token}"),
-                           ("POST", "/webhooks/{provider}")})  # signed by the shop instead
+                           ("POST", "/webhooks/{provider}"),  # signed by the shop instead
+                           ("GET", "/t.js"), ("HEAD", "/t.js"), ("POST", "/t/collect")})  # the site script
 
 # (method, route) -> the scope a key needs; HEAD goes as GET
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {

@@ -10,18 +10,15 @@ process without it. A job lost with a dead process is mapped again by `ecrm shop
 
 from __future__ import annotations
 
-import codecs
-import json
 import logging
 from collections.abc import AsyncIterator
-from typing import Any
 
 from aiohttp import web
 from arq import create_pool
 from arq.connections import RedisSettings
 
-from ecrm.api.body import MAX_DEPTH, check_document
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_JOBS
+from ecrm.api.raw_json import json_object
 from ecrm.errors import ApiError, WebhookPayloadError, WebhookSignatureError
 from ecrm.queue import ArqQueue, InProcessQueue
 from ecrm.runtime import open_runtime
@@ -48,7 +45,7 @@ async def post_webhook(request: web.Request) -> web.Response:
         raise ApiError(401, str(exc)) from None
     except WebhookPayloadError as exc:
         raise ApiError(400, str(exc), field=exc.field) from None
-    body = _json_object_text(raw, request.charset)
+    body, _ = json_object(raw, request.charset)
     async with request.app[SESSIONS].begin() as session:
         webhook_id = await record_webhook(session, connector.provider, delivery, body, request.app[CLOCK].now())
     if webhook_id is None:
@@ -70,36 +67,6 @@ async def _raw_body(request: web.Request) -> bytes:
         return await request.read()
     except web.HTTPRequestEntityTooLarge as exc:
         raise ApiError(413, f"the body is larger than the limit of {request.client_max_size} bytes") from exc
-
-
-def _json_object_text(raw: bytes, charset: str | None) -> str:
-    """The body as text, once it is known to be a UTF-8 JSON object that every database stores."""
-    if charset is not None and _codec(charset) != "utf-8":
-        raise ApiError(415, f"charset {charset!r} is not accepted: webhooks are UTF-8 JSON")
-    try:
-        text = raw.decode("utf-8")
-        document = json.loads(text, parse_constant=_refuse_constant)
-    except UnicodeDecodeError as exc:
-        raise ApiError(400, f"the body is not UTF-8 (byte {exc.start} is invalid)") from None
-    except RecursionError:
-        raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
-    if not isinstance(document, dict):
-        raise ApiError(422, "the body must be a JSON object")
-    check_document(document)
-    return text
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not allowed in JSON")
-
-
-def _codec(charset: str) -> str | None:
-    try:
-        return codecs.lookup(charset).name
-    except LookupError:
-        return None
 
 
 async def _enqueue(app: web.Application, webhook_id: int) -> None:
