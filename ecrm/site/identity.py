@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+from urllib.parse import urlsplit, urlunsplit
 
 _DOMAIN = b"site-click:"
+CLICK_PARAMETER = "ecrm_c"  # the script reads it from the landing page's address
 _TAG_BYTES = 16
 _MAX_ID = 2**63 - 1
 
@@ -53,3 +55,19 @@ def identify_signature(secret: str, external_id: str) -> str:
 
 def signature_matches(secret: str, external_id: str, signature: str) -> bool:
     return hmac.compare_digest(identify_signature(secret, external_id), signature.strip().lower())
+
+
+class SiteLink:
+    """`{{ site_link("https://shop.example/p/1") }}` in an email template: the URL with the
+    recipient's `ecrm_c` token, so the site script knows who clicked. The token is made only
+    when a template calls it, so templates without links to the shop pay nothing."""
+
+    __slots__ = ("_profile_id", "_secret")
+
+    def __init__(self, secret: str, profile_id: int) -> None:
+        self._secret, self._profile_id = secret, profile_id
+
+    def __call__(self, url: str) -> str:
+        parts = urlsplit(str(url))
+        token = f"{CLICK_PARAMETER}={make_click_token(self._secret, self._profile_id)}"
+        return urlunsplit(parts._replace(query=f"{parts.query}&{token}" if parts.query else token))
