@@ -58,13 +58,14 @@ def profile_input(data: dict[str, Any]) -> ProfileIn:
     return validated(ProfileIn, {key: value for key, value in data.items() if key not in bad})
 
 
-def validated(model: type[M], data: dict[str, Any]) -> M:
-    """`model` from `data`, or WebhookPayloadError naming the first bad field and why."""
+def validated(model: type[M], data: dict[str, Any], within: str = "") -> M:
+    """`model` from `data`, or WebhookPayloadError naming the first bad field (under `within`) and why."""
     try:
         return model.model_validate(data)
     except ValidationError as exc:
         first = input_errors(exc)[0]
-        raise WebhookPayloadError(f"{first.field}: {first.message}", field=first.field) from None
+        field = f"{within}.{first.field}" if within else first.field
+        raise WebhookPayloadError(f"{field}: {first.message}", field=field) from None
 
 
 def amount(value: Any, name: str) -> Decimal:

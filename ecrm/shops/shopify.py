@@ -158,7 +158,8 @@ def _line_items(payload: dict[str, Any]) -> list[LineItemIn]:
             continue  # a line removed by an edit
         items.append(validated(LineItemIn, {
             "sku": text(item.get("sku")), "name": text(item.get("name")) or text(item.get("title")) or "(no name)",
-            "quantity": quantity, "unit_price": amount(item.get("price"), f"line_items.{index}.price")}))
+            "quantity": quantity, "unit_price": amount(item.get("price"), f"line_items.{index}.price"),
+        }, f"line_items.{index}"))
     return items
 
 

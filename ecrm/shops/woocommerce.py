@@ -131,7 +131,7 @@ def _line_items(order: dict[str, Any], currency: str) -> list[LineItemIn]:
             continue
         items.append(validated(LineItemIn, {
             "sku": text(item.get("sku")), "name": text(item.get("name")) or "(no name)", "quantity": quantity,
-            "unit_price": _unit_price(item, quantity, currency, index)}))
+            "unit_price": _unit_price(item, quantity, currency, index)}, f"line_items.{index}"))
     return items
 
 

@@ -58,3 +58,22 @@ async def test_a_webhook_whose_job_was_lost_is_mapped_by_a_retry_once(sessions: 
     assert (row.status, row.attempts, row.body) == ("mapped", 1, None)
     async with sessions() as session:
         assert len(list(await session.scalars(select(Order)))) == 1
+
+
+async def test_extreme_values_in_a_signed_payload_fail_its_mapping_not_the_request(
+        shop_api: Client, sessions: Sessions) -> None:
+    hostile = [
+        shopify_order(total_price="1e400"), shopify_order(created_at="99999-01-01T00:00:00Z"),
+        shopify_order(line_items=[{"name": "x", "price": "1.00", "quantity": 10**30}]),
+        shopify_order(customer={"id": 10**400}), shopify_order(currency=None),
+        shopify_order(total_price="-5.00"), shopify_order(line_items="not a list", customer="nobody", email=None),
+    ]
+    for n, payload in enumerate(hostile):
+        response = await post(shop_api, "shopify", shopify_request("orders/create", payload, f"hostile-{n}"))
+        assert response.status == 200
+    await mapped(shop_api)
+    async with sessions() as session:
+        rows = list(await session.scalars(select(ReceivedWebhook).order_by(ReceivedWebhook.id)))
+        assert await session.scalar(select(Order)) is None
+    assert [row.status for row in rows] == ["failed"] * len(hostile)
+    assert all(row.error and "Traceback" not in row.error for row in rows)
