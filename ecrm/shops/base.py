@@ -15,6 +15,7 @@ import hashlib
 import hmac
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
 from ecrm.errors import WebhookPayloadError, WebhookSignatureError
@@ -35,18 +36,25 @@ class Delivery:
 
 @dataclass
 class ShopChanges:
-    """What one webhook asks of stage 1, applied in this order: profiles, orders, events, erasures."""
+    """What one webhook asks of stage 1, applied in this order: profiles, orders, events, erasures.
+
+    A grant the shop reports never undoes a withdrawal recorded here after the shop's time for
+    it (someone who used our unsubscribe link stays unsubscribed when the shop resends its stale
+    `subscribed`); a grant with no time never undoes a withdrawal at all."""
 
     profiles: list[ProfileIn] = field(default_factory=list)
     orders: list[OrderIn] = field(default_factory=list)
     events: list[EventIn] = field(default_factory=list)
     erase: list[str] = field(default_factory=list)  # external ids
+    # (external id, channel) of a granted consent -> when the shop says it was given (None: unknown)
+    granted_at: dict[tuple[str, str], datetime | None] = field(default_factory=dict)
 
 
 class ShopConnector(Protocol):
     provider: ClassVar[str]  # the registry key and the webhook path: /webhooks/<provider>
     topics: ClassVar[tuple[str, ...]]  # the topics a shop should subscribe to (`ecrm shop connect`)
     secret_setting: ClassVar[str]  # where its secret goes, for messages and `ecrm shop connect`
+    secret: str | None
 
     def is_ping(self, body: bytes, headers: Mapping[str, str]) -> bool: ...
 

@@ -30,7 +30,7 @@ def webhook_url(settings: Settings, provider: str) -> str:
 def connect_steps(settings: Settings, provider: str) -> list[str]:
     """The lines to print for `provider` (a key of CONNECTORS)."""
     connector = CONNECTORS[provider](settings)
-    configured = "set" if getattr(connector, "secret", None) else "NOT set yet"
+    configured = "set" if connector.secret else "NOT set yet"
     lines = [f"Webhook URL: {webhook_url(settings, provider)}", "", "Topics:"]
     lines += [f"  {topic}" for topic in connector.topics]
     lines += ["", "Steps:"] + [f"  {n}. {step}" for n, step in enumerate(STEPS.get(provider, []), 1)]

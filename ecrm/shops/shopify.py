@@ -9,12 +9,12 @@ customer but an email becomes `shopify:email:<email>`. Orders are `shopify:<orde
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any, ClassVar
 
 from ecrm.errors import WebhookPayloadError
 from ecrm.orders.ingest import LineItemIn, OrderIn
 from ecrm.orders.models import OrderStatus
-from ecrm.profiles.ingest import ProfileIn
 from ecrm.settings import Settings
 from ecrm.shops.base import (
     CART_UPDATED,
@@ -73,7 +73,7 @@ def _nothing(topic: str, payload: dict[str, Any]) -> ShopChanges:
 def _map_customer(topic: str, payload: dict[str, Any]) -> ShopChanges:
     if topic == "customers/redact":
         return ShopChanges(erase=_redacted(mapping(payload.get("customer"))))
-    return ShopChanges(profiles=[_customer_profile(payload, None, None)])
+    return _customer(payload, None, None)
 
 
 def _redacted(customer: dict[str, Any]) -> list[str]:
@@ -82,17 +82,19 @@ def _redacted(customer: dict[str, Any]) -> list[str]:
     return ids + ([f"shopify:email:{email.lower()}"] if email else [])
 
 
-def _customer_profile(customer: dict[str, Any], buyer: dict[str, Any] | None, locale: str | None) -> ProfileIn:
+def _customer(customer: dict[str, Any], buyer: dict[str, Any] | None, locale: str | None) -> ShopChanges:
     """The customer object of a customers/* payload, or of an order or checkout (`buyer`: the
     order's own email, phone and buyer_accepts_marketing, used where the customer lacks them)."""
     buyer = buyer or {}
     email = text(customer.get("email")) or text(buyer.get("email"))
     external_id = _external_id(customer, email)
-    return profile_input({
+    consent, granted_at = _consent(customer, buyer)
+    profile = profile_input({
         "external_id": external_id, "email": email, "phone": text(customer.get("phone")) or text(buyer.get("phone")),
         "first_name": text(customer.get("first_name")), "last_name": text(customer.get("last_name")),
-        "locale": locale, "consent": _consent(customer, buyer),
+        "locale": locale, "consent": consent,
     })
+    return ShopChanges(profiles=[profile], granted_at={(external_id, ch): at for ch, at in granted_at.items()})
 
 
 def _external_id(customer: dict[str, Any], email: str | None) -> str:
@@ -104,30 +106,43 @@ def _external_id(customer: dict[str, Any], email: str | None) -> str:
     raise WebhookPayloadError("the payload names no customer id and no email", field="customer")
 
 
-def _consent(customer: dict[str, Any], buyer: dict[str, Any]) -> dict[str, Any]:
-    found = {}
+def _consent(customer: dict[str, Any], buyer: dict[str, Any]) -> tuple[dict[str, Any], dict[str, datetime | None]]:
+    """The consent Shopify reports, and for each grant the time Shopify says it was given."""
+    found, granted_at = {}, {}
     for channel, key in (("email", "email_marketing_consent"), ("sms", "sms_marketing_consent")):
-        state = CONSENT_STATES.get(str(mapping(customer.get(key)).get("state")))
+        reported = mapping(customer.get(key))
+        state = CONSENT_STATES.get(str(reported.get("state")))
         if state:
             found[channel] = {"state": state, "source": SOURCE}
+            granted_at[channel] = _time(reported.get("consent_updated_at"))
     if "email" not in found:  # older payloads: accepts_marketing, or the order's checkbox
         accepts = customer.get("accepts_marketing", buyer.get("buyer_accepts_marketing"))
         if accepts is True:
             found["email"] = {"state": "granted", "source": SOURCE}
+            granted_at["email"] = _time(customer.get("accepts_marketing_updated_at") or buyer.get("created_at"))
         elif accepts is False and "accepts_marketing" in customer:
             found["email"] = {"state": "withdrawn", "source": SOURCE}
-    return found
+    return found, {channel: at for channel, at in granted_at.items() if found[channel]["state"] == "granted"}
+
+
+def _time(value: Any) -> datetime | None:
+    try:
+        found = datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
+    return found if found is not None and found.tzinfo is not None else None
 
 
 def _map_order(topic: str, payload: dict[str, Any]) -> ShopChanges:
-    profile = _customer_profile(mapping(payload.get("customer")), payload, text(payload.get("customer_locale")))
-    order = validated(OrderIn, {
+    changes = _customer(mapping(payload.get("customer")), payload, text(payload.get("customer_locale")))
+    profile = changes.profiles[0]
+    changes.orders.append(validated(OrderIn, {
         "order_id": f"shopify:{_required_id(payload)}", "external_id": profile.external_id,
         "status": _order_status(topic, payload), "currency": payload.get("currency"),
         "total": amount(payload.get("total_price"), "total_price"), "placed_at": payload.get("created_at"),
         "line_items": [item.model_dump() for item in _line_items(payload)],
-    })
-    return ShopChanges(profiles=[profile], orders=[order])
+    }))
+    return changes
 
 
 def _required_id(payload: dict[str, Any]) -> str:
@@ -167,7 +182,8 @@ def _map_checkout(topic: str, payload: dict[str, Any]) -> ShopChanges:
     customer = mapping(payload.get("customer"))
     if payload.get("completed_at") or not (text(customer.get("id")) or text(payload.get("email"))):
         return ShopChanges()  # an order follows; or nobody to remind yet
-    profile = _customer_profile(customer, payload, text(payload.get("customer_locale")))
+    changes = _customer(customer, payload, text(payload.get("customer_locale")))
+    profile = changes.profiles[0]
     cart = {
         "cart_id": text(payload.get("cart_token")) or _required_token(payload),
         "checkout_id": text(payload.get("token")),
@@ -179,8 +195,8 @@ def _map_checkout(topic: str, payload: dict[str, Any]) -> ShopChanges:
     }
     name = CHECKOUT_STARTED if topic == "checkouts/create" else CART_UPDATED
     when = payload.get("updated_at") or payload.get("created_at")
-    event = cart_event(profile.external_id, name, {k: v for k, v in cart.items() if v is not None}, when)
-    return ShopChanges(profiles=[profile], events=[event])
+    changes.events.append(cart_event(profile.external_id, name, {k: v for k, v in cart.items() if v is not None}, when))
+    return changes
 
 
 def _required_token(payload: dict[str, Any]) -> str:

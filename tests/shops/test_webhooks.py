@@ -17,6 +17,7 @@ from ecrm.profiles.consent import load_consents
 from ecrm.profiles.ingest import find_profile
 from ecrm.profiles.models import Consent, Event, Profile
 from ecrm.shops.models import ReceivedWebhook
+from tests.factories import add_profile
 from tests.shops.conftest import Client, mapped
 from tests.shops.payloads import (
     CUSTOMER_ID,
@@ -274,3 +275,25 @@ async def test_unknown_topics_are_stored_and_mapped_to_nothing(shop_api: Client,
     assert response.status == 200
     assert [w.status for w in await webhooks(sessions)] == ["mapped"]
     assert await count(sessions, Profile) == 0
+
+
+async def test_a_stale_subscribed_from_the_shop_does_not_undo_a_later_unsubscribe(shop_api: Client,
+                                                                                 sessions: Sessions) -> None:
+    await add_profile(sessions, external_id=SHOPIFY_PROFILE, consent="withdrawn")  # unsubscribed here at 09:00 UTC
+    stale = shopify_customer()  # Shopify's consent_updated_at: 02:00 UTC, before the unsubscribe
+    await post(shop_api, "shopify", shopify_request("customers/update", stale, "w-1"))
+    await post(shop_api, "shopify", shopify_request("orders/paid", shopify_order("paid", customer=shopify_customer(
+        email_marketing_consent=None)), "w-2"))  # buyer_accepts_marketing as of the order: 09:00 UTC too
+    await mapped(shop_api)
+    assert await email_consent(sessions) == ("withdrawn", "test")
+    fresh = shopify_customer(email_marketing_consent={"state": "subscribed", "opt_in_level": "confirmed_opt_in",
+                                                      "consent_updated_at": "2026-01-01T10:00:00Z"})
+    await post(shop_api, "shopify", shopify_request("customers/update", fresh, "w-3"))
+    await mapped(shop_api)
+    assert await email_consent(sessions) == ("granted", "shopify")
+
+
+async def email_consent(sessions: Sessions) -> tuple[str, str]:
+    async with sessions() as session:
+        found = (await session.execute(select(Consent.state, Consent.source).where(Consent.channel == "email"))).one()
+    return found.state, found.source
