@@ -54,3 +54,15 @@ async def test_two_deliveries_at_once_are_stored_and_mapped_once(shop_api: Clien
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(ReceivedWebhook)) == 1
         assert await session.scalar(select(func.count()).select_from(Event)) == 1
+
+
+async def test_with_redis_down_a_webhook_is_still_stored_and_answered(aiohttp_client: AiohttpClient,
+                                                                     shop_settings: Settings, clock: FrozenClock,
+                                                                     sessions: Sessions, unused_tcp_port: int) -> None:
+    settings = shop_settings.model_copy(update={"redis_url": f"redis://127.0.0.1:{unused_tcp_port}/0"})
+    client = await aiohttp_client(create_app(settings, clock))
+    body, headers = shopify_request("orders/create", shopify_order())
+    response = await client.post("/webhooks/shopify", data=body, headers=headers)
+    assert response.status == 200  # stored; `ecrm shop retry` maps it
+    async with sessions() as session:
+        assert await session.scalar(select(ReceivedWebhook.status)) == "received"
