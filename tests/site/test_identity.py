@@ -6,9 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ecrm.errors import ConfigError
 from ecrm.feedback.unsubscribe import make_token
 from ecrm.render.email import EmailComposer
 from ecrm.render.environment import TemplateCatalog
@@ -67,3 +69,12 @@ def test_an_email_template_can_link_to_the_shop_with_the_recipients_token(tmp_pa
     link = rendered.text.strip()
     assert read_click_token(SECRET, parse_qs(urlsplit(link).query)["ecrm_c"][0]) == 4242
     assert f'href="{link.replace("&", "&amp;")}"' in rendered.html
+
+
+def test_allowed_origins_read_as_the_browser_writes_them_and_a_bad_one_names_its_key() -> None:
+    settings = load_settings(Path("/nonexistent"), environ={
+        "ECRM_SITE__ALLOWED_ORIGINS": "https://Shop.Example, http://b.example:80/, https://c.example:8443"})
+    assert settings.site.allowed_origins == ("https://shop.example", "http://b.example", "https://c.example:8443")
+    with pytest.raises(ConfigError) as refused:
+        load_settings(Path("/nonexistent"), environ={"ECRM_SITE__ALLOWED_ORIGINS": "https://a.example/shop"})
+    assert "site.allowed_origins" in str(refused.value) and "ECRM_SITE__ALLOWED_ORIGINS" in str(refused.value)
