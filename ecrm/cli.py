@@ -1,6 +1,7 @@
 """The `ecrm` command line: init, profiles import, campaign validate|launch|status|resume|resend,
-segment count|preview|explain, serve, worker, apikey create|list|revoke, demo. Each command is a short
-function over the stage packages; as the process's edge, it is where the system clock is handed to them."""
+segment validate|count|preview|explain, serve, worker, apikey create|list|revoke, shop connect|retry, demo.
+Each command is a short function over the stage packages; as the process's edge, it is where the system clock
+is handed to them."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import shlex
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +35,9 @@ from ecrm.errors import EcrmError, SpecError
 from ecrm.queue import InProcessQueue
 from ecrm.schema import ensure_schema
 from ecrm.settings import Settings, environment, load_settings
+from ecrm.shops.connect import connect_steps
+from ecrm.shops.jobs import map_pending
+from ecrm.shops.registry import CONNECTORS
 from ecrm.types import ChannelKind
 
 console = Console(soft_wrap=True)
@@ -132,6 +137,11 @@ def parser() -> argparse.ArgumentParser:
     sms_count.add_argument("--json", action="store_true", help='print {"encoding", "units", "parts"} as JSON')
     push = sub.add_parser("push", help="web push").add_subparsers(required=True, metavar="ACTION")
     _add(push, "keys", "make a VAPID key pair for web push and print where each half goes", cmd_push_keys)
+    shop = sub.add_parser("shop", help="shop webhooks (Shopify, WooCommerce)").add_subparsers(
+        required=True, metavar="ACTION")
+    _add(shop, "connect", "print the webhook URL, topics and secret set-up for a shop", cmd_shop_connect
+         ).add_argument("shop", choices=list(CONNECTORS))
+    _add(shop, "retry", "map stored webhooks again: failed ones, and those no job mapped", cmd_shop_retry)
     demo = _add(sub, "demo", "seed profiles, send a campaign to a local SMTP server, report", cmd_demo)
     demo.add_argument("--profiles", type=int, default=1000)
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
@@ -542,6 +552,23 @@ def cmd_apikey_revoke(settings: Settings, args: argparse.Namespace) -> int:
         console.print(f"API key '{key.name}' (ecrm_{key.prefix}_…) revoked: requests with it now get 401",
                       highlight=False, markup=False)
         return 0
+
+    return run(go())
+
+
+def cmd_shop_connect(settings: Settings, args: argparse.Namespace) -> int:
+    for line in connect_steps(settings, args.shop):
+        console.print(line, markup=False, highlight=False)
+    return 0
+
+
+def cmd_shop_retry(settings: Settings, _args: argparse.Namespace) -> int:
+    async def go() -> int:
+        async with database(settings) as engine:
+            now = SYSTEM_CLOCK.now()  # a webhook a minute old with no mapping lost its job
+            counts = await map_pending(session_factory(engine), settings, now - timedelta(minutes=1), now)
+        console.print(f"mapped {counts['mapped']}, failed {counts['failed']} (see received_webhooks.error)")
+        return 1 if counts["failed"] else 0
 
     return run(go())
 

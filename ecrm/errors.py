@@ -15,6 +15,9 @@
     │   │   └── RecipientOptedOutError the recipient opted out at the provider: consent withdrawn
     │   └── UncertainSendError      may have been sent: recorded as unknown, never retried
     ├── ApiError                    an HTTP request is wrong: status code and the field
+    ├── WebhookError                a shop's webhook cannot be taken
+    │   ├── WebhookSignatureError   not signed with our secret (401)
+    │   └── WebhookPayloadError     a header or field is missing or wrong (400, names it)
     └── SmsTextError                a text that no SMS can carry (not valid Unicode / UTF-8)
 """
 
@@ -127,3 +130,17 @@ class ApiError(EcrmError):
 
 class SmsTextError(EcrmError, ValueError):
     """A text that cannot be sent as an SMS at all: not valid Unicode, or bytes that are not UTF-8."""
+
+
+class WebhookError(EcrmError):
+    def __init__(self, message: str, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class WebhookSignatureError(WebhookError):
+    """The request is not signed with the shop's secret: nothing of it is stored."""
+
+
+class WebhookPayloadError(WebhookError):
+    """A header or payload field a connector needs is missing or not what the shop sends."""

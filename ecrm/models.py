@@ -12,4 +12,6 @@ def load_all() -> None:
     from ecrm.profiles import models as _profiles  # noqa: F401
     from ecrm.push import models as _push  # noqa: F401
     from ecrm.segments import models as _segments  # noqa: F401
+    from ecrm.shops import models as _shops  # noqa: F401
+    from ecrm.site import models as _site  # noqa: F401
     from ecrm.transactional import models as _transactional  # noqa: F401

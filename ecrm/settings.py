@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 from ecrm.errors import ConfigError, SpecError
 from ecrm.orders.money import is_currency
 from ecrm.push.settings_checks import push_pair, push_private_key, push_public_key, push_subject
+from ecrm.site.origins import site_origin
 from ecrm.yamlfile import dotted, load_yaml
 
 DEFAULT_CONFIG = Path("config/ecrm.yaml")
@@ -169,6 +170,34 @@ class TwilioSettings(_Section):
                            min_length=1, max_length=1600)
 
 
+class ShopSettings(_Section):
+    """Shop webhook secrets (ecrm.shops), from the environment: ECRM_SHOPS__SHOPIFY_SECRET (the
+    Shopify app's client secret), ECRM_SHOPS__WOOCOMMERCE_SECRET (the WooCommerce webhooks' secret).
+    A shop whose secret is unset gets 401 on every webhook."""
+
+    shopify_secret: SecretStr | None = None  # kept out of reprs and logs
+    woocommerce_secret: SecretStr | None = None
+
+
+class SiteSettings(_Section):
+    """The site script (`/t.js`, ecrm.site): its public key, the page origins allowed to send
+    events (`https://shop.example`; a comma-separated list in ECRM_SITE__ALLOWED_ORIGINS), the
+    secret a shop's server signs `identify` external ids with, and the collect endpoint's bounds."""
+
+    key: str | None = Field(None, pattern=r"^[A-Za-z0-9_-]{8,64}$")
+    allowed_origins: tuple[str, ...] = ()
+    identify_secret: SecretStr | None = None
+    max_body_bytes: int = Field(8 * 1024, ge=512, le=64 * 1024)
+    requests_per_minute: int = Field(120, ge=1)  # per client address, per API process
+
+    @field_validator("allowed_origins", mode="before")
+    @classmethod
+    def _origins(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        return tuple(site_origin(origin) for origin in value) if isinstance(value, list | tuple) else value
+
+
 class Settings(_Section):
     database_url: str = "sqlite+aiosqlite:///./ecrm.db"
     redis_url: str | None = None
@@ -185,6 +214,8 @@ class Settings(_Section):
     push: PushSettings = PushSettings()
     money: MoneySettings = MoneySettings()
     twilio: TwilioSettings = TwilioSettings()
+    shops: ShopSettings = ShopSettings()
+    site: SiteSettings = SiteSettings()
 
     @field_validator("database_url")
     @classmethod

@@ -23,8 +23,10 @@ from ecrm.api import (
     profiles,
     push,
     push_public,
+    site,
     twilio_webhooks,
     unsubscribe,
+    webhooks,
 )
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
@@ -36,7 +38,8 @@ from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
-          push.routes, push_public.routes, twilio_webhooks.routes, batch.routes, messages.routes, docs.routes)
+          push.routes, push_public.routes, twilio_webhooks.routes, batch.routes, messages.routes, docs.routes,
+          webhooks.routes, site.routes)
 
 
 def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
@@ -49,6 +52,8 @@ def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Applicati
     app.cleanup_ctx.append(segment_refresh)
     app.cleanup_ctx.append(messages.message_queue)
     app.on_startup.append(docs.build_document)
+    app.cleanup_ctx.append(webhooks.shop_jobs)  # after the database: its engine
+    app.cleanup_ctx.append(site.site_limits)
     for routes in ROUTES:
         app.add_routes(routes)
     return app

@@ -1,5 +1,5 @@
-"""API-key authentication for every route except the health check, metrics, unsubscribe links and
-Twilio's signed webhooks, and the scope each route needs.
+"""API-key authentication for every route except the health check, metrics, unsubscribe links,
+the signed webhooks (Twilio, shops), the browser's push routes and the site script, and the scope each route needs.
 
 The key comes as `Authorization: Bearer <key>` or `X-Api-Key: <key>`; missing, unknown or
 revoked keys get 401 with a JSON `error`. A live key without the route's scope gets 403 naming
@@ -26,7 +26,9 @@ PUBLIC_ROUTES = frozenset({("GET", "/health"), ("HEAD", "/health"), ("GET", "/me
                                                          "/push/clicks/{token}") for method in ("POST", "OPTIONS")),
                            ("GET", "/openapi.json"), ("HEAD", "/openapi.json"), ("GET", "/docs"), ("HEAD", "/docs"),
                            # Twilio's webhooks: signed with the auth token instead (api.twilio_webhooks)
-                           ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/twilio/inbound")})
+                           ("POST", "/webhooks/twilio/status"), ("POST", "/webhooks/twilio/inbound"),
+                           ("POST", "/webhooks/{provider}"),  # signed by the shop instead
+                           ("GET", "/t.js"), ("HEAD", "/t.js"), ("POST", "/t/collect")})  # the site script
 
 # (method, route) -> the scope a key needs; HEAD goes as GET
 ROUTE_SCOPES: dict[tuple[str, str], Scope] = {

@@ -6,11 +6,15 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.clock import Clock
+from ecrm.queue import JobQueue
 from ecrm.segments.touches import Touches
 from ecrm.settings import Settings
+from ecrm.site.limits import RateLimit
 
 SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 TOUCHES = web.AppKey("touches", Touches)  # profiles ingest touched, for segment entry and exit
+SHOP_JOBS: web.AppKey[JobQueue] = web.AppKey("shop_jobs")  # where webhooks go to be mapped (ecrm.api.webhooks)
+SITE_LIMIT = web.AppKey("site_limit", RateLimit)  # the collect endpoint's budget per address (ecrm.api.site)

@@ -3,7 +3,7 @@ segments and journeys can rely on their shape.
 
     {"cart_id": "c-77", "currency": "THB", "total": "59.97",
      "line_items": [{"sku": "TEA-1", "name": "Thai tea", "quantity": 3, "unit_price": "19.99"}],
-     "checkout_url": "https://shop.example/cart/c-77"}
+     "checkout_url": "https://shop.example/cart/c-77", "checkout_id": "9812", "source": "shopify"}
 
 Amounts follow the order's rules (exact decimals, the currency's decimals at most) and are
 stored as decimal strings; a JSON number is read by its shortest text (`19.99`, not the
@@ -55,7 +55,9 @@ class CartIn(BaseModel):
     total: CartAmount
     line_items: Annotated[list[LineItemIn], BeforeValidator(_items_as_text)] = Field(
         default_factory=list, max_length=MAX_LINE_ITEMS)
-    checkout_url: AnyHttpUrl | None = Field(default=None)
+    checkout_url: AnyHttpUrl | None = Field(default=None)  # where the customer picks the cart up again
+    checkout_id: OrderId | None = None  # the shop's checkout, when it has one beside the cart
+    source: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")] | None = None  # which shop connector sent it
 
     @field_validator("total")
     @classmethod
@@ -74,7 +76,8 @@ class CartIn(BaseModel):
                 "line_items": [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
                                 "unit_price": money.format_amount(item.unit_price, self.currency)}
                                for item in self.line_items],
-                **({"checkout_url": str(self.checkout_url)} if self.checkout_url else {})}
+                **({"checkout_url": str(self.checkout_url)} if self.checkout_url else {}),
+                **{key: value for key, value in (("checkout_id", self.checkout_id), ("source", self.source)) if value}}
 
 
 def cart_properties(properties: dict[str, Any]) -> dict[str, Any]:

@@ -20,6 +20,7 @@ from ecrm.render.message_id import MessageIds
 from ecrm.render.mime import EmailHeaders, MimeSkeleton
 from ecrm.render.recipient import Recipient
 from ecrm.settings import Settings
+from ecrm.site.identity import SiteLink
 from ecrm.types import ChannelKind
 
 
@@ -62,6 +63,7 @@ class EmailComposer:
         self.mailto = f", <mailto:{settings.email.unsubscribe_mailto}?subject=unsubscribe>" \
             if settings.email.unsubscribe_mailto else ""
         self._signer = TokenSigner(settings.secret_key)
+        self._secret = settings.secret_key
         self.message_ids = MessageIds(settings.secret_key, settings.email.message_id_domain)
         self._variants: dict[str, LocaleVariant] = {}
 
@@ -85,7 +87,8 @@ class EmailComposer:
     def _render(self, recipient: Recipient, variant: LocaleVariant) -> RenderedEmail:
         url = self.unsubscribe_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
         ctx = {**variant.context, "profile": recipient.profile_fields(), "traits": recipient.traits,
-               "data": recipient.data or {}, "locale": recipient.locale, "unsubscribe_url": url}
+               "data": recipient.data or {}, "locale": recipient.locale, "unsubscribe_url": url,
+               "site_link": SiteLink(self._secret, recipient.profile_id)}  # shop links naming the clicker (ecrm.site)
         compiled = variant.compiled
         subject = compiled.subject_part.render(ctx).strip()
         html = compiled.html_part.render(ctx)

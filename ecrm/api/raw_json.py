@@ -1,0 +1,42 @@
+"""A raw body (kept as bytes for a signature, or bounded by hand) read as a UTF-8 JSON object:
+400 for bytes that are not UTF-8 or not JSON (NaN and Infinity included), 415 for another
+charset, 422 for a document that is not an object, too deep, or holding a lone surrogate."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from typing import Any
+
+from ecrm.api.body import MAX_DEPTH, check_document
+from ecrm.errors import ApiError
+
+
+def json_object(raw: bytes, charset: str | None) -> tuple[str, dict[str, Any]]:
+    """The body's text and its document, once both are known to be storable."""
+    if charset is not None and _codec(charset) != "utf-8":
+        raise ApiError(415, f"charset {charset!r} is not accepted: send UTF-8 JSON")
+    try:
+        text = raw.decode("utf-8")
+        document = json.loads(text, parse_constant=_refuse_constant)
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the body is not UTF-8 (byte {exc.start} is invalid)") from None
+    except RecursionError:
+        raise ApiError(400, f"the body is nested deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ApiError(400, f"the body is not valid JSON: {exc}") from None
+    if not isinstance(document, dict):
+        raise ApiError(422, "the body must be a JSON object")
+    check_document(document)
+    return text, document
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not allowed in JSON")
+
+
+def _codec(charset: str) -> str | None:
+    try:
+        return codecs.lookup(charset).name
+    except LookupError:
+        return None
