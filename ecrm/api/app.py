@@ -15,7 +15,8 @@ from aiohttp import web
 from ecrm.api import events, health, metrics, orders, profiles, push, unsubscribe
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
-from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
+from ecrm.api.keycache import ApiKeyCache
+from ecrm.api.keys import API_KEYS, CLOCK, ENGINE, SESSIONS, SETTINGS
 from ecrm.api.logs import quiet_malformed_requests
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
@@ -41,6 +42,7 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url)
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
+    app[API_KEYS] = ApiKeyCache(app[SESSIONS])
     health.schema_head()  # read the migrations once, before any request
     yield
     await engine.dispose()

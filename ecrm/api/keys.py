@@ -1,10 +1,12 @@
-"""Typed keys for what the aiohttp app holds: settings, the clock, the database engine and sessions."""
+"""Typed keys for what the aiohttp app holds: settings, the clock, the database engine and sessions,
+the API-key cache."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ecrm.api.keycache import ApiKeyCache
 from ecrm.clock import Clock
 from ecrm.settings import Settings
 
@@ -12,3 +14,4 @@ SETTINGS = web.AppKey("settings", Settings)
 CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
+API_KEYS = web.AppKey("api_keys", ApiKeyCache)
