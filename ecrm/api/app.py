@@ -16,8 +16,9 @@ from ecrm.api import events, health, metrics, orders, profiles, push, unsubscrib
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keycache import ApiKeyCache
-from ecrm.api.keys import API_KEYS, CLOCK, ENGINE, SESSIONS, SETTINGS
+from ecrm.api.keys import API_KEYS, CLOCK, ENGINE, SESSIONS, SETTINGS, WRITERS
 from ecrm.api.logs import quiet_malformed_requests
+from ecrm.api.writers import IngestWriters
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
@@ -43,6 +44,8 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
     app[API_KEYS] = ApiKeyCache(app[SESSIONS])
+    app[WRITERS] = IngestWriters(app[SESSIONS], app[SETTINGS].api.max_traits_bytes)
     health.schema_head()  # read the migrations once, before any request
     yield
+    await app[WRITERS].close()
     await engine.dispose()

@@ -1,5 +1,5 @@
 """Typed keys for what the aiohttp app holds: settings, the clock, the database engine and sessions,
-the API-key cache."""
+the API-key cache, the group-commit writers."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.api.keycache import ApiKeyCache
+from ecrm.api.writers import IngestWriters
 from ecrm.clock import Clock
 from ecrm.settings import Settings
 
@@ -15,3 +16,4 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 API_KEYS = web.AppKey("api_keys", ApiKeyCache)
+WRITERS = web.AppKey("writers", IngestWriters)

@@ -15,7 +15,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 from zoneinfo import ZoneInfo
 
 import phonenumbers
@@ -31,12 +31,12 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy import select, update
+from sqlalchemy import Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.db import dialect_insert
 from ecrm.profiles.consent import ConsentChange, set_consents
-from ecrm.profiles.models import Event, Profile
+from ecrm.profiles.models import Consent, Event, Profile
 from ecrm.types import ChannelKind, ConsentState
 
 _EVENT_NAME = re.compile(r"[a-z0-9_.:]+")
@@ -327,3 +327,151 @@ async def _update_existing(session: AsyncSession, rows: Sequence[ProfileIn],
         profile_id, traits = existing[row.external_id]
         values.append({"id": profile_id, **row.changes(), "traits": {**traits, **row.traits}, "updated_at": now})
     await session.execute(update(Profile), values)
+
+
+# ---- group commit: many API requests in one transaction, each as if it came alone, in order ----
+
+@dataclass(frozen=True)
+class StoredProfile:
+    """A profile as one upsert left it (what the API answers): its columns, and its consents
+    by channel as (state, source, updated_at)."""
+
+    values: dict[str, Any]
+    consents: dict[str, tuple[str, str, datetime]]
+    created: bool
+
+
+@dataclass(frozen=True)
+class TraitsOverCap:
+    """An upsert refused and not applied: the merged traits would take `size` bytes."""
+
+    size: int
+    limit: int
+
+
+PROFILES, EVENTS = cast(Table, Profile.__table__), cast(Table, Event.__table__)  # Core: no ORM cost per row
+_STATE_COLUMNS = ("external_id", *PROFILE_COLUMNS, "traits", "created_at", "updated_at")
+_Consents = dict[str, tuple[str, str, datetime]]  # by channel: (state, source, updated_at)
+_State = tuple[dict[str, Any], _Consents]  # a profile's values and consents
+
+
+async def record_events(session: AsyncSession, events: Sequence[tuple[EventIn, datetime]]) -> list[int]:
+    """Store events, each received at its own `now`, in a few statements; their ids in order.
+    Unknown external ids get a bare profile each, created at the `now` of its first event."""
+    first_seen: dict[str, datetime] = {}
+    for data, now in events:
+        first_seen.setdefault(data.external_id, now)
+    ids = await _ensure_profiles(session, first_seen)
+    rows = [{"profile_id": ids[data.external_id], "name": data.name, "properties": data.properties,
+             "occurred_at": data.occurred_at or now, "received_at": now} for data, now in events]
+    stmt = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
+    return list((await session.execute(stmt, rows)).scalars())
+
+
+async def _ensure_profiles(session: AsyncSession, first_seen: dict[str, datetime]) -> dict[str, int]:
+    ids = await _profile_ids(session, first_seen)
+    missing = sorted(ext for ext in first_seen if ext not in ids)  # one order everywhere: no deadlock
+    if missing:
+        rows = [{"external_id": ext, "locale": "en", "time_zone": "UTC", "traits": {},
+                 "created_at": first_seen[ext], "updated_at": first_seen[ext]} for ext in missing]
+        stmt = dialect_insert(session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
+        table = PROFILES.c
+        ids |= dict((await session.execute(stmt.returning(table.external_id, table.id), rows)).all())
+        raced = [ext for ext in missing if ext not in ids]  # created by another transaction meanwhile
+        if raced:
+            ids |= await _profile_ids(session, raced)
+    return ids
+
+
+async def upsert_profiles_in_order(session: AsyncSession, writes: Sequence[tuple[ProfileIn, datetime]],
+                                   max_traits_bytes: int) -> list[StoredProfile | TraitsOverCap]:
+    """Apply upserts (each with its own `now`) in order, exactly as `upsert_profile` would one
+    request after another, in a few statements: rows locked once, merged in memory, written
+    once. An upsert whose merged traits would pass `max_traits_bytes` is refused alone."""
+    external_ids = sorted({data.external_id for data, _ in writes})
+    await _lock_on_sqlite(session, external_ids)
+    stored = await _stored_states(session, external_ids)
+    while True:
+        outcomes, final = _apply_in_order(writes, stored, max_traits_bytes)
+        new = {ext: values for ext, (values, _) in final.items() if ext not in stored}
+        created = await _insert_profiles(session, new)
+        if len(created) == len(new):
+            break
+        # another transaction created some of them meanwhile: lock those and merge again
+        stored |= await _stored_states(session, [ext for ext in new if ext not in created])
+    await _write_changes(session, stored, final, created, writes[-1][1])
+    return outcomes
+
+
+async def _stored_states(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
+    table = PROFILES.c
+    stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
+            .where(table.external_id.in_(external_ids)).order_by(table.external_id).with_for_update())
+    profiles = {row.external_id: (row.id, dict(row._mapping)) for row in await session.execute(stmt)}
+    states: dict[str, tuple[int, _State]] = {}
+    consents = await _stored_consents(session, [pid for pid, _ in profiles.values()])
+    for ext, (pid, values) in profiles.items():
+        del values["id"]
+        states[ext] = (pid, (values, consents.get(pid, {})))
+    return states
+
+
+async def _stored_consents(session: AsyncSession, ids: Sequence[int]) -> dict[int, _Consents]:
+    if not ids:
+        return {}
+    stmt = select(Consent.profile_id, Consent.channel, Consent.state, Consent.source, Consent.updated_at).where(
+        Consent.profile_id.in_(ids))
+    found: dict[int, _Consents] = {}
+    for pid, channel, state, source, at in await session.execute(stmt):
+        found.setdefault(pid, {})[channel] = (state, source, at)
+    return found
+
+
+def _apply_in_order(writes: Sequence[tuple[ProfileIn, datetime]], stored: dict[str, tuple[int, _State]],
+                    limit: int) -> tuple[list[StoredProfile | TraitsOverCap], dict[str, _State]]:
+    states = {ext: state for ext, (_, state) in stored.items()}
+    outcomes: list[StoredProfile | TraitsOverCap] = []
+    for data, now in writes:
+        current = states.get(data.external_id)
+        values, consents = current or (_bare_profile(data.external_id, now), {})
+        traits = {**values["traits"], **data.traits} if data.traits else values["traits"]
+        if data.traits and (size := traits_size(traits)) > limit:
+            outcomes.append(TraitsOverCap(size, limit))
+            continue
+        changed = {**values, **data.changes(), "traits": traits}
+        if current is not None and any(changed[name] != values[name] for name in ("traits", *PROFILE_COLUMNS)):
+            changed["updated_at"] = now
+        consents = {**consents, **{channel.value: (c.state.value, c.source, now) for channel, c in data.consent.items()
+                                   if consents.get(channel.value, ("",))[0] != c.state.value}}
+        states[data.external_id] = (changed, consents)
+        outcomes.append(StoredProfile(changed, consents, created=current is None))
+    return outcomes, states
+
+
+def _bare_profile(external_id: str, now: datetime) -> dict[str, Any]:
+    """A profile as `ensure_profile` creates it."""
+    return {"external_id": external_id, **dict.fromkeys(PROFILE_COLUMNS), "locale": "en", "time_zone": "UTC",
+            "traits": {}, "created_at": now, "updated_at": now}
+
+
+async def _insert_profiles(session: AsyncSession, new: dict[str, dict[str, Any]]) -> dict[str, int]:
+    if not new:
+        return {}
+    table = PROFILES.c
+    stmt = dialect_insert(session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
+    rows = [new[ext] for ext in sorted(new)]
+    return dict((await session.execute(stmt.returning(table.external_id, table.id), rows)).all())
+
+
+async def _write_changes(session: AsyncSession, stored: dict[str, tuple[int, _State]], final: dict[str, _State],
+                         created: dict[str, int], now: datetime) -> None:
+    ids = created | {ext: pid for ext, (pid, _) in stored.items()}
+    updates = [{"id": pid, **final[ext][0]} for ext, (pid, (values, _)) in stored.items() if final[ext][0] != values]
+    if updates:
+        await session.execute(update(Profile), updates)
+    changes = [ConsentChange(ids[ext], ChannelKind(channel), ConsentState(state), source, at)
+               for ext, (_, consents) in final.items()
+               for channel, (state, source, at) in consents.items()
+               if ext in created or stored[ext][1][1].get(channel) != (state, source, at)]
+    if changes:
+        await set_consents(session, changes, now, True)
