@@ -36,7 +36,8 @@ class IngestWriters:
 
     def __post_init__(self) -> None:
         self.events: GroupCommit[EventWrite, int] = GroupCommit(self._events)
-        self.profiles: GroupCommit[ProfileWrite, StoredProfile] = GroupCommit(self._profiles)
+        self.profiles: GroupCommit[ProfileWrite, StoredProfile] = GroupCommit(self._profiles,
+                                                                             key=lambda write: write[0].external_id)
 
     async def close(self) -> None:
         await self.events.close()

@@ -111,3 +111,29 @@ async def test_a_closed_writer_writes_what_is_pending_and_refuses_more() -> None
     assert writer.flushes == 3
     with pytest.raises(RuntimeError, match="closed"):
         await writer.submit(8)
+
+
+async def test_flushes_overlap_but_items_of_one_key_apply_in_arrival_order_never_at_once() -> None:
+    applied: list[tuple[str, int]] = []
+    in_flight: set[str] = set()
+    overlapped = False
+
+    async def flush(items: Sequence[tuple[str, int]]) -> list[int | Exception]:
+        nonlocal overlapped
+        keys = {key for key, _ in items}
+        assert not keys & in_flight, "two flushes hold one key"
+        overlapped = overlapped or bool(in_flight)
+        in_flight.update(keys)
+        await asyncio.sleep(0.01)
+        applied.extend(items)
+        in_flight.difference_update(keys)
+        return [n for _, n in items]
+
+    writer: GroupCommit[tuple[str, int], int] = GroupCommit(flush, max_batch=4, concurrency=3,
+                                                            key=lambda item: item[0])
+    items = [("abcdefghij"[n % 10] if n % 4 else "a", n) for n in range(40)]
+    assert await asyncio.gather(*(writer.submit(item) for item in items)) == list(range(40))
+    await writer.close()
+    for key in "abcdefghij":
+        assert [n for k, n in applied if k == key] == [n for k, n in items if k == key]
+    assert overlapped
