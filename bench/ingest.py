@@ -76,6 +76,8 @@ class LoadResult:
     cpu_seconds: float
     errors: int
     samples: list[str] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0
+    postgres_cpu_seconds: float = 0.0  # every postgres process: other users of the server count too
 
     @property
     def rate(self) -> float:
@@ -95,10 +97,15 @@ class LoadResult:
     def cpu_ms(self) -> float:
         return self.cpu_seconds * 1000 / max(1, self.requests)
 
+    def per_request_ms(self, seconds: float) -> float:
+        return seconds * 1000 / max(1, self.requests)
+
     def line(self) -> str:
         items = f", {self.item_rate:,.0f} items/s" if self.items != self.requests else ""
         return (f"{self.scenario:9s} {self.rate:8,.0f} req/s{items}, p50 {self.percentile(0.5):6.1f} ms, "
-                f"p99 {self.percentile(0.99):6.1f} ms, server CPU {self.cpu_ms:5.2f} ms/req, "
+                f"p99 {self.percentile(0.99):6.1f} ms, server CPU {self.cpu_ms:5.2f} ms/req "
+                f"(client {self.per_request_ms(self.client_cpu_seconds):.2f}, "
+                f"postgres {self.per_request_ms(self.postgres_cpu_seconds):.2f}), "
                 f"{self.requests} requests, {self.errors} errors")
 
 
@@ -253,9 +260,17 @@ def _wait_listening(port: int, process: subprocess.Popen[bytes], log: IO[bytes])
     raise SystemExit("ecrm serve did not start listening within 30 s")
 
 
+def postgres_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+
+
 def cpu_seconds(root: psutil.Process) -> float:
+    return cpu_of([root, *root.children(recursive=True)])
+
+
+def cpu_of(processes: list[psutil.Process]) -> float:
     total = 0.0
-    for process in [root, *root.children(recursive=True)]:
+    for process in processes:
         try:
             times = process.cpu_times()
         except psutil.NoSuchProcess:
@@ -274,10 +289,14 @@ async def load(base: str, key: str, scenario: str, body: Body, clients: int, sec
     async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
         await _run_clients(http, base, body, clients, seconds / 10, None)
         result = LoadResult(scenario, 0, 0, 0.0, [], 0.0, 0)
-        cpu_before, started = cpu_seconds(root), time.perf_counter()
+        me, postgres = psutil.Process(), postgres_processes()
+        cpu_before, client_before, pg_before = cpu_seconds(root), cpu_of([me]), cpu_of(postgres)
+        started = time.perf_counter()
         await _run_clients(http, base, body, clients, seconds, result)
         result.seconds = time.perf_counter() - started
         result.cpu_seconds = cpu_seconds(root) - cpu_before
+        result.client_cpu_seconds = cpu_of([me]) - client_before
+        result.postgres_cpu_seconds = cpu_of(postgres) - pg_before
         result.items = result.requests * items_per_request
     return result
 
