@@ -31,7 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
-from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, UpsertCounts, input_errors, upsert_profile_batch
+from ecrm.profiles.copy_import import StagedImport
+from ecrm.profiles.ingest import (
+    PROFILE_COLUMNS,
+    ProfileIn,
+    UpsertCounts,
+    input_errors,
+    traits_size,
+    upsert_profile_batch,
+)
 from ecrm.profiles.rejections import Rejection, RejectionFile
 from ecrm.types import ChannelKind, ConsentState
 
@@ -42,6 +50,7 @@ CONSENT_WORDS = {
     **dict.fromkeys(("no", "false", "0", "withdrawn"), ConsentState.WITHDRAWN),
 }
 CONSENT_HELP = "expected yes, no, true, false, 1, 0, granted or withdrawn"
+BATCH = {"sqlite": 1000, "postgresql": 5000}  # rows per write (per COPY on PostgreSQL) unless told
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ class _Chunk:
 
 
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
-                     progress: Callable[[int], None] | None = None, batch_size: int = 1000,
+                     progress: Callable[[int], None] | None = None, batch_size: int | None = None,
                      errors_file: Path | None = None, show: int = 50,
                      max_traits_bytes: int | None = None) -> ImportReport:
     """Import `path`; `progress` is called after each batch with the number of rows read so far
@@ -101,8 +110,13 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
 
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
-                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
+                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int | None,
                   max_traits_bytes: int | None) -> ImportReport:
+    async with sessions() as probe:
+        dialect = probe.get_bind().dialect.name
+    batch_size = batch_size or BATCH.get(dialect, 1000)
+    if dialect == "postgresql":
+        return await _import_staged(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes)
     while True:
         chunk = await asyncio.to_thread(reader.read, batch_size)
         counts = UpsertCounts(created=0, updated=0)
@@ -111,10 +125,59 @@ async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfil
                 counts = await upsert_profile_batch(session, chunk.profiles, clock.now(), max_traits_bytes)
             reader.reject_oversized(chunk, counts.oversized, max_traits_bytes)
         await totals.add(chunk, counts)
-        if progress is not None and chunk.rows_read:
-            progress(totals.rows)
+        _report_progress(progress, chunk, totals)
         if chunk.last:
             return totals.report()
+
+
+async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
+                         totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
+                         max_traits_bytes: int | None) -> ImportReport:
+    """PostgreSQL: COPY each batch into staging tables, then one merge (ecrm.profiles.copy_import).
+    Reading the next batch (in a thread) overlaps the COPY of this one."""
+    async with sessions.begin() as session:
+        staged = StagedImport(session)
+        await staged.open()
+        chunk = await asyncio.to_thread(reader.read, batch_size)
+        while True:
+            following = None if chunk.last else asyncio.create_task(asyncio.to_thread(reader.read, batch_size))
+            try:
+                await _stage(staged, reader, chunk, clock, totals, progress, max_traits_bytes)
+            except BaseException:
+                if following is not None:  # let the reading thread finish before the file closes
+                    await asyncio.gather(following, return_exceptions=True)
+                raise
+            if following is None:
+                break
+            chunk = await following
+        late = _Chunk()  # rows refused once merged with the stored traits
+        if max_traits_bytes is not None:
+            over = await staged.drop_oversized(max_traits_bytes)
+            late.lines = {ext: reader.first_line(ext) for ext in over}
+            reader.reject_oversized(late, over, max_traits_bytes)
+        created = await staged.merge()
+    totals.imported -= late.skipped  # counted as imported when they were read
+    await totals.add(late, UpsertCounts(created=created, updated=0))
+    return totals.report()
+
+
+async def _stage(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, clock: Clock, totals: _Totals,
+                 progress: Callable[[int], None] | None, max_traits_bytes: int | None) -> None:
+    if max_traits_bytes is not None:
+        reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
+    if chunk.profiles:
+        await staged.stage(chunk.profiles, clock.now())
+    await totals.add(chunk, UpsertCounts(created=0, updated=0))
+    _report_progress(progress, chunk, totals)
+
+
+def _over_cap_alone(profiles: list[ProfileIn], limit: int) -> list[str]:
+    return [p.external_id for p in profiles if p.traits and traits_size(p.traits) > limit]
+
+
+def _report_progress(progress: Callable[[int], None] | None, chunk: _Chunk, totals: _Totals) -> None:
+    if progress is not None and chunk.rows_read:
+        progress(totals.rows)
 
 
 @dataclass
@@ -274,6 +337,10 @@ class _CsvProfiles:
         chunk.profiles.append(profile)
         chunk.lines[profile.external_id] = line
         return []
+
+    def first_line(self, external_id: str) -> int:
+        """The line of the row that named `external_id` (the one imported)."""
+        return self._first_line[external_id]
 
     def reject_oversized(self, chunk: _Chunk, external_ids: Sequence[str], limit: int | None) -> None:
         """The rows the upsert left out because their traits would pass the cap, as rejections."""
