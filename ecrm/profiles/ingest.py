@@ -31,10 +31,11 @@ from pydantic import (
     ValidationError,
 )
 from pydantic_core import PydanticCustomError
-from sqlalchemy import Table, insert, select, update
+from sqlalchemy import ColumnElement, Table, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.db import dialect_insert
+from ecrm.db import among, dialect_insert
+from ecrm.profiles import arrays
 from ecrm.profiles.consent import ConsentChange, set_consents
 from ecrm.profiles.models import Consent, Event, Profile
 from ecrm.types import ChannelKind, ConsentState
@@ -250,8 +251,14 @@ async def _lock_on_sqlite(session: AsyncSession, external_ids: Collection[str]) 
 
 
 async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
-    stmt = select(Profile.external_id, Profile.id).where(Profile.external_id.in_(external_ids))
+    stmt = select(Profile.external_id, Profile.id).where(_among_external_ids(session, external_ids))
     return dict((await session.execute(stmt)).all())
+
+
+def _among_external_ids(session: AsyncSession, external_ids: Collection[str]) -> ColumnElement[bool]:
+    if arrays.is_postgresql(session):
+        return arrays.text_among(PROFILES.c.external_id, list(external_ids))
+    return PROFILES.c.external_id.in_(external_ids)
 
 
 async def upsert_profiles(session: AsyncSession, rows: Sequence[ProfileIn], now: datetime) -> int:
@@ -362,6 +369,9 @@ async def record_events(session: AsyncSession, events: Sequence[tuple[EventIn, d
     for data, now in events:
         first_seen.setdefault(data.external_id, now)
     ids = await _ensure_profiles(session, first_seen)
+    if arrays.is_postgresql(session):
+        return await arrays.insert_events(session, [(ids[data.external_id], data.name, data.properties,
+                                                     data.occurred_at or now, now) for data, now in events])
     rows = [{"profile_id": ids[data.external_id], "name": data.name, "properties": data.properties,
              "occurred_at": data.occurred_at or now, "received_at": now} for data, now in events]
     stmt = insert(EVENTS).returning(EVENTS.c.id, sort_by_parameter_order=True)
@@ -371,15 +381,17 @@ async def record_events(session: AsyncSession, events: Sequence[tuple[EventIn, d
 async def _ensure_profiles(session: AsyncSession, first_seen: dict[str, datetime]) -> dict[str, int]:
     ids = await _profile_ids(session, first_seen)
     missing = sorted(ext for ext in first_seen if ext not in ids)  # one order everywhere: no deadlock
-    if missing:
+    if missing and arrays.is_postgresql(session):
+        ids |= await arrays.insert_bare_profiles(session, {ext: first_seen[ext] for ext in missing})
+    elif missing:
         rows = [{"external_id": ext, "locale": "en", "time_zone": "UTC", "traits": {},
                  "created_at": first_seen[ext], "updated_at": first_seen[ext]} for ext in missing]
         stmt = dialect_insert(session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
         table = PROFILES.c
         ids |= dict((await session.execute(stmt.returning(table.external_id, table.id), rows)).all())
-        raced = [ext for ext in missing if ext not in ids]  # created by another transaction meanwhile
-        if raced:
-            ids |= await _profile_ids(session, raced)
+    raced = [ext for ext in missing if ext not in ids]  # created by another transaction meanwhile
+    if raced:
+        ids |= await _profile_ids(session, raced)
     return ids
 
 
@@ -406,7 +418,7 @@ async def upsert_profiles_in_order(session: AsyncSession, writes: Sequence[tuple
 async def _stored_states(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
     table = PROFILES.c
     stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
-            .where(table.external_id.in_(external_ids)).order_by(table.external_id).with_for_update())
+            .where(_among_external_ids(session, external_ids)).order_by(table.external_id).with_for_update())
     profiles = {row.external_id: (row.id, dict(row._mapping)) for row in await session.execute(stmt)}
     states: dict[str, tuple[int, _State]] = {}
     consents = await _stored_consents(session, [pid for pid, _ in profiles.values()])
@@ -420,7 +432,7 @@ async def _stored_consents(session: AsyncSession, ids: Sequence[int]) -> dict[in
     if not ids:
         return {}
     stmt = select(Consent.profile_id, Consent.channel, Consent.state, Consent.source, Consent.updated_at).where(
-        Consent.profile_id.in_(ids))
+        among(session, Consent.profile_id, ids))
     found: dict[int, _Consents] = {}
     for pid, channel, state, source, at in await session.execute(stmt):
         found.setdefault(pid, {})[channel] = (state, source, at)
