@@ -7,10 +7,13 @@ key, looked up by the key's SHA-256 hash (computed once per request, microsecond
 works at once (nobody can have presented it before it existed, so no stale "unknown" is
 cached unless a client guessed it). The cache holds at most `KEY_SLOTS` answers, dropping the
 least recently used: a client trying random keys costs one database read per key, as before.
+Requests with one key while its answer is being read wait for that one read (at expiry, 50
+concurrent clients cost one read, not 50).
 """
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import time
 from collections.abc import Callable
@@ -39,6 +42,7 @@ class ApiKeyCache:
         self._ttl = ttl
         self._timer = timer
         self._answers: LruCache[str, _Answer] = LruCache(KEY_SLOTS)
+        self._reading: dict[str, asyncio.Task[ApiKey | None]] = {}
 
     async def check(self, presented: str) -> ApiKey | None:
         """The live key matching `presented` as of at most `ttl` seconds ago, or None."""
@@ -48,6 +52,14 @@ class ApiKeyCache:
         answer = self._answers.get(digest)
         if answer is not None and answer.expires > self._timer():
             return answer.key
+        reading = self._reading.get(digest)
+        if reading is None:
+            reading = asyncio.create_task(self._read(digest, presented))
+            self._reading[digest] = reading
+            reading.add_done_callback(lambda _: self._reading.pop(digest, None))
+        return await asyncio.shield(reading)  # one waiter hanging up does not cancel the others' read
+
+    async def _read(self, digest: str, presented: str) -> ApiKey | None:
         async with self._sessions() as session:
             key = await check_api_key(session, presented)
         self._answers.put(digest, _Answer(key, self._timer() + self._ttl))

@@ -3,6 +3,8 @@ refused within that time, and a key is read from the database once per TTL, not 
 
 from __future__ import annotations
 
+import asyncio
+
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.apikeys import create_api_key, revoke_api_key
@@ -61,3 +63,14 @@ async def test_unknown_and_malformed_keys_are_refused_and_malformed_ones_never_r
     assert await cache.check(tampered) is None
     assert await cache.check(key) is not None
     assert counting.opened == 2
+
+
+async def test_concurrent_requests_with_a_key_not_yet_known_share_one_read(
+        sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    async with sessions.begin() as session:
+        key = await create_api_key(session, "shop", clock.now())
+    counting = CountingSessions(sessions)
+    cache = ApiKeyCache(counting, timer=Timer())  # type: ignore[arg-type]
+    found = await asyncio.gather(*(cache.check(key) for _ in range(20)))
+    assert {k.name for k in found if k is not None} == {"shop"} and None not in found
+    assert counting.opened == 1
