@@ -265,18 +265,24 @@ def postgres_processes() -> list[psutil.Process]:
 
 
 def cpu_seconds(root: psutil.Process) -> float:
-    return cpu_of([root, *root.children(recursive=True)])
+    return sum(cpu_of([root, *root.children(recursive=True)]).values())
 
 
-def cpu_of(processes: list[psutil.Process]) -> float:
-    total = 0.0
+def cpu_of(processes: list[psutil.Process]) -> dict[int, float]:
+    """User + system seconds of each process still alive, by pid."""
+    found = {}
     for process in processes:
         try:
             times = process.cpu_times()
         except psutil.NoSuchProcess:
             continue
-        total += times.user + times.system
-    return total
+        found[process.pid] = times.user + times.system
+    return found
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes alive at both."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
 
 
 # ---- the load client ----
@@ -295,8 +301,8 @@ async def load(base: str, key: str, scenario: str, body: Body, clients: int, sec
         await _run_clients(http, base, body, clients, seconds, result)
         result.seconds = time.perf_counter() - started
         result.cpu_seconds = cpu_seconds(root) - cpu_before
-        result.client_cpu_seconds = cpu_of([me]) - client_before
-        result.postgres_cpu_seconds = cpu_of(postgres) - pg_before
+        result.client_cpu_seconds = cpu_delta(client_before, cpu_of([me]))
+        result.postgres_cpu_seconds = cpu_delta(pg_before, cpu_of(postgres))
         result.items = result.requests * items_per_request
     return result
 
