@@ -443,7 +443,8 @@ async def upsert_profiles_in_order(session: AsyncSession, writes: Sequence[tuple
 async def _stored_states(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
     table = PROFILES.c
     stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
-            .where(_among_external_ids(session, external_ids)).order_by(table.external_id).with_for_update())
+            .where(_among_external_ids(session, external_ids)).order_by(table.external_id)
+            .with_for_update(key_share=True))  # FOR NO KEY UPDATE: events may still point at them
     profiles = {row.external_id: (row.id, dict(row._mapping)) for row in await session.execute(stmt)}
     states: dict[str, tuple[int, _State]] = {}
     consents = await _stored_consents(session, [pid for pid, _ in profiles.values()])
