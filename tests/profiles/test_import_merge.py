@@ -48,3 +48,26 @@ async def test_an_import_merges_into_stored_profiles_as_the_batch_path_does(
         (one.id, "sms"): ("withdrawn", "csv:people.csv", later),
         (two.id, "sms"): ("granted", "csv:people.csv", later),
     }
+
+
+async def test_a_row_repeating_one_read_batches_earlier_is_refused_naming_the_first_line(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    """On PostgreSQL the reader keeps only the previous batch's ids and asks the staging table
+    (or its list of rows refused for their size) about older ones: the answers are the same."""
+    rows = ["c-1,a", "c-2,b", "c-3,c", "c-big," + "x" * 120, "c-4,d", "c-5,e", "c-1,again", "c-6,f", "c-7,g",
+            "c-big,small"]
+    path = tmp_path / "people.csv"
+    path.write_text("external_id,note\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    report = await import_csv(sessions, path, clock, batch_size=2, max_traits_bytes=100)
+    assert (report.imported, report.created, report.skipped) == (7, 7, 3)
+    assert report.errors == [
+        f"{path}:5: the profile's traits would take more than 100 bytes (api.max_traits_bytes); it was left as it was",
+        f"{path}:8 external_id: 'c-1' is already on line 2; only the first row is imported "
+        "(merge the rows, or import this one on its own)",
+        f"{path}:11 external_id: 'c-big' is already on line 5; only the first row is imported "
+        "(merge the rows, or import this one on its own)",
+    ]
+    async with sessions() as session:
+        notes: dict[str, str] = dict((await session.execute(
+            select(Profile.external_id, Profile.traits["note"].as_string()))).all())
+    assert notes == {"c-1": "a", "c-2": "b", "c-3": "c", "c-4": "d", "c-5": "e", "c-6": "f", "c-7": "g"}
