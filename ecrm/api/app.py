@@ -30,9 +30,11 @@ from ecrm.api import (
 )
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
-from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
+from ecrm.api.keycache import ApiKeyCache
+from ecrm.api.keys import API_KEYS, CLOCK, ENGINE, SESSIONS, SETTINGS, WRITERS
 from ecrm.api.logs import quiet_malformed_requests
 from ecrm.api.segment_refresh import segment_refresh
+from ecrm.api.writers import IngestWriters
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings
@@ -63,6 +65,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     engine = create_engine(app[SETTINGS].database_url)
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
+    app[API_KEYS] = ApiKeyCache(app[SESSIONS])
+    app[WRITERS] = IngestWriters(app[SESSIONS], app[SETTINGS].api.max_traits_bytes)
     health.schema_head()  # read the migrations once, before any request
     yield
+    await app[WRITERS].close()
     await engine.dispose()

@@ -12,8 +12,7 @@ from __future__ import annotations
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from ecrm.api.apikeys import check_api_key
-from ecrm.api.keys import SESSIONS
+from ecrm.api.keys import API_KEYS
 from ecrm.api.models import ApiKey
 from ecrm.api.scopes import Scope, describe
 
@@ -82,8 +81,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     key = presented_key(request)
     if key is None:
         return _unauthorized("an API key is required: send 'Authorization: Bearer <key>' or 'X-Api-Key: <key>'")
-    async with request.app[SESSIONS]() as session:
-        found = await check_api_key(session, key)
+    found = await request.app[API_KEYS].check(key)
     if found is None:
         return _unauthorized("the API key is not valid (unknown, mistyped or revoked)")
     needed = _needed_scope(request)

@@ -1,10 +1,13 @@
-"""Typed keys for what the aiohttp app holds: settings, the clock, the database engine and sessions."""
+"""Typed keys for what the aiohttp app holds: settings, the clock, the database engine and sessions,
+the API-key cache, the group-commit writers."""
 
 from __future__ import annotations
 
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from ecrm.api.keycache import ApiKeyCache
+from ecrm.api.writers import IngestWriters
 from ecrm.clock import Clock
 from ecrm.queue import JobQueue
 from ecrm.segments.touches import Touches
@@ -18,3 +21,5 @@ SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 TOUCHES = web.AppKey("touches", Touches)  # profiles ingest touched, for segment entry and exit
 SHOP_JOBS: web.AppKey[JobQueue] = web.AppKey("shop_jobs")  # where webhooks go to be mapped (ecrm.api.webhooks)
 SITE_LIMIT = web.AppKey("site_limit", RateLimit)  # the collect endpoint's budget per address (ecrm.api.site)
+API_KEYS = web.AppKey("api_keys", ApiKeyCache)
+WRITERS = web.AppKey("writers", IngestWriters)

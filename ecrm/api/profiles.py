@@ -13,13 +13,13 @@ from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.api.body import read_model
-from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS, TOUCHES
+from ecrm.api.keys import CLOCK, SESSIONS, TOUCHES, WRITERS
 from ecrm.api.path_ids import could_be_stored
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.profiles.consent import load_consents
 from ecrm.profiles.erase import erase_profile
-from ecrm.profiles.ingest import ProfileIn, find_profile, traits_size, upsert_profile
+from ecrm.profiles.ingest import ProfileIn, StoredProfile, find_profile
 from ecrm.profiles.models import Consent, Profile
 
 routes = web.RouteTableDef()
@@ -43,20 +43,32 @@ def profile_json(profile: Profile, consents: list[Consent]) -> dict[str, Any]:
     }
 
 
+def stored_json(stored: StoredProfile) -> dict[str, Any]:
+    """`profile_json` of a profile as an upsert left it."""
+    values = stored.values
+    return {
+        **{name: values[name] for name in ("external_id", "email", "phone", "first_name", "last_name", "locale",
+                                           "time_zone", "traits")},
+        "consent": {channel: {"state": state, "source": source, "updated_at": at.isoformat()}
+                    for channel, (state, source, at) in sorted(stored.consents.items())},
+        "created_at": values["created_at"].isoformat(),
+        "updated_at": values["updated_at"].isoformat(),
+    }
+
+
 @routes.post("/v1/profiles")
 @operation("Create or update a profile by external_id (traits merge)", ProfileIn,
            {200: None, 201: None, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def post_profile(request: web.Request) -> web.Response:
+    """Concurrent upserts share one transaction (ecrm.api.group_commit), applied in arrival
+    order; each is answered once its transaction committed."""
     data = await read_model(request, ProfileIn)
-    async with request.app[SESSIONS].begin() as session:
-        profile, created = await upsert_profile(session, data, request.app[CLOCK].now())
-        if data.traits:
-            _check_traits_size(profile.traits, request.app[SETTINGS].api.max_traits_bytes)
-        body = profile_json(profile, await load_consents(session, profile.id))
-    request.app[TOUCHES].touch(profile.id)  # committed: its segments may have changed
-    if not created:
+    stored = await request.app[WRITERS].profiles.submit((data, request.app[CLOCK].now()))
+    request.app[TOUCHES].touch(stored.profile_id)  # committed: its segments may have changed
+    body = stored_json(stored)
+    if not stored.created:
         return web.json_response(body)
-    location = f"/v1/profiles/{quote(profile.external_id, safe='')}"
+    location = f"/v1/profiles/{quote(data.external_id, safe='')}"
     return web.json_response(body, status=201, headers={"Location": location})
 
 
@@ -86,11 +98,3 @@ async def _existing(session: AsyncSession, external_id: str) -> Profile:
         raise ApiError(404, f"no profile has external_id {external_id!r}", field="external_id")
     return profile
 
-
-
-def _check_traits_size(traits: dict[str, Any], limit: int) -> None:
-    """Raised inside the upsert's transaction, so the refused merge is rolled back."""
-    size = traits_size(traits)
-    if size > limit:
-        raise ApiError(422, f"traits would take {size} bytes with this update, over the limit of {limit} "
-                            "(api.max_traits_bytes); send fewer or smaller traits", field="traits")

@@ -26,21 +26,26 @@ class ConsentChange:
     channel: ChannelKind
     state: ConsentState
     source: str
+    at: datetime | None = None  # when it changed, if not the batch's `now`
 
 
-async def set_consents(session: AsyncSession, changes: Sequence[ConsentChange], now: datetime) -> None:
-    """Upsert consent rows changed at `now`; when one batch names a (profile, channel) twice,
-    the last one wins."""
+async def set_consents(session: AsyncSession, changes: Sequence[ConsentChange], now: datetime,
+                       compared: bool = False) -> None:
+    """Upsert consent rows changed at `now` (or each change's own `at`); when one batch names a
+    (profile, channel) twice, the last one wins. A row is rewritten only if its state differs,
+    unless the caller already `compared` each change with the stored row under the profile's
+    lock and sends only real changes (then a state set back and forth moves `updated_at`, as
+    the same requests one after the other would)."""
     latest = {(c.profile_id, c.channel): c for c in changes}
     if not latest:
         return
     rows = [{"profile_id": c.profile_id, "channel": c.channel.value, "state": c.state.value,
-             "source": c.source, "updated_at": now} for c in latest.values()]
+             "source": c.source, "updated_at": c.at or now} for c in latest.values()]
     stmt = dialect_insert(session, Consent)
     stmt = stmt.on_conflict_do_update(
         index_elements=["profile_id", "channel"],
         set_={"state": stmt.excluded.state, "source": stmt.excluded.source, "updated_at": stmt.excluded.updated_at},
-        where=Consent.state != stmt.excluded.state,
+        where=None if compared else Consent.state != stmt.excluded.state,
     )
     await session.execute(stmt, rows)
 

@@ -31,7 +31,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
-from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, UpsertCounts, input_errors, upsert_profile_batch
+from ecrm.profiles.copy_import import StagedImport
+from ecrm.profiles.ingest import (
+    PROFILE_COLUMNS,
+    ProfileIn,
+    UpsertCounts,
+    input_errors,
+    traits_size,
+    upsert_profile_batch,
+)
 from ecrm.profiles.rejections import Rejection, RejectionFile
 from ecrm.types import ChannelKind, ConsentState
 
@@ -42,6 +50,7 @@ CONSENT_WORDS = {
     **dict.fromkeys(("no", "false", "0", "withdrawn"), ConsentState.WITHDRAWN),
 }
 CONSENT_HELP = "expected yes, no, true, false, 1, 0, granted or withdrawn"
+BATCH = {"sqlite": 1000, "postgresql": 5000}  # rows per write (per COPY on PostgreSQL) unless told
 
 
 @dataclass(frozen=True)
@@ -74,7 +83,7 @@ class _Chunk:
 
 
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
-                     progress: Callable[[int], None] | None = None, batch_size: int = 1000,
+                     progress: Callable[[int], None] | None = None, batch_size: int | None = None,
                      errors_file: Path | None = None, show: int = 50,
                      max_traits_bytes: int | None = None) -> ImportReport:
     """Import `path`; `progress` is called after each batch with the number of rows read so far
@@ -101,8 +110,13 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
 
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
-                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
+                  totals: _Totals, progress: Callable[[int], None] | None, batch_size: int | None,
                   max_traits_bytes: int | None) -> ImportReport:
+    async with sessions() as probe:
+        dialect = probe.get_bind().dialect.name
+    batch_size = batch_size or BATCH.get(dialect, 1000)
+    if dialect == "postgresql":
+        return await _import_staged(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes)
     while True:
         chunk = await asyncio.to_thread(reader.read, batch_size)
         counts = UpsertCounts(created=0, updated=0)
@@ -111,10 +125,61 @@ async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfil
                 counts = await upsert_profile_batch(session, chunk.profiles, clock.now(), max_traits_bytes)
             reader.reject_oversized(chunk, counts.oversized, max_traits_bytes)
         await totals.add(chunk, counts)
-        if progress is not None and chunk.rows_read:
-            progress(totals.rows)
+        _report_progress(progress, chunk, totals)
         if chunk.last:
             return totals.report()
+
+
+async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
+                         totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
+                         max_traits_bytes: int | None) -> ImportReport:
+    """PostgreSQL: COPY each batch into staging tables, then one merge (ecrm.profiles.copy_import).
+    Reading the next batch (in a thread) overlaps the COPY of this one."""
+    loop = asyncio.get_running_loop()
+    async with sessions.begin() as session:
+        staged = StagedImport(session)
+        await staged.open()
+        reader.look_up_earlier_rows(
+            lambda ids: asyncio.run_coroutine_threadsafe(staged.lines_of(ids), loop).result())
+        chunk = await asyncio.to_thread(reader.read, batch_size)
+        while True:
+            following = None if chunk.last else asyncio.create_task(asyncio.to_thread(reader.read, batch_size))
+            try:
+                await _stage(staged, reader, chunk, clock, totals, progress, max_traits_bytes)
+            except BaseException:
+                if following is not None:  # let the reading thread finish before the file closes
+                    await asyncio.gather(following, return_exceptions=True)
+                raise
+            if following is None:
+                break
+            chunk = await following
+        late = _Chunk()  # rows refused once merged with the stored traits
+        if max_traits_bytes is not None:
+            late.lines = await staged.drop_oversized(max_traits_bytes)
+            reader.reject_oversized(late, list(late.lines), max_traits_bytes)
+        created = await staged.merge()
+    totals.imported -= late.skipped  # counted as imported when they were read
+    await totals.add(late, UpsertCounts(created=created, updated=0))
+    return totals.report()
+
+
+async def _stage(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, clock: Clock, totals: _Totals,
+                 progress: Callable[[int], None] | None, max_traits_bytes: int | None) -> None:
+    if max_traits_bytes is not None:
+        reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
+    if chunk.profiles:
+        await staged.stage(chunk.profiles, chunk.lines, clock.now())
+    await totals.add(chunk, UpsertCounts(created=0, updated=0))
+    _report_progress(progress, chunk, totals)
+
+
+def _over_cap_alone(profiles: list[ProfileIn], limit: int) -> list[str]:
+    return [p.external_id for p in profiles if p.traits and traits_size(p.traits) > limit]
+
+
+def _report_progress(progress: Callable[[int], None] | None, chunk: _Chunk, totals: _Totals) -> None:
+    if progress is not None and chunk.rows_read:
+        progress(totals.rows)
 
 
 @dataclass
@@ -176,7 +241,7 @@ class _CsvProfiles:
     on its own instead of ending the import.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, lookup: Callable[[list[str]], dict[str, int]] | None = None) -> None:
         self.name = str(path)
         self.source = f"csv:{path.name}"[:200]
         try:
@@ -188,7 +253,10 @@ class _CsvProfiles:
         self._chunk = _Chunk()
         self._reader = csv.reader(self._lines())
         self._done = False
-        self._first_line: dict[str, int] = {}
+        self._first_line: dict[str, int] = {}  # external id -> the line of its first row
+        self._lookup = lookup
+        self._refused: dict[str, int] = {}  # with a lookup: rows left out for their size, by external id
+        self._events: list[tuple[int, list[str]] | Rejection] = []  # a read's records and bad lines, in order
         try:
             self.columns = self._header()
         except BaseException:
@@ -211,8 +279,7 @@ class _CsvProfiles:
                     raise
                 self._chunk.rows_read += 1
                 self._chunk.skipped += 1
-                self._chunk.errors.append(Rejection(self.name, self._line, "", "the line is not UTF-8 text "
-                                                    "(save as UTF-8)"))
+                self._events.append(Rejection(self.name, self._line, "", "the line is not UTF-8 text (save as UTF-8)"))
                 continue
             if self._record_start is None:
                 self._record_start = self._line
@@ -233,19 +300,40 @@ class _CsvProfiles:
         return columns
 
     def read(self, limit: int) -> _Chunk:
-        """The next `limit` records (blank ones included); `last` once the file is exhausted."""
+        """The next `limit` records (blank ones included); `last` once the file is exhausted.
+
+        With a `lookup` (the staged rows' lines by external id), only the previous read's
+        external ids are kept in memory: a file of any size is read in flat memory."""
         chunk = self._chunk = _Chunk()
-        records = 0
+        self._events, records, failure = [], 0, None
         try:
             for cells in itertools.islice(self._reader, limit) if not self._done else ():
                 records += 1
                 start, self._record_start = self._record_start or self._line, None
-                self._add(chunk, start, cells)
+                self._events.append((start, cells))
         except csv.Error as exc:
             self._done = True
-            chunk.errors.append(Rejection(self.name, self._line, "", f"{exc}; the rest of the file was not read"))
+            failure = Rejection(self.name, self._line, "", f"{exc}; the rest of the file was not read")
+        if self._lookup is not None:
+            self._first_line = self._earlier_lines()
+        for event in self._events:
+            if isinstance(event, Rejection):
+                chunk.errors.append(event)
+            else:
+                self._add(chunk, *event)
+        if failure is not None:
+            chunk.errors.append(failure)
         chunk.last = self._done = self._done or records < limit
         return chunk
+
+    def _earlier_lines(self) -> dict[str, int]:
+        """Lines of earlier rows naming the external ids of this read: staged, refused for their
+        size, or in the previous read (being staged meanwhile)."""
+        assert self._lookup is not None
+        named = {str(self._input(event[1]).get("external_id", "")) for event in self._events
+                 if not isinstance(event, Rejection)}
+        return {**self._lookup(sorted(named)), **self._refused,
+                **{ext: line for ext, line in self._first_line.items() if ext in named}}
 
     def _add(self, chunk: _Chunk, line: int, cells: list[str]) -> None:
         if not any(cell.strip() for cell in cells):
@@ -275,9 +363,15 @@ class _CsvProfiles:
         chunk.lines[profile.external_id] = line
         return []
 
+    def look_up_earlier_rows(self, lookup: Callable[[list[str]], dict[str, int]]) -> None:
+        """From now on ask `lookup` (blocking) for the lines of earlier rows instead of keeping them all."""
+        self._lookup = lookup
+
     def reject_oversized(self, chunk: _Chunk, external_ids: Sequence[str], limit: int | None) -> None:
         """The rows the upsert left out because their traits would pass the cap, as rejections."""
         for ext in external_ids:
+            if self._lookup is not None:
+                self._refused[ext] = chunk.lines[ext]
             chunk.errors.append(Rejection(self.name, chunk.lines[ext], "", f"the profile's traits would take more "
                                           f"than {limit} bytes (api.max_traits_bytes); it was left as it was", ext))
         chunk.skipped += len(external_ids)

@@ -1,0 +1,488 @@
+"""Ingest benchmark: a bounded local load client against `ecrm serve --workers N` on PostgreSQL,
+and the CSV import of a generated file.
+
+    python -m bench.ingest [--clients 50] [--seconds 10] [--workers 2] [--rows 1000000]
+                           [--only events profiles batch shopify import] [--against PATH] [--quick]
+
+The script makes a fresh, migrated PostgreSQL database (`ecrm_bench_ingest` on `BENCH_PG_URL`,
+default the local server), an API key, and starts `python -m ecrm serve --workers N` itself. Each
+scenario runs `--clients` concurrent clients for `--seconds` (after a short warm-up) and prints
+req/s, p50/p99 latency, the server's CPU per request (user + system time of the supervisor and
+its workers, read from /proc through psutil) and the errors: any answer that is not 2xx counts
+as one and the first few are printed. Scenarios:
+
+- events: single `POST /v1/events` (product views and cart events of ~20,000 customers);
+- profiles: single `POST /v1/profiles` upserts (half new customers, half updates, traits and consent);
+- batch: `POST /v1/events:batch` of 100 events (events/s), when the route exists;
+- shopify: signed Shopify `orders/create` webhooks, when the route exists (secret in the
+  environment variable named by `--shopify-secret-env`);
+- import: `ecrm profiles import` of a generated `--rows`-row CSV file into an empty database
+  (rows/s and the importer's peak RSS, sampled every 0.1 s).
+
+A route that answers 404 or 405 to a probe is skipped with a note. `--against PATH` runs every
+scenario on the checkout at PATH first, then on this one (alternating for `--repeat` rounds) and
+prints the ratio this/that: both run this script's client on the same database server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import base64
+import csv
+import hashlib
+import hmac
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import aiohttp
+import asyncpg
+import psutil
+
+from ecrm import loop
+from ecrm.api.apikeys import create_api_key
+from ecrm.clock import SYSTEM_CLOCK
+from ecrm.db import create_engine, migrate, session_factory
+
+ROOT = Path(__file__).resolve().parent.parent
+PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+DATABASE = "ecrm_bench_ingest"
+CUSTOMERS = 20_000
+BATCH = 100
+SHOWN_ERRORS = 5
+SCENARIOS = ("events", "profiles", "batch", "shopify", "import")
+Body = Callable[[random.Random], tuple[str, bytes, dict[str, str]]]  # path, body, extra headers
+
+
+@dataclass
+class LoadResult:
+    scenario: str
+    requests: int
+    items: int
+    seconds: float
+    latencies: list[float]
+    cpu_seconds: float
+    errors: int
+    samples: list[str] = field(default_factory=list)
+    client_cpu_seconds: float = 0.0
+    postgres_cpu_seconds: float = 0.0  # every postgres process: other users of the server count too
+
+    @property
+    def rate(self) -> float:
+        return self.requests / self.seconds
+
+    @property
+    def item_rate(self) -> float:
+        return self.items / self.seconds
+
+    def percentile(self, q: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000
+
+    @property
+    def cpu_ms(self) -> float:
+        return self.cpu_seconds * 1000 / max(1, self.requests)
+
+    def per_request_ms(self, seconds: float) -> float:
+        return seconds * 1000 / max(1, self.requests)
+
+    def line(self) -> str:
+        items = f", {self.item_rate:,.0f} items/s" if self.items != self.requests else ""
+        return (f"{self.scenario:9s} {self.rate:8,.0f} req/s{items}, p50 {self.percentile(0.5):6.1f} ms, "
+                f"p99 {self.percentile(0.99):6.1f} ms, server CPU {self.cpu_ms:5.2f} ms/req "
+                f"(client {self.per_request_ms(self.client_cpu_seconds):.2f}, "
+                f"postgres {self.per_request_ms(self.postgres_cpu_seconds):.2f}), "
+                f"{self.requests} requests, {self.errors} errors")
+
+
+@dataclass
+class ImportResult:
+    rows: int
+    seconds: float
+    peak_rss_mb: float
+    returncode: int
+    stored: int = 0  # profiles in the database afterwards
+
+    @property
+    def rate(self) -> float:
+        return self.rows / self.seconds
+
+    def line(self) -> str:
+        return (f"import    {self.rate:8,.0f} rows/s, {self.rows} rows in {self.seconds:.1f} s, "
+                f"peak RSS {self.peak_rss_mb:.0f} MB, {self.stored} profiles stored, exit code {self.returncode}")
+
+
+Results = dict[str, LoadResult | ImportResult]
+
+
+# ---- request bodies ----
+
+def _customer(rng: random.Random) -> str:
+    return f"cust-{rng.randrange(CUSTOMERS)}"
+
+
+def _event(rng: random.Random) -> dict[str, Any]:
+    sku = rng.randrange(5000)
+    name = rng.choice(("product.viewed", "product.viewed", "cart_updated", "page.viewed"))
+    price = f"{sku % 300 + 9}.90"
+    properties: dict[str, Any] = {
+        "sku": f"SKU-{sku}", "price": price, "currency": "THB", "url": f"https://shop.example/p/{sku}",
+        "category": rng.choice(("shoes", "bags", "hats"))}
+    if name == "cart_updated":  # the cart shape the API checks (README, "Carts")
+        properties = {"cart_id": f"cart-{rng.randrange(CUSTOMERS)}", "currency": "THB", "total": price,
+                      "line_items": [{"sku": f"SKU-{sku}", "name": "Shoe", "quantity": 1, "unit_price": price}]}
+    return {"external_id": _customer(rng), "name": name, "properties": properties,
+            "occurred_at": "2026-11-30T10:15:00+07:00"}
+
+
+def event_body(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
+    return "/v1/events", json.dumps(_event(rng)).encode(), {}
+
+
+def profile_body(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
+    n = rng.randrange(CUSTOMERS)
+    profile = {"external_id": f"cust-{n}", "email": f"c{n}@shop.example", "first_name": rng.choice(("Ana", "สมชาย")),
+               "locale": rng.choice(("en_US", "th_TH")), "time_zone": "Asia/Bangkok",
+               "traits": {"tier": rng.choice(("gold", "silver")), "orders": rng.randrange(40), "city": "Bangkok"},
+               "consent": {"email": {"state": rng.choice(("granted", "withdrawn"))}}}
+    return "/v1/profiles", json.dumps(profile).encode(), {}
+
+
+def batch_body(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
+    return "/v1/events:batch", json.dumps({"items": [_event(rng) for _ in range(BATCH)]}).encode(), {}
+
+
+def shopify_body(secret: str) -> Body:
+    def body(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
+        n = rng.randrange(CUSTOMERS)
+        order_id = rng.randrange(10**12)
+        order = {"id": order_id, "name": f"#{order_id % 100000}", "email": f"c{n}@shop.example",
+                 "created_at": "2026-11-30T10:15:00+07:00", "currency": "THB", "total_price": "1290.00",
+                 "financial_status": "paid", "buyer_accepts_marketing": True,
+                 "customer": {"id": n, "email": f"c{n}@shop.example", "first_name": "Ana", "last_name": "Silva"},
+                 "line_items": [{"id": order_id + 1, "sku": "SKU-1", "title": "Shoe", "quantity": 1,
+                                 "price": "1290.00"}]}
+        raw = json.dumps(order).encode()
+        digest = base64.b64encode(hmac.new(secret.encode(), raw, hashlib.sha256).digest()).decode()
+        return "/webhooks/shopify", raw, {"X-Shopify-Topic": "orders/create", "X-Shopify-Hmac-Sha256": digest,
+                                          "X-Shopify-Shop-Domain": "bench.myshopify.com",
+                                          "X-Shopify-Webhook-Id": f"bench-{order_id}"}
+    return body
+
+
+# ---- database and server ----
+
+def database_url(name: str) -> str:
+    return PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
+
+
+async def drop_database(name: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+async def fresh_database(name: str) -> tuple[str, str]:
+    """Drop and create the bench database, migrate it, make an API key; (url, key)."""
+    await drop_database(name)
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    url = database_url(name)
+    engine = create_engine(url)
+    try:
+        await migrate(engine)
+        async with session_factory(engine).begin() as session:
+            key = await create_api_key(session, "bench", SYSTEM_CLOCK.now())
+    finally:
+        await engine.dispose()
+    return url, key
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def tree_env(tree: Path, url: str, extra: dict[str, str]) -> dict[str, str]:
+    """The environment of an `ecrm` subprocess running the code of checkout `tree`."""
+    return {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": url, "ECRM_REDIS_URL": "",
+            "PYTHONPATH": str(tree), **extra}
+
+
+@contextmanager
+def server(tree: Path, url: str, workers: int) -> Iterator[tuple[str, psutil.Process]]:
+    """`ecrm serve --workers N` of `tree` on a free port; its stderr goes to a temporary file
+    (a pipe nobody reads could fill and stall it), shown if it fails to start."""
+    port = free_port()
+    command = [sys.executable, "-m", "ecrm", "serve", "--dev", "--host", "127.0.0.1", "--port", str(port),
+               "--workers", str(workers)]
+    with tempfile.TemporaryFile() as log, subprocess.Popen(
+            command, env=tree_env(tree, url, {}), cwd=tree, stdout=subprocess.DEVNULL, stderr=log) as process:
+        try:
+            _wait_listening(port, process, log)
+            yield f"http://127.0.0.1:{port}", psutil.Process(process.pid)
+        finally:
+            process.terminate()
+            try:
+                process.wait(30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def _wait_listening(port: int, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            log.seek(0)
+            raise SystemExit(f"ecrm serve exited ({process.returncode}):\n{log.read().decode()[-2000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                time.sleep(0.5)  # let every worker bind
+                return
+        except OSError:
+            time.sleep(0.1)
+    raise SystemExit("ecrm serve did not start listening within 30 s")
+
+
+def postgres_processes() -> list[psutil.Process]:
+    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+
+
+def cpu_seconds(root: psutil.Process) -> float:
+    return sum(cpu_of([root, *root.children(recursive=True)]).values())
+
+
+def cpu_of(processes: list[psutil.Process]) -> dict[int, float]:
+    """User + system seconds of each process still alive, by pid."""
+    found = {}
+    for process in processes:
+        try:
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        found[process.pid] = times.user + times.system
+    return found
+
+
+def cpu_delta(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU seconds spent between two readings by the processes alive at both."""
+    return sum(after[pid] - before[pid] for pid in before.keys() & after.keys())
+
+
+# ---- the load client ----
+
+async def load(base: str, key: str, scenario: str, body: Body, clients: int, seconds: float,
+               root: psutil.Process, items_per_request: int = 1) -> LoadResult:
+    """`clients` loops posting `body()` until `seconds` pass, after a warm-up of a tenth of it."""
+    connector = aiohttp.TCPConnector(limit=clients, force_close=False)
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    async with aiohttp.ClientSession(connector=connector, headers=headers) as http:
+        await _run_clients(http, base, body, clients, seconds / 10, None)
+        result = LoadResult(scenario, 0, 0, 0.0, [], 0.0, 0)
+        me, postgres = psutil.Process(), postgres_processes()
+        cpu_before, client_before, pg_before = cpu_seconds(root), cpu_of([me]), cpu_of(postgres)
+        started = time.perf_counter()
+        await _run_clients(http, base, body, clients, seconds, result)
+        result.seconds = time.perf_counter() - started
+        result.cpu_seconds = cpu_seconds(root) - cpu_before
+        result.client_cpu_seconds = cpu_delta(client_before, cpu_of([me]))
+        result.postgres_cpu_seconds = cpu_delta(pg_before, cpu_of(postgres))
+        result.items = result.requests * items_per_request
+    return result
+
+
+async def _run_clients(http: aiohttp.ClientSession, base: str, body: Body, clients: int, seconds: float,
+                       result: LoadResult | None) -> None:
+    deadline = time.perf_counter() + seconds
+
+    async def client(seed: int) -> None:
+        rng = random.Random(seed)
+        while time.perf_counter() < deadline:
+            path, data, extra = body(rng)
+            started = time.perf_counter()
+            async with http.post(base + path, data=data, headers=extra) as response:
+                text = await response.read()
+            if result is None:
+                continue
+            result.requests += 1
+            result.latencies.append(time.perf_counter() - started)
+            if not 200 <= response.status < 300:
+                result.errors += 1
+                if len(result.samples) < SHOWN_ERRORS:
+                    result.samples.append(f"{response.status} {path}: {text[:200].decode(errors='replace')}")
+
+    await asyncio.gather(*(client(random.randrange(2**32)) for _ in range(clients)))
+
+
+async def route_exists(base: str, key: str, body: Body) -> bool:
+    """False when the route answers 404 or 405 (not there yet)."""
+    path, data, extra = body(random.Random(0))
+    async with aiohttp.ClientSession() as http, http.post(
+            base + path, data=data, headers={"Authorization": f"Bearer {key}",
+                                             "Content-Type": "application/json", **extra}) as response:
+        return response.status not in (404, 405)
+
+
+# ---- the CSV import ----
+
+def write_csv(path: Path, rows: int) -> None:
+    with path.open("w", newline="", encoding="utf-8") as file:
+        writer = csv.writer(file)
+        writer.writerow(["external_id", "email", "first_name", "last_name", "locale", "time_zone",
+                         "consent_email", "tier", "city"])
+        for i in range(rows):
+            writer.writerow([f"imp-{i}", f"imp{i}@shop.example", ("Ana", "สมชาย", "Sara")[i % 3], "Silva",
+                             ("en_US", "th_TH", "fa")[i % 3], "Asia/Bangkok", ("yes", "no")[i % 2],
+                             ("gold", "silver", "bronze")[i % 3], "Bangkok"])
+
+
+def run_import(tree: Path, url: str, path: Path, rows: int) -> ImportResult:
+    command = [sys.executable, "-m", "ecrm", "profiles", "import", str(path)]
+    started = time.perf_counter()
+    with tempfile.TemporaryFile() as log, subprocess.Popen(
+            command, env=tree_env(tree, url, {"COLUMNS": "100"}), cwd=tree, stdout=subprocess.DEVNULL,
+            stderr=log) as process:
+        watched, peak = psutil.Process(process.pid), 0
+        while process.poll() is None:
+            try:
+                peak = max(peak, watched.memory_info().rss)
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.1)
+        seconds = time.perf_counter() - started
+        if process.returncode:
+            log.seek(0)
+            sys.stderr.write(log.read().decode()[-2000:])
+    return ImportResult(rows, seconds, peak / 2**20, process.returncode)
+
+
+async def count_profiles(name: str) -> int:
+    connection = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM profiles"))
+    finally:
+        await connection.close()
+
+
+# ---- the runs ----
+
+async def run_tree(tree: Path, args: argparse.Namespace, csv_path: Path | None) -> Results:
+    results: Results = {}
+    http_scenarios = [s for s in args.only if s != "import"]
+    if http_scenarios:
+        url, key = await fresh_database(args.database)
+        secret = os.environ.get(args.shopify_secret_env)
+        bodies: dict[str, tuple[Body, int]] = {"events": (event_body, 1), "profiles": (profile_body, 1),
+                                               "batch": (batch_body, BATCH), "shopify": (shopify_body(secret or ""), 1)}
+        with server(tree, url, args.workers) as (base, root):
+            for scenario in http_scenarios:
+                body, items = bodies[scenario]
+                if scenario == "shopify" and secret is None:
+                    print(f"shopify   skipped: set {args.shopify_secret_env} to the app secret the server reads")
+                    continue
+                if scenario in ("batch", "shopify") and not await route_exists(base, key, body):
+                    print(f"{scenario:9s} skipped: the server has no such route (404/405)")
+                    continue
+                result = await load(base, key, scenario, body, args.clients, args.seconds, root, items)
+                print(result.line(), flush=True)
+                for sample in result.samples:
+                    print(f"          error: {sample}")
+                results[scenario] = result
+    if csv_path is not None:
+        url, _ = await fresh_database(args.database)
+        result_import = await asyncio.to_thread(run_import, tree, url, csv_path, args.rows)
+        result_import.stored = await count_profiles(args.database)
+        print(result_import.line())
+        results["import"] = result_import
+    return results
+
+
+def ratios(before: list[Results], after: list[Results]) -> None:
+    print("\nratio this / --against (median over rounds):")
+    for scenario in SCENARIOS:
+        pairs = [(b[scenario], a[scenario]) for b, a in zip(before, after, strict=True)
+                 if scenario in b and scenario in a]
+        if not pairs:
+            continue
+        rate = statistics.median(a.rate / b.rate for b, a in pairs)
+        line = f"  {scenario:9s} throughput x{rate:.2f}"
+        loads = [(b, a) for b, a in pairs if isinstance(b, LoadResult) and isinstance(a, LoadResult)]
+        if loads:
+            p99 = statistics.median(a.percentile(0.99) / b.percentile(0.99) for b, a in loads)
+            cpu = statistics.median(a.cpu_ms / b.cpu_ms for b, a in loads)
+            line += f", p99 x{p99:.2f}, server CPU/req x{cpu:.2f}"
+        print(line)
+
+
+async def main_async(args: argparse.Namespace) -> list[Results]:
+    """Run every round; the results of this checkout's runs."""
+    with tempfile.TemporaryDirectory(prefix="ecrm-bench-ingest-") as tmp:
+        csv_path = None
+        if "import" in args.only:
+            csv_path = Path(tmp) / "profiles.csv"
+            await asyncio.to_thread(write_csv, csv_path, args.rows)
+        before: list[Results] = []
+        after: list[Results] = []
+        try:
+            for round_ in range(args.repeat):
+                if args.against:
+                    print(f"-- round {round_ + 1}: {args.against}", flush=True)
+                    before.append(await run_tree(args.against, args, csv_path))
+                print(f"-- round {round_ + 1}: {ROOT}", flush=True)
+                after.append(await run_tree(ROOT, args, csv_path))
+        finally:
+            await drop_database(args.database)
+        if args.against:
+            ratios(before, after)
+        return after
+
+
+def parse(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0] if __doc__ else None)
+    parser.add_argument("--clients", type=int, default=50)
+    parser.add_argument("--seconds", type=float, default=10.0, help="how long each HTTP scenario runs")
+    parser.add_argument("--workers", type=int, default=2, help="`ecrm serve --workers`")
+    parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated CSV file")
+    parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
+    parser.add_argument("--database", default=DATABASE, help="the PostgreSQL database to (re)create and drop")
+    parser.add_argument("--against", type=Path, help="another checkout of ecrm to run first and compare with")
+    parser.add_argument("--repeat", type=int, default=1, help="rounds (alternating with --against)")
+    parser.add_argument("--shopify-secret-env", default="ECRM_SHOPS__SHOPIFY_SECRET",
+                        help="the environment variable holding the Shopify app secret (the server inherits it); "
+                             "unset: the shopify scenario is skipped")
+    parser.add_argument("--quick", action="store_true", help="a smoke test: 4 clients, 1 s each, 2,000 rows")
+    args = parser.parse_args(argv)
+    if args.quick:
+        args.clients, args.seconds, args.rows = 4, 1.0, 2000
+    return args
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse(argv)
+    loop.use_fast_loop()
+    asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    main()
