@@ -10,12 +10,14 @@ with a `FrozenClock` runs them by moving the clock, not by waiting.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from arq import ArqRedis
+from arq import ArqRedis, create_pool
+from arq.connections import RedisSettings
 from arq.worker import Retry
 
 from ecrm.clock import SYSTEM_CLOCK, Clock
@@ -41,6 +43,30 @@ class ArqQueue:
         job = await self.redis.enqueue_job(function, *args, _job_id=_job_id, _defer_until=_defer_until,
                                            _defer_by=_defer_by, _queue_name=self.queue_name)
         return job is not None
+
+
+class LazyArqQueue:
+    """arq's queue `queue_name`, connected on the first job with one try (no waiting out arq's
+    reconnection attempts): an API process starts, and answers, while Redis is down; a job
+    enqueued then raises, and its caller decides what that means."""
+
+    def __init__(self, redis_url: str, queue_name: str | None = None) -> None:
+        self.redis_url, self.queue_name = redis_url, queue_name
+        self._queue: ArqQueue | None = None
+        self._connecting = asyncio.Lock()
+
+    async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
+                      _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool:
+        async with self._connecting:
+            if self._queue is None:
+                settings = dataclasses.replace(RedisSettings.from_dsn(self.redis_url), conn_retries=0)
+                self._queue = ArqQueue(await create_pool(settings), self.queue_name)
+        return await self._queue.enqueue(function, *args, _job_id=_job_id, _defer_until=_defer_until,
+                                         _defer_by=_defer_by)
+
+    async def close(self) -> None:
+        if self._queue is not None:
+            await self._queue.redis.aclose()
 
 
 class InProcessQueue:

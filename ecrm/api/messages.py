@@ -13,13 +13,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from datetime import datetime
-from typing import Any
 
 from aiohttp import web
-from arq import create_pool
-from arq.connections import RedisSettings
 from pydantic import TypeAdapter, ValidationError
 from redis.exceptions import RedisError
 
@@ -27,7 +22,7 @@ from ecrm.api.body import read_json
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
-from ecrm.queue import TRANSACTIONAL_QUEUE, ArqQueue, JobQueue
+from ecrm.queue import TRANSACTIONAL_QUEUE, JobQueue, LazyArqQueue
 from ecrm.render.environment import TemplateCatalog
 from ecrm.runtime import open_runtime
 from ecrm.transactional.accept import IdempotencyKey, MessageIn, MessageOut, request_hash, submit
@@ -84,30 +79,6 @@ def _idempotency_key(request: web.Request) -> str | None:
                        field=IDEMPOTENCY_KEY) from None
 
 
-class RedisMessageQueue:
-    """arq's transactional queue, connected on the first message: the API starts, and ingests,
-    while Redis is down."""
-
-    def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        self._queue: ArqQueue | None = None
-        self._connecting = asyncio.Lock()
-
-    async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
-                      _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool:
-        async with self._connecting:
-            if self._queue is None:
-                # one try: a request does not wait out arq's five reconnection attempts
-                redis = await create_pool(replace(RedisSettings.from_dsn(self.redis_url), conn_retries=0))
-                self._queue = ArqQueue(redis, TRANSACTIONAL_QUEUE)
-        return await self._queue.enqueue(function, *args, _job_id=_job_id, _defer_until=_defer_until,
-                                         _defer_by=_defer_by)
-
-    async def close(self) -> None:
-        if self._queue is not None:
-            await self._queue.redis.aclose()
-
-
 async def message_queue(app: web.Application) -> AsyncIterator[None]:
     """The queue messages go on (a cleanup context, after the database's): arq's transactional
     queue with Redis; without it, an in-process queue with this app's runtime. At shutdown the
@@ -115,7 +86,7 @@ async def message_queue(app: web.Application) -> AsyncIterator[None]:
     over, and what is left stays queued (a retry with the same Idempotency-Key sends it)."""
     settings = app[SETTINGS]
     if settings.redis_url:
-        queue = RedisMessageQueue(settings.redis_url)
+        queue = LazyArqQueue(settings.redis_url, TRANSACTIONAL_QUEUE)
         app[CATALOG], app[MESSAGE_QUEUE] = TemplateCatalog(settings.templates_dir), queue
         yield
         await queue.close()

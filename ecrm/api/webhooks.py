@@ -11,22 +11,16 @@ process without it. A job lost with a dead process, or never queued (Redis down)
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import replace
-from datetime import datetime
-from typing import Any
 
 from aiohttp import web
-from arq import create_pool
-from arq.connections import RedisSettings
 
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_JOBS
 from ecrm.api.raw_json import json_object
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError, WebhookPayloadError, WebhookSignatureError
-from ecrm.queue import ArqQueue, InProcessQueue
+from ecrm.queue import InProcessQueue, LazyArqQueue
 from ecrm.runtime import open_runtime
 from ecrm.shops.base import ShopConnector
 from ecrm.shops.jobs import map_webhook_job
@@ -85,35 +79,11 @@ async def _enqueue(app: web.Application, webhook_id: int) -> None:
         logger.exception("webhook %d stored but not queued for mapping", webhook_id)
 
 
-class RedisJobs:
-    """arq's queue, connected on first use: the API starts (and takes webhooks, which wait in
-    the table for `ecrm shop retry`) while Redis is down."""
-
-    def __init__(self, dsn: str) -> None:
-        self.dsn = dsn
-        self._queue: ArqQueue | None = None
-        self._connecting = asyncio.Lock()
-
-    async def enqueue(self, function: str, *args: Any, _job_id: str | None = None,
-                      _defer_until: datetime | None = None, _defer_by: float | None = None) -> bool:
-        async with self._connecting:
-            if self._queue is None:
-                # one attempt: a request waiting out arq's retries would outlast the shop's timeout
-                settings = replace(RedisSettings.from_dsn(self.dsn), conn_retries=0)
-                self._queue = ArqQueue(await create_pool(settings))
-        return await self._queue.enqueue(function, *args, _job_id=_job_id, _defer_until=_defer_until,
-                                         _defer_by=_defer_by)
-
-    async def close(self) -> None:
-        if self._queue is not None:
-            await self._queue.redis.aclose()
-
-
 async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
     """The queue the mapping jobs go to: arq's with Redis, else this process's own."""
     settings = app[SETTINGS]
     if settings.redis_url:
-        app[SHOP_JOBS] = redis = RedisJobs(settings.redis_url)
+        app[SHOP_JOBS] = redis = LazyArqQueue(settings.redis_url)
         yield
         await redis.close()
         return

@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from ecrm.db import dialect_insert
 from ecrm.orders.ingest import OrderIn
 from ecrm.orders.models import Order
-from ecrm.profiles.bulk import ensure_profiles, profile_ids
+from ecrm.profiles.ingest import ensure_profiles, profile_ids
 
 OWNER_CONFLICT = "this order belongs to another profile; an order's external_id cannot change"
 _COLUMNS = ("status", "total_e4", "currency", "line_items")
@@ -55,7 +55,7 @@ async def upsert_orders(session: AsyncSession, orders: Sequence[OrderIn], now: d
     # no bare profile for an item refused as naming another profile than its stored order's
     wanted = {order.external_id for order in orders
               if order.order_id not in stored or stored[order.order_id].profile_id == owners.get(order.external_id)}
-    profiles = owners | await ensure_profiles(session, wanted - set(owners), now)
+    profiles = owners | await ensure_profiles(session, dict.fromkeys(sorted(wanted - set(owners)), now))
     for index, order in enumerate(orders):
         row = stored.get(order.order_id)
         if row is None:  # its profile is in `profiles`: the order was not stored, so the item was wanted

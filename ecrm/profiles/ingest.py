@@ -271,7 +271,7 @@ async def record_event(session: AsyncSession, data: EventIn, now: datetime) -> E
 
 
 async def ensure_profile(session: AsyncSession, external_id: str, now: datetime) -> tuple[int, bool]:
-    found = await _profile_ids(session, [external_id])
+    found = await profile_ids(session, [external_id])
     if external_id in found:
         return found[external_id], False
     stmt = dialect_insert(session, Profile).values(external_id=external_id, created_at=now, updated_at=now)
@@ -279,7 +279,7 @@ async def ensure_profile(session: AsyncSession, external_id: str, now: datetime)
     if new_id is not None:
         return new_id, True
     # Another transaction created it between our SELECT and INSERT.
-    return (await _profile_ids(session, [external_id]))[external_id], False
+    return (await profile_ids(session, [external_id]))[external_id], False
 
 
 async def _lock_on_sqlite(session: AsyncSession, external_ids: Collection[str]) -> None:
@@ -290,7 +290,7 @@ async def _lock_on_sqlite(session: AsyncSession, external_ids: Collection[str]) 
         await session.execute(touch, execution_options={"synchronize_session": False})
 
 
-async def _profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
+async def profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
     stmt = select(Profile.external_id, Profile.id).where(_among_external_ids(session, external_ids))
     return dict((await session.execute(stmt)).all())
 
@@ -410,13 +410,20 @@ PENDING = -1  # a client key inserted by this call, its id not known yet
 async def record_events(session: AsyncSession, events: Sequence[tuple[EventIn, datetime]]
                         ) -> list[tuple[int, int]]:
     """Store events, each received at its own `now`, in a few statements; (event id, profile id)
-    in order. Unknown external ids get a bare profile each, created at the `now` of its first
-    event. An event whose client `id` its profile has already (stored before, or earlier in
-    `events`) is not stored again: its id is the stored event's."""
+    in order (see `store_events`)."""
+    return (await store_events(session, events))[0]
+
+
+async def store_events(session: AsyncSession, events: Sequence[tuple[EventIn, datetime]]
+                       ) -> tuple[list[tuple[int, int]], int]:
+    """`record_events`, and how many events were stored (the others had been already). Unknown
+    external ids get a bare profile each, created at the `now` of its first event. An event
+    whose client `id` its profile has already (stored before, or earlier in `events`) is not
+    stored again: its id is the stored event's."""
     first_seen: dict[str, datetime] = {}
     for data, now in events:
         first_seen.setdefault(data.external_id, now)
-    ids = await _ensure_profiles(session, first_seen)
+    ids = await ensure_profiles(session, first_seen)
     keys = [(ids[data.external_id], data.id) if data.id is not None else None for data, _ in events]
     known = await _client_events(session, [key for key in keys if key is not None])
     fresh = []  # the events to insert: no client id, or the first time their client id is seen
@@ -433,7 +440,7 @@ async def record_events(session: AsyncSession, events: Sequence[tuple[EventIn, d
     raced = [key for key, event_id in known.items() if event_id == PENDING]  # stored by another transaction since
     known |= await _client_events(session, raced) if raced else {}
     return [(known[key] if key is not None else next(plain), ids[data.external_id])
-            for key, (data, _) in zip(keys, events, strict=True)]
+            for key, (data, _) in zip(keys, events, strict=True)], len(inserted)
 
 
 async def _client_events(session: AsyncSession, keys: Sequence[ClientKey]) -> dict[ClientKey, int]:
@@ -465,8 +472,10 @@ async def _insert_events(session: AsyncSession, rows: Sequence[tuple[int, str, d
     return [(eid, (pid, cid) if cid is not None else None) for eid, pid, cid in sorted(stored)]
 
 
-async def _ensure_profiles(session: AsyncSession, first_seen: dict[str, datetime]) -> dict[str, int]:
-    ids = await _profile_ids(session, first_seen)
+async def ensure_profiles(session: AsyncSession, first_seen: dict[str, datetime]) -> dict[str, int]:
+    """Profile ids by external id, creating a bare profile, at its time, for each one not seen
+    before (one created by another transaction meanwhile is read back, not duplicated)."""
+    ids = await profile_ids(session, first_seen)
     missing = sorted(ext for ext in first_seen if ext not in ids)  # one order everywhere: no deadlock
     if missing and arrays.is_postgresql(session):
         ids |= await arrays.insert_bare_profiles(session, {ext: first_seen[ext] for ext in missing})
@@ -478,7 +487,7 @@ async def _ensure_profiles(session: AsyncSession, first_seen: dict[str, datetime
         ids |= dict((await session.execute(stmt.returning(table.external_id, table.id), rows)).all())
     raced = [ext for ext in missing if ext not in ids]  # created by another transaction meanwhile
     if raced:
-        ids |= await _profile_ids(session, raced)
+        ids |= await profile_ids(session, raced)
     return ids
 
 

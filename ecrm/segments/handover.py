@@ -5,32 +5,26 @@ Redis, a refresh run right here in the API process.
 
 from __future__ import annotations
 
-import dataclasses
-
-from arq import ArqRedis, create_pool
-from arq.connections import RedisSettings
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.clock import Clock
+from ecrm.queue import LazyArqQueue
 from ecrm.segments.jobs import touched
 from ecrm.settings import Settings
 
 
 class EnqueueTouched:
+    """With Redis: one job per batch (a Redis that is down costs this batch, not seconds of
+    waiting ids: the queue connects with one try)."""
+
     def __init__(self, redis_url: str) -> None:
-        self.redis_url = redis_url
-        self._redis: ArqRedis | None = None
+        self.queue = LazyArqQueue(redis_url)
 
     async def __call__(self, profile_ids: list[int]) -> None:
-        if self._redis is None:
-            # no retries: a Redis that is down costs this batch, not seconds of waiting ids
-            settings = dataclasses.replace(RedisSettings.from_dsn(self.redis_url), conn_retries=0)
-            self._redis = await create_pool(settings)
-        await self._redis.enqueue_job("segments_touched", profile_ids)
+        await self.queue.enqueue("segments_touched", profile_ids)
 
     async def close(self) -> None:
-        if self._redis is not None:
-            await self._redis.aclose()
+        await self.queue.close()
 
 
 class RefreshTouched:
