@@ -6,7 +6,10 @@ kept (`EarlyReceipt`) instead of dropped, and applied once the delivery carries 
 id: by the send job right after it recorded its batch (`settle`), and by the callback itself
 just after keeping it, whichever comes second. Between them every order is covered: if the
 send's settling ran before the receipt was kept, the send's write of the id had already
-committed, so the callback's own second look finds it.
+committed, so the callback's own second look finds it. On PostgreSQL each statement sees what
+committed before it began, so the id may land between the callback's update (which missed it)
+and its look at the row; the callback then applies the receipt again rather than calling it
+a repeat.
 
 A delivery left `unknown` (a sender killed while handing it over) has no message id to wait
 for: the provider's report on it is the evidence the state machine waits for, so it takes the
@@ -46,8 +49,8 @@ async def take_receipt(sessions: async_sessionmaker[AsyncSession], receipt: Rece
         row = stored.one_or_none()
         if row is None or (row[0] is not None and row[0] != receipt.provider_message_id):
             return Taken.UNKNOWN
-        if row[0] is not None:
-            return Taken.UNCHANGED
+        if row[0] is not None:  # recorded by now: committed after the first look (read committed) or refused
+            return Taken.APPLIED if await apply_in(session, [receipt], now) else Taken.UNCHANGED
         if row[1] == DeliveryStatus.UNKNOWN:
             return await _settle_in_doubt(session, receipt, now)
         status, reason = receipt.state

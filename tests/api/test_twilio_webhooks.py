@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.app import create_app
 from ecrm.clock import FrozenClock
+from ecrm.deliveries import early_receipts
 from ecrm.deliveries.early_receipts import kept_for, settle
 from ecrm.deliveries.models import Delivery
 from ecrm.profiles.models import Consent, Event
@@ -246,3 +247,31 @@ async def test_a_callback_for_a_delivery_left_unknown_settles_it_as_that_message
     assert (row.status, row.reason, row.provider_message_id) == ("delivered", None, SID)
     assert (await post(api, f"/webhooks/twilio/status?d={delivery_id}", status_params("failed", OTHER_SID)))[0] == 204
     assert (await delivery(sessions, delivery_id)).status == "delivered"
+
+
+async def test_a_callback_racing_the_sends_commit_of_the_sid_is_applied_not_taken_for_a_repeat(
+        api: Client, sessions: async_sessionmaker[AsyncSession], settings: Settings,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The send commits the SID after the callback's update missed it and before the callback
+    reads the row (PostgreSQL's read committed): the receipt must still apply."""
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite serialises writers: the callback's transaction cannot see a commit in between")
+    delivery_id = await sms_delivery(sessions, sid=None)
+    real_apply = early_receipts.apply_in
+    calls = 0
+
+    async def apply_then_the_send_commits(*args: object, **kwargs: object) -> bool:
+        nonlocal calls
+        calls += 1
+        applied = await real_apply(*args, **kwargs)  # type: ignore[arg-type]
+        if calls == 1:
+            async with sessions.begin() as session:  # the send's record, on its own connection
+                await session.execute(update(Delivery).where(Delivery.id == delivery_id).values(
+                    channel="sms", status="sent", provider="twilio", provider_message_id=SID, sent_at=T0))
+        return applied
+
+    monkeypatch.setattr(early_receipts, "apply_in", apply_then_the_send_commits)
+    assert (await post(api, f"/webhooks/twilio/status?d={delivery_id}", status_params("delivered")))[0] == 204
+    assert (await delivery(sessions, delivery_id)).status == "delivered"
+    async with sessions() as session:
+        assert await kept_for(session, delivery_id) == []
