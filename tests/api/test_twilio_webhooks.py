@@ -21,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.app import create_app
 from ecrm.clock import FrozenClock
-from ecrm.deliveries import early_receipts
+from ecrm.deliveries import early_receipts, receipts
 from ecrm.deliveries.early_receipts import kept_for, settle
 from ecrm.deliveries.models import Delivery
 from ecrm.profiles.models import Consent, Event
@@ -257,10 +257,10 @@ async def test_a_callback_racing_the_sends_commit_of_the_sid_is_applied_not_take
     if settings.database_url.startswith("sqlite"):
         pytest.skip("SQLite serialises writers: the callback's transaction cannot see a commit in between")
     delivery_id = await sms_delivery(sessions, sid=None)
-    real_apply = early_receipts.apply_in
+    real_apply = receipts.apply_in
     calls = 0
 
-    async def apply_then_the_send_commits(*args: object, **kwargs: object) -> bool:
+    async def apply_then_the_send_commits(*args: object, **kwargs: object) -> int:
         nonlocal calls
         calls += 1
         applied = await real_apply(*args, **kwargs)  # type: ignore[arg-type]
