@@ -58,7 +58,7 @@ async def refresh_touched(sessions: async_sessionmaker[AsyncSession], segments: 
     ids = sorted(set(profile_ids))
     for start in range(0, len(ids), CHUNK):
         async with sessions.begin() as session:
-            await _write_lock(session)
+            await begin_refresh(session)
             for segment in sorted(segments, key=lambda s: s.name):  # locks in one order: no deadlock
                 changes += await apply_changes(session, segment, ids[start:start + CHUNK], now)
     return changes
@@ -70,7 +70,7 @@ async def refresh_segment(sessions: async_sessionmaker[AsyncSession], segment: N
     changes = Changes()
     async for ids in stream_members(sessions, stale_members(segment, now), batch_size):
         async with sessions.begin() as session:
-            await _write_lock(session)
+            await begin_refresh(session)
             changes += await apply_changes(session, segment, sorted(ids), now)
     return changes
 
@@ -138,9 +138,20 @@ async def _lock_segment(session: AsyncSession, name: str) -> None:
         await session.execute(select(func.pg_advisory_xact_lock(literal(LOCKS), func.hashtext(name))))
 
 
-async def _write_lock(session: AsyncSession) -> None:
-    # SQLite starts a transaction's write lock at its first write; a refresh that read first could
-    # find the database changed under it and fail. A write that changes nothing takes it first.
+async def begin_refresh(session: AsyncSession) -> None:
+    """What a refresh's transaction does first, per database.
+
+    SQLite starts a transaction's write lock at its first write; a refresh that read first could
+    find the database changed under it and fail. A write that changes nothing takes it first.
+
+    PostgreSQL may run a prepared statement with a generic plan made while `segment_members` was
+    small (a segment's first refresh grows it from nothing). A sequential scan that tests each
+    row against the thousand ids of `= ANY(...)` then takes seconds per batch at 400,000
+    members, until an ANALYZE invalidates the plan (never, with autovacuum off). Planning each
+    statement for its own parameters costs well under a millisecond per batch.
+    """
     if session.get_bind().dialect.name == "sqlite":
         await session.execute(update(SegmentMember).where(text("0")).values(segment=SegmentMember.segment),
                               execution_options={"synchronize_session": False})
+    else:
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))

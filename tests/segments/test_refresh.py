@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from arq import ArqRedis
 from pytest_aiohttp import AiohttpClient
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.api.apikeys import create_api_key
@@ -24,7 +24,7 @@ from ecrm.runtime import Runtime, open_runtime
 from ecrm.segments.catalog import catalog_for
 from ecrm.segments.jobs import segments_refresh_job, segments_touched_job
 from ecrm.segments.models import SegmentMember
-from ecrm.segments.refresh import refresh_touched
+from ecrm.segments.refresh import begin_refresh, refresh_touched
 from ecrm.settings import Settings
 from ecrm.worker import in_process_queue, make_worker
 from tests.api.conftest import Client
@@ -226,3 +226,17 @@ async def test_ingest_answers_while_the_queue_is_down(
 async def _profile_id(sessions: async_sessionmaker[AsyncSession], external_id: str) -> int:
     async with sessions() as session:
         return int(await session.scalar(select(Profile.id).where(Profile.external_id == external_id)) or 0)
+
+
+async def test_a_refresh_plans_each_statement_for_its_own_ids_on_postgresql_and_only_in_its_transaction(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession],
+) -> None:
+    """A generic plan cached while `segment_members` was empty scans every member per id batch
+    once the segment is large; the refresh's transactions plan with their parameters instead."""
+    if settings.database_url.startswith("sqlite"):
+        pytest.skip("SQLite has no plan cache mode; its refresh takes the write lock first instead")
+    async with sessions.begin() as session:
+        await begin_refresh(session)
+        assert await session.scalar(text("SELECT current_setting('plan_cache_mode')")) == "force_custom_plan"
+    async with sessions() as session:  # SET LOCAL: the pooled connection goes back as it was
+        assert await session.scalar(text("SELECT current_setting('plan_cache_mode')")) == "auto"
