@@ -21,7 +21,7 @@ Last, entry/exit latency: for 20 profiles, one event (`bench_probe`) is recorded
 profile's membership of every supported segment refreshed (`refresh_touched`, what the
 `segments_touched` job does), timed from the commit to the entry/exit events committed; with
 `--arq`, also from enqueueing the job on Redis to its result from an arq worker (which polls
-the queue every 50 ms, as `ecrm worker` does).
+its queue every 10 ms, as `ecrm worker --transactional`, whose queue the API puts it on, does).
 
 Targets (2 cores): a count under 2 s, a 100,000-member streamed read under 3 s, memory flat
 while streaming, entry/exit for one event under 50 ms. What a run writes (memberships, their
@@ -288,16 +288,17 @@ async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], 
 async def arq_latency(url: str, data: Dataset, samples: int = 20) -> list[float]:
     """Seconds from enqueueing `segments_touched` for a just-committed event's profile (what the
     API does) to its result, through Redis and an arq worker (in this process, polling as
-    `ecrm worker` does)."""
+    `ecrm worker --transactional` does: the API puts the job on that queue)."""
     from arq import create_pool
     from arq.connections import RedisSettings
 
-    from ecrm.worker import make_worker
+    from ecrm.worker import TRANSACTIONAL_POLL, make_worker
 
     logging.getLogger("ecrm.segments.catalog").setLevel(logging.CRITICAL)  # said above: not supported yet
     settings = load_settings(Path("/nonexistent"), environ={}, database_url=url, redis_url=REDIS_URL,
                              segments_dir=SEGMENTS)
-    worker = make_worker(settings, handle_signals=False, cron_jobs=[], queue_name=ARQ_QUEUE)
+    worker = make_worker(settings, handle_signals=False, cron_jobs=[], queue_name=ARQ_QUEUE,
+                         poll_delay=TRANSACTIONAL_POLL)
     running = asyncio.create_task(worker.async_run())
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
     engine = create_engine(url)
