@@ -2,6 +2,7 @@
 
     python -m bench.segments [--profiles 1000000] [--events 10000000] [--orders 1000000]
                              [--sqlite-profiles 100000] [--db postgresql sqlite] [--reload] [--explain] [--arq]
+                             [--no-refresh]
 
 Loads the data once (`bench.segment_data`: PostgreSQL with COPY into the database
 `ecrm_bench_segments` on BENCH_PG_URL's server; SQLite with executemany into a file in the
@@ -81,7 +82,7 @@ class Figures:
     stream_s: float = 0.0
     rss_before_mb: float = 0.0
     rss_peak_mb: float = 0.0
-    first_refresh_s: float = 0.0
+    first_refresh_s: float | None = None  # None: not run (--no-refresh)
     refresh_s: float = 0.0
 
     def line(self) -> str:
@@ -90,10 +91,12 @@ class Figures:
         per_100k = self.stream_s * 100_000 / self.members if self.members else 0.0
         scaled = (f"{per_100k:5.2f} s per 100k ({per_100k / STREAM_TARGET:4.2f} of {STREAM_TARGET:.0f} s)"
                   if self.members >= MIN_SCALED else "too few members to scale to 100k")
-        return (f"  {self.name:13} {self.members:>10,} members  count {self.count_s:6.3f} s "
-                f"({self.count_s / COUNT_TARGET:4.2f} of {COUNT_TARGET:.0f} s)  stream {self.stream_s:6.2f} s, "
-                f"{scaled}  RSS {self.rss_before_mb:.0f} -> peak {self.rss_peak_mb:.0f} MB\n"
-                f"  {'':13} scheduled refresh: first (everyone enters) {self.first_refresh_s:6.2f} s, "
+        figures = (f"  {self.name:13} {self.members:>10,} members  count {self.count_s:6.3f} s "
+                   f"({self.count_s / COUNT_TARGET:4.2f} of {COUNT_TARGET:.0f} s)  stream {self.stream_s:6.2f} s, "
+                   f"{scaled}  RSS {self.rss_before_mb:.0f} -> peak {self.rss_peak_mb:.0f} MB")
+        if self.first_refresh_s is None:
+            return figures
+        return (f"{figures}\n  {'':13} scheduled refresh: first (everyone enters) {self.first_refresh_s:6.2f} s, "
                 f"then with nothing to change {self.refresh_s:6.3f} s")
 
 
@@ -229,7 +232,8 @@ class RssPeak:
             await asyncio.sleep(0.01)
 
 
-async def measure(engine: AsyncEngine, segment: NamedSegment, data: Dataset, repeat: int) -> Figures:
+async def measure(engine: AsyncEngine, segment: NamedSegment, data: Dataset, repeat: int,
+                  refresh: bool = True) -> Figures:
     sessions = session_factory(engine)
     query = member_query(segment.audience, data.at)
     timings = []
@@ -246,6 +250,8 @@ async def measure(engine: AsyncEngine, segment: NamedSegment, data: Dataset, rep
             streamed += len(ids)
     figures.stream_s, figures.rss_peak_mb = time.perf_counter() - started, rss.peak
     assert streamed == members, f"{segment.name}: streamed {streamed}, counted {members}"
+    if not refresh:
+        return figures
     figures.first_refresh_s, entered = await _timed_refresh(sessions, segment, data)
     assert entered == members, f"{segment.name}: {entered} entered, {members} members"
     figures.refresh_s, changed = await _timed_refresh(sessions, segment, data)
@@ -341,7 +347,7 @@ async def run(label: str, url: str, data: Dataset, args: argparse.Namespace) -> 
                 print(Figures(found[0], problem=found[1]).line())
                 continue
             supported.append(found)
-            print((await measure(engine, found, data, args.repeat)).line(), flush=True)
+            print((await measure(engine, found, data, args.repeat, args.refresh)).line(), flush=True)
             if args.explain:
                 plan = await explain_plan(session_factory(engine), member_query(found.audience, data.at))
                 print("\n".join(f"      {line}" for line in plan or ["(no plan on SQLite)"]))
@@ -378,6 +384,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--arq", action="store_true",
                         help="also time entry/exit through Redis (BENCH_REDIS_URL) and an arq worker")
     parser.add_argument("--explain", action="store_true", help="print PostgreSQL's plan of each segment")
+    parser.add_argument("--no-refresh", dest="refresh", action="store_false",
+                        help="skip the scheduled refresh of each whole segment (minutes for the large ones)")
     args = parser.parse_args(argv)
     args.events = 10 * args.profiles if args.events is None else args.events
     args.orders = args.profiles if args.orders is None else args.orders
