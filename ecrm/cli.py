@@ -492,7 +492,7 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
-    from ecrm.worker import make_transactional_worker, make_worker
+    from ecrm.worker import make_transactional_worker, make_worker, yield_cores
 
     if not settings.redis_url:
         raise EcrmError("`ecrm worker` needs redis_url (ECRM_REDIS_URL=redis://127.0.0.1:6379); without Redis, "
@@ -500,6 +500,8 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     preflight.check(settings, args.dev)
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
+    if not args.transactional:
+        yield_cores(settings)
     worker = (make_transactional_worker if args.transactional else make_worker)(settings, burst=args.burst)
     heap.settle()
     worker.run()

@@ -81,6 +81,10 @@ class SendSettings(_Section):
     # Seconds a send job may run. If its worker dies, arq hands the job to another worker
     # about 10 s after this has passed (the job's in-progress mark expires).
     job_timeout: float = Field(300.0, ge=1)
+    # How far `ecrm worker` (the campaigns' worker) lowers its own CPU priority (nice). Under
+    # contention the API, the transactional worker and PostgreSQL run first, so a receipt or an
+    # entry event does not queue behind bulk sends; alone on the cores, a campaign runs as fast.
+    campaign_nice: int = Field(5, ge=0, le=19)
 
 
 class ApiSettings(_Section):

@@ -6,6 +6,7 @@ in-process queue when no Redis is configured.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -96,6 +97,12 @@ def make_transactional_worker(settings: Settings, **options: Any) -> Worker:
     """A worker for transactional messages only: their own queue, polled every 10 ms."""
     options.setdefault("poll_delay", TRANSACTIONAL_POLL)
     return make_worker(settings, TRANSACTIONAL_QUEUE, **options)
+
+
+def yield_cores(settings: Settings) -> int:
+    """Lower this process's CPU priority by `send.campaign_nice` (the campaigns' worker does, so
+    bulk sends yield the cores to the API and the transactional worker); the new niceness."""
+    return os.nice(settings.send.campaign_nice)
 
 
 def in_process_queue(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> InProcessQueue:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -36,3 +38,15 @@ def test_a_bad_setting_names_the_key_and_where_it_came_from(tmp_path: Path, text
     with pytest.raises(ConfigError) as caught:
         load_settings(path, environ=environ)
     assert str(caught.value).startswith(message.format(path=path)), str(caught.value)
+
+
+def test_the_campaigns_worker_lowers_its_cpu_priority_by_campaign_nice() -> None:
+    """In a child process (niceness only goes up): the configured amount, and 0 keeps it."""
+    script = ("import os; from pathlib import Path; from ecrm.settings import load_settings; "
+              "from ecrm.worker import yield_cores; before = os.nice(0); "
+              "s = load_settings(Path('/nonexistent'), environ={'ECRM_SEND__CAMPAIGN_NICE': '{n}'}); "
+              "print(yield_cores(s) - before)")
+    for nice in (5, 0):
+        done = subprocess.run([sys.executable, "-c", script.replace("{n}", str(nice))], capture_output=True,
+                              text=True, check=True)
+        assert done.stdout.strip() == str(nice)
