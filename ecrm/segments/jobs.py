@@ -6,6 +6,7 @@ rules that time alone changes. Each returns how many entries and exits it record
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.runtime import JobContext
 from ecrm.segments.catalog import catalog_for
+from ecrm.segments.library import NamedSegment
 from ecrm.segments.refresh import Changes, refresh_segment, refresh_touched
 from ecrm.settings import Settings
 
@@ -31,12 +33,19 @@ async def segments_refresh_job(ctx: dict[str, Any]) -> int:
 
 async def touched(settings: Settings, sessions: async_sessionmaker[AsyncSession], profile_ids: list[int],
                   now: datetime) -> int:
-    segments = await catalog_for(settings.segments_dir, settings.money).segments()
+    segments = touchable(await catalog_for(settings.segments_dir, settings.money).segments())
     if not segments or not profile_ids:
         return 0
     changes = await refresh_touched(sessions, segments, profile_ids, now)
     _log("touched", len(profile_ids), changes)
     return changes.total
+
+
+def touchable(segments: Sequence[NamedSegment]) -> list[NamedSegment]:
+    """The segments an incoming event or order is evaluated against. Ranked ones (RFM) are left
+    to the scheduled refresh: an order moves other profiles' quintiles as well, and ranking
+    every buyer for one touched profile costs seconds."""
+    return [segment for segment in segments if not segment.audience.ranks_everyone]
 
 
 async def refresh_all(settings: Settings, sessions: async_sessionmaker[AsyncSession], now: datetime) -> int:

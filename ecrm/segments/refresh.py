@@ -29,6 +29,7 @@ from ecrm.db import Json, UtcDateTime, among, dialect_insert
 from ecrm.profiles.models import Event, Profile
 from ecrm.segments.library import NamedSegment
 from ecrm.segments.members import rule_condition
+from ecrm.segments.membership import probing
 from ecrm.segments.models import SegmentMember
 from ecrm.segments.stream import stream_members
 
@@ -92,8 +93,9 @@ async def apply_changes(session: AsyncSession, segment: NamedSegment, profile_id
     """Within the caller's transaction: evaluate `profile_ids` (at most a chunk) and write the
     difference from the stored membership, with its events."""
     await _lock_segment(session, segment.name)
-    matching = set(await session.scalars(select(Profile.id).where(
-        among(session, Profile.id, profile_ids), rule_condition(segment.audience, now))))
+    with probing():  # evaluated for these profiles only: per-profile index probes on SQLite too
+        condition = rule_condition(segment.audience, now)
+    matching = set(await session.scalars(select(Profile.id).where(among(session, Profile.id, profile_ids), condition)))
     stored = set(await session.scalars(select(SegmentMember.profile_id).where(
         SegmentMember.segment == segment.name, among(session, SegmentMember.profile_id, profile_ids))))
     entered = await _enter(session, segment.name, sorted(matching - stored), now)

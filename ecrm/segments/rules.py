@@ -46,7 +46,7 @@ from ecrm.segments.values import (
     parse_duration,
     period_between,
 )
-from ecrm.segments.vocabulary import MONEY_METRICS, CountTest, Metric, Window
+from ecrm.segments.vocabulary import MONEY_METRICS, QUINTILE_METRICS, CountTest, Metric, Window
 from ecrm.types import ChannelKind
 
 __all__ = ["EVENT_NAME", "MAX_DEPTH", "SEGMENT_NAME", "Audience", "ConsentPolicy", "Op", "PropertyTest", "Rule",
@@ -237,6 +237,12 @@ class Audience(BaseModel):
             raise ValueError(f"rules nested more than {MAX_DEPTH} levels deep")
         return self
 
+    @property
+    def ranks_everyone(self) -> bool:
+        """Whether the rules rank profiles against each other (RFM quintiles), named segments'
+        rules included: one profile's order then moves other profiles in or out too."""
+        return _ranks(self.root())
+
     def root(self) -> Rule:
         """The whole audience as one rule (no rules at all: everyone)."""
         if self.any_ is not None:
@@ -244,3 +250,10 @@ class Audience(BaseModel):
         if self.not_ is not None:
             return Rule(not_=self.not_)
         return Rule(all_=self.all_ if self.all_ is not None else (self.rules or []))
+
+
+def _ranks(rule: Rule) -> bool:
+    if rule.metric is not None and (rule.metric is Metric.RFM or rule.metric in QUINTILE_METRICS):
+        return True
+    children = [*(rule.all_ or []), *(rule.any_ or []), rule.not_, rule.definition]
+    return any(_ranks(child) for child in children if child is not None)

@@ -13,22 +13,27 @@ import pytest
 from arq import ArqRedis
 from pytest_aiohttp import AiohttpClient
 from sqlalchemy import delete, func, select, text
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from ecrm.api.apikeys import create_api_key
 from ecrm.api.app import create_app
 from ecrm.api.keys import TOUCHES
 from ecrm.clock import FrozenClock
+from ecrm.orders.models import Order
 from ecrm.profiles.models import Event, Profile
 from ecrm.runtime import Runtime, open_runtime
 from ecrm.segments.catalog import catalog_for
 from ecrm.segments.jobs import segments_refresh_job, segments_touched_job
+from ecrm.segments.members import rule_condition
+from ecrm.segments.membership import probing
 from ecrm.segments.models import SegmentMember
 from ecrm.segments.refresh import begin_refresh, refresh_touched
+from ecrm.segments.rules import Audience
 from ecrm.settings import Settings
 from ecrm.worker import in_process_queue, make_transactional_worker, make_worker
 from tests.api.conftest import Client
-from tests.conftest import REDIS_URL
+from tests.conftest import REDIS_URL, T0
 from tests.factories import add_profile, add_profiles
 from tests.waiting import wait_for
 
@@ -246,3 +251,35 @@ async def test_a_refresh_plans_each_statement_for_its_own_ids_on_postgresql_and_
         assert await session.scalar(text("SELECT current_setting('plan_cache_mode')")) == "force_custom_plan"
     async with sessions() as session:  # SET LOCAL: the pooled connection goes back as it was
         assert await session.scalar(text("SELECT current_setting('plan_cache_mode')")) == "auto"
+
+
+RANKED = "name: best\nall:\n  - {metric: monetary, currency: EUR, op: gte, value: 1}\n"  # every buyer
+REFERS_TO_RANKED = "name: best_vip\nall:\n  - {segment: best}\n  - {segment: vip}\n"
+
+
+async def test_an_event_leaves_ranked_segments_to_the_schedule_which_still_tracks_them(
+    segment_settings: Settings, runtime: Runtime, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock,
+) -> None:
+    """RFM ranks every buyer against the others: one order moves other profiles' quintiles, so
+    a touch evaluates only unranked segments (a segment referring to a ranked one is ranked)."""
+    (segment_settings.segments_dir / "best.yaml").write_text(RANKED)
+    (segment_settings.segments_dir / "best_vip.yaml").write_text(REFERS_TO_RANKED)
+    profile_id = await add_profile(sessions, external_id="vip-1", now=clock.now())
+    async with sessions.begin() as session:
+        session.add(Order(order_id="o-1", profile_id=profile_id, status="paid", total_e4=500_000, currency="EUR",
+                          placed_at=clock.now(), line_items=[], created_at=clock.now(), updated_at=clock.now()))
+    segments = await catalog_for(segment_settings.segments_dir).segments()
+    assert {s.name for s in segments if s.audience.ranks_everyone} == {"best", "best_vip"}
+    assert await segments_touched_job({"runtime": runtime}, [profile_id]) == 2  # vip and new
+    assert await members(sessions, "best") == set() == await members(sessions, "best_vip")
+    assert await segments_refresh_job({"runtime": runtime}) == 2
+    assert await members(sessions, "best") == {"vip-1"} == await members(sessions, "best_vip")
+
+
+def test_a_condition_built_for_a_few_profiles_probes_per_profile_on_sqlite_too() -> None:
+    audience = Audience.model_validate({"all": [{"event": "viewed", "within": "30d"}]})
+    whole = str(select(Profile.id).where(rule_condition(audience, T0)).compile(dialect=sqlite.dialect()))
+    with probing():
+        few = str(select(Profile.id).where(rule_condition(audience, T0)).compile(dialect=sqlite.dialect()))
+    assert "profiles.id IN (SELECT" in whole and "EXISTS" not in whole
+    assert "EXISTS" in few and "profiles.id IN" not in few
