@@ -350,8 +350,8 @@ def _merge_duplicates(rows: Sequence[ProfileIn]) -> dict[str, ProfileIn]:
 
 
 async def _existing_traits(session: AsyncSession, external_ids: Collection[str]) -> dict[str, tuple[int, Any]]:
-    stmt = (select(Profile.external_id, Profile.id, Profile.traits)
-            .where(Profile.external_id.in_(external_ids)).with_for_update())
+    stmt = (select(Profile.external_id, Profile.id, Profile.traits)  # locked in one order everywhere: no deadlock
+            .where(Profile.external_id.in_(external_ids)).order_by(Profile.external_id).with_for_update())
     return {ext: (pid, traits) for ext, pid, traits in await session.execute(stmt)}
 
 
@@ -359,7 +359,8 @@ async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn], now: dat
     if not rows:
         return {}
     values = [{"external_id": row.external_id, **{name: getattr(row, name) for name in PROFILE_COLUMNS},
-               "traits": row.traits, "created_at": now, "updated_at": now} for row in rows]
+               "traits": row.traits, "created_at": now, "updated_at": now}
+              for row in sorted(rows, key=lambda row: row.external_id)]  # as above: one order everywhere
     stmt = dialect_insert(session, Profile).on_conflict_do_nothing(index_elements=["external_id"])
     result = await session.execute(stmt.returning(Profile.external_id, Profile.id), values)
     return dict(result.all())
