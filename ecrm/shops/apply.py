@@ -19,11 +19,18 @@ from datetime import datetime
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.orders.bulk import upsert_orders
+from ecrm.orders.bulk import among_order_ids, upsert_orders
 from ecrm.orders.ingest import OrderIn, OrderOwnerConflict, find_order, upsert_order
 from ecrm.orders.models import Order, OrderStatus
 from ecrm.profiles.erase import erase_profile
-from ecrm.profiles.ingest import ProfileIn, find_profile, record_event, record_events, upsert_profile_batch
+from ecrm.profiles.ingest import (
+    ProfileIn,
+    among_external_ids,
+    find_profile,
+    record_event,
+    record_events,
+    upsert_profile_batch,
+)
 from ecrm.profiles.models import Consent, Profile
 from ecrm.shops.base import ShopChanges
 from ecrm.types import ConsentState
@@ -100,7 +107,7 @@ async def _forward_only(session: AsyncSession, orders: Sequence[OrderIn]) -> lis
     earlier item's. Stored orders are locked here, in one order everywhere (no deadlock)."""
     if not orders:
         return []
-    stmt = (select(Order.order_id, Order.status).where(Order.order_id.in_(sorted({o.order_id for o in orders})))
+    stmt = (select(Order.order_id, Order.status).where(among_order_ids(session, {o.order_id for o in orders}))
             .order_by(Order.order_id).with_for_update())
     status = {order_id: OrderStatus(found) for order_id, found in await session.execute(stmt)}
     kept = []
@@ -123,7 +130,7 @@ async def _withdrawals(session: AsyncSession, external_ids: Collection[str]) -> 
         return {}
     stmt = (select(Profile.external_id, Consent.channel, Consent.updated_at)
             .join(Consent, Consent.profile_id == Profile.id)
-            .where(Profile.external_id.in_(external_ids), Consent.state == ConsentState.WITHDRAWN.value))
+            .where(among_external_ids(session, external_ids), Consent.state == ConsentState.WITHDRAWN.value))
     return {(ext, channel): at for ext, channel, at in await session.execute(stmt)}
 
 
