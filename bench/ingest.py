@@ -377,6 +377,27 @@ def run_import(tree: Path, url: str, path: Path, rows: int) -> ImportResult:
     return ImportResult(rows, seconds, peak / 2**20, process.returncode)
 
 
+async def webhook_statuses(name: str) -> dict[str, int]:
+    connection = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
+    try:
+        rows = await connection.fetch("SELECT status, count(*) AS n FROM received_webhooks GROUP BY status")
+    finally:
+        await connection.close()
+    return {row["status"]: int(row["n"]) for row in rows}
+
+
+async def report_mapping(name: str, wait: float = 60.0) -> None:
+    """How far mapping had got when the load ended, and how long the rest took (the webhooks
+    are mapped after the answer, so req/s alone does not say whether mapping keeps up)."""
+    started = time.perf_counter()
+    at_end = statuses = await webhook_statuses(name)
+    while statuses.get("received", 0) and time.perf_counter() - started < wait:
+        await asyncio.sleep(0.5)
+        statuses = await webhook_statuses(name)
+    print(f"          webhooks when the load ended: {at_end}; "
+          f"{statuses} {time.perf_counter() - started:.1f} s later", flush=True)
+
+
 async def count_profiles(name: str) -> int:
     connection = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
     try:
@@ -408,6 +429,8 @@ async def run_tree(tree: Path, args: argparse.Namespace, csv_path: Path | None) 
                 print(result.line(), flush=True)
                 for sample in result.samples:
                     print(f"          error: {sample}")
+                if scenario == "shopify":
+                    await report_mapping(args.database)
                 results[scenario] = result
     if csv_path is not None:
         url, _ = await fresh_database(args.database)

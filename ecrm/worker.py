@@ -24,7 +24,7 @@ from ecrm.runtime import JobContext, open_runtime
 from ecrm.segments.jobs import segments_touched_job
 from ecrm.segments.schedule import refresh_cron
 from ecrm.settings import Settings, load_settings
-from ecrm.shops.jobs import map_webhook_job
+from ecrm.shops.jobs import MAP_JOB, map_webhook_job, map_webhooks_job
 from ecrm.transactional.jobs import finish_message_job
 from ecrm.types import SendSource
 
@@ -41,7 +41,8 @@ async def send_done_job(ctx: JobContext, source_kind: str, source_id: int) -> An
 
 
 JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job,
-                                "segments_touched": segments_touched_job, "map_webhook": map_webhook_job}
+                                "segments_touched": segments_touched_job, MAP_JOB: map_webhooks_job,
+                                "map_webhook": map_webhook_job}  # one webhook: jobs queued by an older API
 TRANSACTIONAL_POLL = 0.01  # seconds: a message waits at most this long in Redis before a worker sees it
 # Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
 ARQ_MAX_TRIES = 1000

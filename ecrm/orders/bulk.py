@@ -9,17 +9,18 @@ order apply in order, as separate posts would.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from ecrm.db import dialect_insert
 from ecrm.orders.ingest import OrderIn
 from ecrm.orders.models import Order
+from ecrm.profiles import arrays
 from ecrm.profiles.ingest import ensure_profiles, profile_ids
 
 OWNER_CONFLICT = "this order belongs to another profile; an order's external_id cannot change"
@@ -79,10 +80,17 @@ async def upsert_orders(session: AsyncSession, orders: Sequence[OrderIn], now: d
 async def _locked(session: AsyncSession, order_ids: list[str]) -> dict[str, _Stored]:
     stmt = (select(Order.order_id, Order.id, Order.profile_id, Order.placed_at,
                    *(getattr(Order, column) for column in _COLUMNS))
-            .where(Order.order_id.in_(order_ids)).with_for_update())
+            .where(among_order_ids(session, order_ids)).with_for_update())
     return {row[0]: _Stored(row[1], row[2], dict(zip(_COLUMNS, row[4:], strict=True)), row[3],
                             dict(zip(_COLUMNS, row[4:], strict=True)))
             for row in await session.execute(stmt)}
+
+
+def among_order_ids(session: AsyncSession, order_ids: Collection[str]) -> ColumnElement[bool]:
+    """`order_id IN order_ids`: one array parameter on PostgreSQL (a statement prepared once)."""
+    if arrays.is_postgresql(session):
+        return arrays.text_among(Order.order_id, list(order_ids))
+    return Order.order_id.in_(order_ids)
 
 
 async def _insert(session: AsyncSession, new: dict[str, _Stored], now: datetime) -> None:

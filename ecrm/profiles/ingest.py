@@ -291,11 +291,11 @@ async def _lock_on_sqlite(session: AsyncSession, external_ids: Collection[str]) 
 
 
 async def profile_ids(session: AsyncSession, external_ids: Collection[str]) -> dict[str, int]:
-    stmt = select(Profile.external_id, Profile.id).where(_among_external_ids(session, external_ids))
+    stmt = select(Profile.external_id, Profile.id).where(among_external_ids(session, external_ids))
     return dict((await session.execute(stmt)).all())
 
 
-def _among_external_ids(session: AsyncSession, external_ids: Collection[str]) -> ColumnElement[bool]:
+def among_external_ids(session: AsyncSession, external_ids: Collection[str]) -> ColumnElement[bool]:
     if arrays.is_postgresql(session):
         return arrays.text_among(PROFILES.c.external_id, list(external_ids))
     return PROFILES.c.external_id.in_(external_ids)
@@ -350,8 +350,8 @@ def _merge_duplicates(rows: Sequence[ProfileIn]) -> dict[str, ProfileIn]:
 
 
 async def _existing_traits(session: AsyncSession, external_ids: Collection[str]) -> dict[str, tuple[int, Any]]:
-    stmt = (select(Profile.external_id, Profile.id, Profile.traits)
-            .where(Profile.external_id.in_(external_ids)).with_for_update())
+    stmt = (select(Profile.external_id, Profile.id, Profile.traits)  # locked in one order everywhere: no deadlock
+            .where(among_external_ids(session, external_ids)).order_by(Profile.external_id).with_for_update())
     return {ext: (pid, traits) for ext, pid, traits in await session.execute(stmt)}
 
 
@@ -359,7 +359,8 @@ async def _insert_new(session: AsyncSession, rows: Sequence[ProfileIn], now: dat
     if not rows:
         return {}
     values = [{"external_id": row.external_id, **{name: getattr(row, name) for name in PROFILE_COLUMNS},
-               "traits": row.traits, "created_at": now, "updated_at": now} for row in rows]
+               "traits": row.traits, "created_at": now, "updated_at": now}
+              for row in sorted(rows, key=lambda row: row.external_id)]  # as above: one order everywhere
     stmt = dialect_insert(session, Profile).on_conflict_do_nothing(index_elements=["external_id"])
     result = await session.execute(stmt.returning(Profile.external_id, Profile.id), values)
     return dict(result.all())
@@ -516,7 +517,7 @@ async def upsert_profiles_in_order(session: AsyncSession, writes: Sequence[tuple
 async def _stored_states(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
     table = PROFILES.c
     stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
-            .where(_among_external_ids(session, external_ids)).order_by(table.external_id)
+            .where(among_external_ids(session, external_ids)).order_by(table.external_id)
             .with_for_update(key_share=True))  # FOR NO KEY UPDATE: events may still point at them
     profiles = {row.external_id: (row.id, dict(row._mapping)) for row in await session.execute(stmt)}
     states: dict[str, tuple[int, _State]] = {}

@@ -1,13 +1,24 @@
-"""Mapping stored webhooks: the `map_webhook` job, and `map_pending` for retries.
+"""Mapping stored webhooks: the `map_webhooks` job, the single `map_webhook`, and
+`map_pending` for retries.
 
 A webhook is claimed by the first statement of its transaction (an UPDATE that skips mapped
-rows), so two mappers of one webhook (the job and `ecrm shop retry`) apply it once, on SQLite
-as on PostgreSQL. A failure rolls everything back and is then recorded on the row, with its
-error, as `failed`: nothing acknowledged is lost, and `ecrm shop retry` maps it again.
+rows), so two mappers of one webhook (a job and `ecrm shop retry`) apply it once, on SQLite
+as on PostgreSQL. The API queues one `map_webhooks` job per group commit; the job claims what
+is still `received`, oldest first, `BATCH` at a time, until nothing is left (so when mapping
+falls behind, the batches grow, and the jobs queued meanwhile find little to do). A batch is
+claimed in one statement and applied in one transaction, in id order, with the outcome of its
+webhooks mapped one after another (`apply.apply_in_order`); on PostgreSQL the claim skips rows
+another mapper holds (that one finishes them), on SQLite it takes the database's write lock. A
+webhook whose payload does not map is recorded `failed` in that transaction; if the transaction
+itself fails, nothing of it stays and each claimed webhook is mapped again on its own by
+`map_webhook`, so a bad webhook fails alone. A failure rolls its webhook's changes back and is
+recorded on the row, with its error, as `failed`: nothing acknowledged is lost, and `ecrm shop
+retry` maps it again.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 from collections.abc import Sequence
@@ -15,23 +26,126 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import Select, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.db import among
 from ecrm.errors import WebhookPayloadError
 from ecrm.runtime import JobContext
 from ecrm.settings import Settings
-from ecrm.shops.apply import apply_changes
+from ecrm.shops.apply import apply_changes, apply_in_order
+from ecrm.shops.base import ShopChanges, ShopConnector
 from ecrm.shops.models import ReceivedWebhook, WebhookStatus
 from ecrm.shops.registry import CONNECTORS
 
 logger = logging.getLogger(__name__)
 MAX_ERROR = 2000
+MAP_JOB = "map_webhooks"
+BATCH = 200  # webhooks mapped in one transaction
+YIELD_EVERY = 20  # payloads mapped between two turns of the event loop (an API process answers meanwhile)
+Claimed = tuple[int, str, str, str]  # id, provider, topic, body
+Counts = dict[str, int]  # how many ended mapped and failed
+
+
+async def map_webhooks_job(ctx: JobContext) -> Counts:
+    runtime = ctx["runtime"]
+    return await map_received(runtime.sessions, runtime.settings, runtime.clock.now())
 
 
 async def map_webhook_job(ctx: JobContext, webhook_id: int) -> str:
+    """The job of one webhook, as queued before `map_webhooks` (kept for jobs still in Redis)."""
     runtime = ctx["runtime"]
     return await map_webhook(runtime.sessions, runtime.settings, webhook_id, runtime.clock.now())
+
+
+async def map_received(sessions: async_sessionmaker[AsyncSession], settings: Settings, now: datetime,
+                       batch: int = BATCH) -> Counts:
+    """Map the webhooks still `received` at `now`, oldest first, `batch` to a transaction, until
+    no batch is full (see the module)."""
+    counts = _no_counts()
+    while True:
+        wanted = _claimable().where(ReceivedWebhook.status == WebhookStatus.RECEIVED.value).limit(batch)
+        claimed = await _map_batch(sessions, settings, wanted, now, counts)
+        if claimed < batch:
+            return counts
+
+
+async def map_webhooks(sessions: async_sessionmaker[AsyncSession], settings: Settings,
+                       webhook_ids: Sequence[int], now: datetime) -> Counts:
+    """Map these webhooks at `now` (those not mapped yet) in one transaction (see the module)."""
+    counts = _no_counts()
+    wanted = _claimable().where(ReceivedWebhook.id.in_(sorted(set(webhook_ids))),
+                                ReceivedWebhook.status != WebhookStatus.MAPPED.value)
+    await _map_batch(sessions, settings, wanted, now, counts)
+    return counts
+
+
+def _no_counts() -> Counts:
+    return {WebhookStatus.MAPPED.value: 0, WebhookStatus.FAILED.value: 0}
+
+
+def _claimable() -> Select[Any]:
+    return select(ReceivedWebhook.id).order_by(ReceivedWebhook.id)
+
+
+async def _map_batch(sessions: async_sessionmaker[AsyncSession], settings: Settings, wanted: Select[Any],
+                     now: datetime, counts: Counts) -> int:
+    """Claim the webhooks `wanted` selects and map them in one transaction, else each on its
+    own; add their outcomes to `counts`; how many were claimed."""
+    claimed: list[int] | None = None
+    try:
+        async with sessions.begin() as session:
+            found = await _claim_many(session, wanted)
+            claimed = [webhook_id for webhook_id, *_ in found]
+            statuses = await _map_claimed(session, settings, found, now)
+    except Exception as exc:
+        if claimed is None:  # not even claimed: nothing to map again
+            raise
+        logger.warning("%d webhooks not mapped together (%s: %s): mapping each on its own", len(claimed),
+                       type(exc).__name__, exc)
+        statuses = {webhook_id: await map_webhook(sessions, settings, webhook_id, now) for webhook_id in claimed}
+    for status in statuses.values():
+        counts[status] += 1
+    return len(claimed)
+
+
+async def _claim_many(session: AsyncSession, wanted: Select[Any]) -> list[Claimed]:
+    if session.get_bind().dialect.name == "postgresql":
+        wanted = wanted.with_for_update(skip_locked=True)
+    table = ReceivedWebhook
+    stmt = (update(table).where(table.id.in_(wanted.scalar_subquery())).values(attempts=table.attempts + 1)
+            .returning(table.id, table.provider, table.topic, table.body))
+    rows = await session.execute(stmt, execution_options={"synchronize_session": False})
+    return sorted((row.id, row.provider, row.topic, row.body) for row in rows if row.body is not None)
+
+
+async def _map_claimed(session: AsyncSession, settings: Settings, claimed: Sequence[Claimed],
+                       now: datetime) -> dict[int, str]:
+    """Apply the claimed webhooks in id order; each one's status. One whose payload does not map
+    is recorded failed; a failure while writing raises for them all."""
+    connectors: dict[str, ShopConnector] = {}
+    mapped: list[tuple[int, ShopChanges]] = []
+    failed: dict[int, Exception] = {}
+    for n, (webhook_id, provider, topic, body) in enumerate(claimed, 1):
+        try:
+            connector = connectors.get(provider) or connectors.setdefault(provider, CONNECTORS[provider](settings))
+            mapped.append((webhook_id, connector.map(topic, _payload(body))))
+        except Exception as exc:
+            _log_failure(webhook_id, exc)
+            failed[webhook_id] = exc
+        if n % YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+    await apply_in_order(session, [changes for _, changes in mapped], now)
+    if mapped:
+        done = among(session, ReceivedWebhook.id, [webhook_id for webhook_id, _ in mapped])
+        await session.execute(update(ReceivedWebhook).where(done).values(
+            status=WebhookStatus.MAPPED.value, body=None, error=None, mapped_at=now),
+            execution_options={"synchronize_session": False})
+    for webhook_id, error in failed.items():  # the claim counted the attempt
+        await session.execute(update(ReceivedWebhook).where(ReceivedWebhook.id == webhook_id).values(
+            status=WebhookStatus.FAILED.value, error=_error(error)), execution_options={"synchronize_session": False})
+    return {webhook_id: WebhookStatus.MAPPED.value for webhook_id, _ in mapped} | dict.fromkeys(
+        failed, WebhookStatus.FAILED.value)
 
 
 async def map_webhook(sessions: async_sessionmaker[AsyncSession], settings: Settings, webhook_id: int,
@@ -49,7 +163,7 @@ async def map_webhook(sessions: async_sessionmaker[AsyncSession], settings: Sett
             await session.execute(update(ReceivedWebhook).where(ReceivedWebhook.id == webhook_id).values(
                 status=WebhookStatus.MAPPED.value, body=None, error=None, mapped_at=now))
     except Exception as exc:
-        logger.warning("webhook %d not mapped: %s", webhook_id, exc, exc_info=not isinstance(exc, WebhookPayloadError))
+        _log_failure(webhook_id, exc)
         await _record_failure(sessions, webhook_id, exc)
         return WebhookStatus.FAILED.value
     return WebhookStatus.MAPPED.value
@@ -71,11 +185,18 @@ def _payload(body: str) -> dict[str, Any]:
     return document
 
 
+def _log_failure(webhook_id: int, exc: Exception) -> None:
+    logger.warning("webhook %d not mapped: %s", webhook_id, exc, exc_info=not isinstance(exc, WebhookPayloadError))
+
+
+def _error(exc: Exception) -> str:
+    return f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
+
+
 async def _record_failure(sessions: async_sessionmaker[AsyncSession], webhook_id: int, exc: Exception) -> None:
-    message = f"{type(exc).__name__}: {exc}"[:MAX_ERROR]
     async with sessions.begin() as session:
         await session.execute(update(ReceivedWebhook).where(ReceivedWebhook.id == webhook_id).values(
-            status=WebhookStatus.FAILED.value, error=message, attempts=ReceivedWebhook.attempts + 1))
+            status=WebhookStatus.FAILED.value, error=_error(exc), attempts=ReceivedWebhook.attempts + 1))
 
 
 async def pending_webhooks(sessions: async_sessionmaker[AsyncSession], received_before: datetime,
@@ -93,8 +214,10 @@ async def pending_webhooks(sessions: async_sessionmaker[AsyncSession], received_
 
 async def map_pending(sessions: async_sessionmaker[AsyncSession], settings: Settings, received_before: datetime,
                       now: datetime) -> dict[str, int]:
-    """Map every pending webhook again; how many ended mapped and failed."""
+    """Map every pending webhook again, `BATCH` to a transaction; how many ended mapped and failed."""
     counts = {WebhookStatus.MAPPED.value: 0, WebhookStatus.FAILED.value: 0}
-    for webhook_id in await pending_webhooks(sessions, received_before):
-        counts[await map_webhook(sessions, settings, webhook_id, now)] += 1
+    pending = await pending_webhooks(sessions, received_before)
+    for start in range(0, len(pending), BATCH):
+        for status, n in (await map_webhooks(sessions, settings, pending[start:start + BATCH], now)).items():
+            counts[status] += n
     return counts
