@@ -10,7 +10,8 @@ from arq import ArqRedis
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from bench.push import CAMPAIGN, PushServiceProcess, browser, lost_and_duplicated, measure_ceiling, seed
+from bench.peers import PushServiceProcess
+from bench.push import CAMPAIGN, browser, measure_ceiling, push_tally, seed
 from ecrm.campaigns.launch import create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.db import create_engine, session_factory
@@ -63,4 +64,4 @@ def test_the_raw_ceiling_delivers_each_prebuilt_request_once(tmp_path: Path) -> 
     finally:
         stats = service.stop()
     assert (result.messages, result.errors) == (400, 0)
-    assert lost_and_duplicated(stats, 400) == (0, 0) and stats["refused"] == 0
+    assert push_tally(stats, 400) == (0, 0) and stats["refused"] == 0
