@@ -451,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat):
                 result, ceilings = measure(db, args, Path(tmp))
                 print(report(result, ceilings.adapter, ceilings.independent), flush=True)
-                rate = result.messages / result.seconds
+                rate = result.rate
                 if ceilings.sendmail is not None:
                     print(f"{result.label}: ratio to plain aiosmtplib sendmail "
                           f"{rate / ceilings.sendmail.msgs_per_s:.0%}", flush=True)
