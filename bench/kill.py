@@ -30,7 +30,7 @@ from typing import Any
 
 from sqlalchemy import func, select
 
-from bench.raw_ceiling import SinkProcess
+from bench.peers import SinkProcess
 from bench.send import CAMPAIGN, ROOT, bench_address, bench_settings, seed, settings_env
 from ecrm.db import create_engine, session_factory
 from ecrm.deliveries.models import Delivery

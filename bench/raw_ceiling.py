@@ -30,37 +30,26 @@ import argparse
 import asyncio
 import functools
 import hashlib
-import json
 import multiprocessing as mp
-import os
-import queue
 import re
-import resource
-import signal
-import subprocess
 import sys
 import tempfile
-import threading
-import time
 from collections.abc import Callable, Coroutine, Iterator, Sequence
-from dataclasses import dataclass
 from email.header import Header
 from email.utils import formatdate
-from multiprocessing.process import BaseProcess
 from multiprocessing.synchronize import Event as EventType
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import aiosmtplib
-import psutil
 
+from bench.ceiling import DEADLINE_S, Clock, RawResult, WorkerResult, measure_in_processes, run_sender, wait_for_start
+from bench.peers import SinkProcess, lost_and_duplicated
 from ecrm.peers.smtp_sink import BodySample
 
-ROOT = Path(__file__).resolve().parent.parent
 SENDER = "news@shop.example.test"
 MAIL_OPTIONS = ["BODY=8BITMIME"]
 BOUNDARY = "=_ecrm_alt_7f3a9c"
-DEADLINE_S = 900.0
 CLIENTS = ("adapter", "independent", "sendmail")
 SAMPLED_BODIES = 200
 CAMPAIGN_TEMPLATE = "welcome"  # campaigns/welcome.yaml's, the campaign bench.send launches
@@ -69,7 +58,6 @@ SIZE_SLACK = 0.10  # names, addresses and ids differ between the size sample and
 LINE = 76
 EMPTY = 2  # an empty message reaches the sink as the CRLF before its end marker
 RECIPIENT = re.compile(r"user(\d{7})@example\.test")
-T = TypeVar("T")
 # folded with CRLF: a bare LF is not valid on the wire, and aiosmtplib sendmail would rewrite it
 SUBJECT = Header("Your weekly picks · پیشنهادهای هفته · ข้อเสนอประจำสัปดาห์", "utf-8").encode(linesep="\r\n")
 DATE = formatdate(0, usegmt=True)
@@ -93,40 +81,6 @@ TEMPLATE = (
     '<p><a href="https://shop.example.test/u/{token}">Unsubscribe</a></p></body></html>\r\n'
     "--{boundary}--\r\n"
 )
-
-
-@dataclass(frozen=True)
-class WorkerResult:
-    """What one sending process did, between passing the start barrier and its last reply."""
-
-    sent: int
-    errors: int
-    started: float
-    finished: float
-    cpu_s: float
-    peak_rss_kb: int
-
-
-@dataclass(frozen=True)
-class RawResult:
-    """The measured ceiling; ``seconds`` spans the first process's start to the last one's finish."""
-
-    messages: int
-    errors: int
-    seconds: float
-    processes: int
-    connections: int
-    cpu_ms_per_msg: tuple[float, ...]
-    peak_rss_mb: float
-
-    @property
-    def msgs_per_s(self) -> float:
-        return self.messages / self.seconds if self.seconds else 0.0
-
-    def line(self) -> str:
-        cpu = "/".join(f"{ms:.3f}" for ms in self.cpu_ms_per_msg)
-        return (f"msgs={self.messages} seconds={self.seconds:.2f} msg_per_s={self.msgs_per_s:.0f} "
-                f"client_cpu_ms_per_msg={cpu} peak_rss_mb={self.peak_rss_mb:.1f} errors={self.errors}")
 
 
 def recipient(i: int) -> str:
@@ -195,49 +149,8 @@ def measure_raw_ceiling(n: int, processes: int, connections: int, host: str, por
     """Send recipients ``0..n-1`` once each from ``processes`` spawned processes, ``connections`` each;
     ``sizes`` are the independent client's message sizes (``campaign_sizes()``)."""
     message_builder(client, sizes)  # refuses the independent client without sizes here, not in every process
-    ctx = mp.get_context("spawn")
-    go = ctx.Event()
-    ready: mp.Queue[int] = ctx.Queue()
-    results: mp.Queue[WorkerResult] = ctx.Queue()
-    workers = [ctx.Process(target=_worker, args=(index, n, processes, connections, host, port, use_uvloop,
-                                                  client, tuple(sizes), ready, go, results), daemon=True)
-               for index in range(processes)]
-    for worker in workers:
-        worker.start()
-    try:
-        for _ in workers:
-            _next(ready, workers)
-        go.set()
-        collected = [_next(results, workers) for _ in workers]
-    finally:
-        for worker in workers:
-            worker.join(timeout=10)
-    return _summarise(collected, processes, connections)
-
-
-def _next(channel: mp.Queue[T], workers: Sequence[BaseProcess]) -> T:
-    """The next item from a worker, failing fast if any worker died instead of sending it."""
-    deadline = time.monotonic() + DEADLINE_S
-    while time.monotonic() < deadline:
-        try:
-            return channel.get(timeout=0.5)
-        except queue.Empty:
-            if any(worker.exitcode not in (None, 0) for worker in workers):
-                raise RuntimeError("a sending process failed; see its traceback above") from None
-    raise TimeoutError("sending processes did not answer in time")
-
-
-def _summarise(collected: list[WorkerResult], processes: int, connections: int) -> RawResult:
-    seconds = max(r.finished for r in collected) - min(r.started for r in collected)
-    return RawResult(
-        messages=sum(r.sent for r in collected),
-        errors=sum(r.errors for r in collected),
-        seconds=seconds,
-        processes=processes,
-        connections=connections,
-        cpu_ms_per_msg=tuple(r.cpu_s * 1000 / r.sent if r.sent else 0.0 for r in collected),
-        peak_rss_mb=max(r.peak_rss_kb for r in collected) / 1024,
-    )
+    return measure_in_processes(_worker, (n, processes, connections, host, port, use_uvloop, client, tuple(sizes)),
+                                processes, connections)
 
 
 def _worker(index: int, n: int, processes: int, connections: int, host: str, port: int, use_uvloop: bool,
@@ -246,22 +159,8 @@ def _worker(index: int, n: int, processes: int, connections: int, host: str, por
     build = message_builder(client, sizes)
     messages = [(recipient(i), build(i)) for i in range(index, n, processes)]
     send_all = SENDERS[client]
-    results.put(_run(send_all(messages, connections, host, port, lambda: _ready(index, ready, go)), use_uvloop))
-
-
-def _ready(index: int, ready: mp.Queue[int], go: EventType) -> None:
-    """Report this worker connected and wait for every other one (blocking: run it in a thread)."""
-    ready.put(index)
-    if not go.wait(DEADLINE_S):
-        raise TimeoutError("no start signal")
-
-
-def _run(coro: Coroutine[Any, Any, WorkerResult], use_uvloop: bool) -> WorkerResult:
-    if use_uvloop:
-        import uvloop
-
-        return uvloop.run(coro)
-    return asyncio.run(coro)
+    start_line = functools.partial(wait_for_start, index, ready, go)
+    results.put(run_sender(send_all(messages, connections, host, port, start_line), use_uvloop))
 
 
 async def _send_all(messages: list[tuple[str, bytes]], connections: int, host: str, port: int,
@@ -272,15 +171,13 @@ async def _send_all(messages: list[tuple[str, bytes]], connections: int, host: s
         await client.connect()
         await client.ehlo()
     await asyncio.to_thread(start_line)
-    started, cpu_started = time.monotonic(), _cpu_seconds()
-    pending = iter(messages)
+    clock, pending = Clock(), iter(messages)
     async with asyncio.timeout(DEADLINE_S):
         errors = sum(await asyncio.gather(*(_pump(client, pending) for client in clients)))
-    finished, cpu_s = time.monotonic(), _cpu_seconds() - cpu_started
+    clock.stop()
     for client in clients:
         await client.quit()
-    peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return WorkerResult(len(messages) - errors, errors, started, finished, cpu_s, peak_rss_kb)
+    return clock.result(len(messages) - errors, errors)
 
 
 async def _send_through_adapter(messages: list[tuple[str, bytes]], connections: int, host: str, port: int,
@@ -297,14 +194,13 @@ async def _send_through_adapter(messages: list[tuple[str, bytes]], connections: 
     await channel.warm_up()
     outgoing = [OutgoingEmail(SENDER, to, data, "") for to, data in messages]
     await asyncio.to_thread(start_line)
-    started, cpu_started = time.monotonic(), _cpu_seconds()
+    clock = Clock()
     async with asyncio.timeout(DEADLINE_S):
         outcomes = await send_many(channel, outgoing)
-    finished, cpu_s = time.monotonic(), _cpu_seconds() - cpu_started
+    clock.stop()
     await channel.close()
     errors = sum(1 for outcome in outcomes if isinstance(outcome, SendError))
-    peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return WorkerResult(len(messages) - errors, errors, started, finished, cpu_s, peak_rss_kb)
+    return clock.result(len(messages) - errors, errors)
 
 
 async def _pump(client: aiosmtplib.SMTP, pending: Iterator[tuple[str, bytes]]) -> int:
@@ -432,68 +328,15 @@ async def send_pipelined(messages: list[tuple[str, bytes]], connections: int, ho
 async def _pump_pipelined(clients: list[PipelinedConnection], messages: list[tuple[str, bytes]],
                           start_line: Callable[[], None]) -> WorkerResult:
     await asyncio.to_thread(start_line)
-    started, cpu_started = time.monotonic(), _cpu_seconds()
-    pending = iter(messages)
+    clock, pending = Clock(), iter(messages)
     async with asyncio.timeout(DEADLINE_S):
         sent = sum(await asyncio.gather(*(client.pump(pending) for client in clients)))
-    finished, cpu_s = time.monotonic(), _cpu_seconds() - cpu_started
-    peak_rss_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return WorkerResult(sent, len(messages) - sent, started, finished, cpu_s, peak_rss_kb)
+    clock.stop()
+    return clock.result(sent, len(messages) - sent)
 
 
 Sender = Callable[[list[tuple[str, bytes]], int, str, int, Callable[[], None]], Coroutine[Any, Any, WorkerResult]]
 SENDERS: dict[str, Sender] = {"adapter": _send_through_adapter, "independent": send_pipelined, "sendmail": _send_all}
-
-
-def _cpu_seconds() -> float:
-    usage = resource.getrusage(resource.RUSAGE_SELF)
-    return usage.ru_utime + usage.ru_stime
-
-
-class SinkProcess:
-    """``python -m ecrm.peers.smtp_sink`` on a free loopback port, stopped with SIGTERM to collect its stats."""
-
-    def __init__(self, stats_file: Path, sample_every: int | None = None) -> None:
-        self.stats_file = stats_file
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
-        sampling = ["--sample-every", str(sample_every)] if sample_every is not None else []
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "ecrm.peers.smtp_sink", "--port", "0", "--stats-file", str(stats_file), *sampling],
-            stdout=subprocess.PIPE, cwd=ROOT, env=env,
-        )
-        self.port = self._read_port()
-        self.ps = psutil.Process(self.process.pid)
-
-    def _read_port(self) -> int:
-        assert self.process.stdout is not None
-        timer = threading.Timer(30, self.process.kill)
-        timer.start()
-        banner = self.process.stdout.readline()
-        timer.cancel()
-        if not banner:
-            raise RuntimeError("the SMTP sink did not start")
-        return int(banner.rsplit(b":", 1)[1])
-
-    def cpu_seconds(self) -> float:
-        times = self.ps.cpu_times()
-        return float(times.user + times.system)
-
-    def stop(self) -> dict[str, Any]:
-        """SIGTERM the sink and return what it wrote: ``SmtpSink.stats()``, ``per_recipient``, ``samples``."""
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        self.process.wait(timeout=30)
-        if self.process.stdout is not None:
-            self.process.stdout.close()
-        stats: dict[str, Any] = json.loads(self.stats_file.read_text(encoding="utf-8"))
-        return stats
-
-
-def lost_and_duplicated(per_recipient: dict[str, int], expected: set[str]) -> tuple[int, int]:
-    """Recipients the sink never saw, and messages beyond one per recipient (strangers count as duplicates)."""
-    lost = sum(1 for address in expected if per_recipient.get(address, 0) == 0)
-    duplicated = sum(count - 1 if address in expected else count for address, count in per_recipient.items())
-    return lost, duplicated
 
 
 class BodyCheckError(RuntimeError):

@@ -39,38 +39,35 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Generic, TypeVar, cast
 
 import asyncpg
 import psutil
-from sqlalchemy import insert, select
+from sqlalchemy import select
 
+from bench.ceiling import RawResult, median_run
+from bench.peers import PeerProcess, SinkProcess, child_env, lost_and_duplicated
 from bench.raw_ceiling import (
-    RawResult,
-    SinkProcess,
     campaign_sizes,
     check_campaign_bodies,
     check_sent_bodies,
-    lost_and_duplicated,
     measure_raw_ceiling,
     message_builder,
     plausible_sizes,
     sample_every,
 )
+from bench.seeding import LOCALES, NAMES, seed_profiles
 from ecrm import heap, loop
 from ecrm.campaigns.load import load_campaign
 from ecrm.campaigns.models import CampaignRun
 from ecrm.clock import SYSTEM_CLOCK
-from ecrm.db import create_engine, migrate, refresh_statistics, session_factory
-from ecrm.profiles.models import Consent, Profile
+from ecrm.db import create_engine, session_factory
 from ecrm.settings import Settings, load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 CAMPAIGN = ROOT / "campaigns" / "welcome.yaml"
 PG_ADMIN = os.environ.get("BENCH_PG_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 REDIS_URL = os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/14")
-LOCALES = ("en", "fa", "th")
-NAMES = {"en": "Emma", "fa": "سارا", "th": "สมชาย"}
 
 
 def bench_address(i: int) -> str:
@@ -89,6 +86,22 @@ class PipelineResult:
     sink_ms: float = 0.0  # the sink's CPU ms per message, to tell how busy the host was
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def rate(self) -> float:
+        """Messages per second end to end."""
+        return self.messages / self.seconds
+
+    @property
+    def cpu_total_ms(self) -> float:
+        """CPU ms per message of every process measured (the sink's apart)."""
+        return sum(self.cpu_ms.values())
+
+    def cpu_text(self) -> str:
+        return ", ".join(f"{k} {v:.3f}" for k, v in self.cpu_ms.items())
+
+    def rss_text(self) -> str:
+        return ", ".join(f"{r:.0f}" for r in self.peak_rss_mb)
+
 
 def bench_settings(database_url: str, port: int, args: argparse.Namespace, redis_url: str | None) -> Settings:
     return load_settings(Path("/nonexistent"), environ={}, database_url=database_url, redis_url=redis_url,
@@ -98,32 +111,17 @@ def bench_settings(database_url: str, port: int, args: argparse.Namespace, redis
 
 
 def settings_env(settings: Settings) -> dict[str, str]:
-    return {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
+    return {**child_env(), "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
             "ECRM_REDIS_URL": settings.redis_url or "", "ECRM_TEMPLATES_DIR": str(settings.templates_dir),
             "ECRM_SMTP__PORT": str(settings.smtp.port), "ECRM_SMTP__CONNECTIONS": str(settings.smtp.connections),
-            "ECRM_SEND__BATCH_SIZE": str(settings.send.batch_size),
-            "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")]))}
+            "ECRM_SEND__BATCH_SIZE": str(settings.send.batch_size)}
 
 
 async def seed(database_url: str, n: int) -> None:
-    """Migrate a fresh database and insert n profiles (en/fa/th) who agreed to email; then
-    ANALYZE them, as a CSV import does."""
-    engine = create_engine(database_url)
-    await migrate(engine)
-    sessions = session_factory(engine)
-    chunk = 5000
-    now = SYSTEM_CLOCK.now()
-    for start in range(0, n, chunk):
-        rows = [{"external_id": f"b{i}", "email": bench_address(i), "first_name": NAMES[LOCALES[i % 3]],
-                 "locale": LOCALES[i % 3], "time_zone": "UTC", "traits": {"points": i % 5000},
-                 "created_at": now, "updated_at": now}
-                for i in range(start, min(n, start + chunk))]
-        async with sessions.begin() as session:
-            ids = (await session.scalars(insert(Profile).returning(Profile.id), rows)).all()
-            await session.execute(insert(Consent), [{"profile_id": pid, "channel": "email", "state": "granted",
-                                                     "source": "bench", "updated_at": now} for pid in ids])
-    await refresh_statistics(sessions, "profiles", "consents")  # as `ecrm profiles import` does
-    await engine.dispose()
+    """A fresh database with n profiles (en/fa/th) who agreed to email."""
+    await seed_profiles(database_url, n, "email", lambda i: {
+        "external_id": f"b{i}", "email": bench_address(i), "first_name": NAMES[LOCALES[i % 3]],
+        "locale": LOCALES[i % 3], "traits": {"points": i % 5000}})
 
 
 async def fresh_postgres(name: str) -> str:
@@ -173,54 +171,77 @@ def tally(stats: dict[str, Any], n: int) -> tuple[int, int]:
     return lost_and_duplicated(stats.get("per_recipient", {}), {bench_address(i) for i in range(n)})
 
 
-class Sink(Protocol):
-    port: int
-
-    def cpu_seconds(self) -> float: ...
-
-    def stop(self) -> dict[str, Any]: ...
+P = TypeVar("P", bound=PeerProcess)
 
 
 @dataclass(frozen=True)
-class Kit:
-    """What a pipeline run on PostgreSQL needs that differs per channel: the campaign, the
-    profiles it reaches, the peer that stands in for the provider, the workers' settings, and
-    how the peer's tally tells lost and duplicated messages."""
+class Kit(Generic[P]):
+    """What a pipeline run on PostgreSQL needs that differs per channel: the campaign, the peer
+    that stands in for the provider (started first: the profiles may need its address), the
+    profiles the campaign reaches, the workers' settings, how the peer's tally tells lost and
+    duplicated messages, and what else of the tally the report shows."""
 
     campaign: Path
-    seed: Callable[[str, int], Awaitable[None]]
-    sink: Callable[[Path, int], Sink]
-    settings: Callable[[str, int, argparse.Namespace, str | None], Settings]
+    sink: Callable[[Path, int], P]
+    seed: Callable[[str, int, P], Awaitable[None]]
+    settings: Callable[[str, P, argparse.Namespace, str | None], Settings]
     env: Callable[[Settings], dict[str, str]]
     tally: Callable[[dict[str, Any], int], tuple[int, int]]
+    extra: Callable[[dict[str, Any]], dict[str, Any]] = lambda stats: {}
+    label: str = "postgresql + arq"
+    database: str = "ecrm_bench"
+    logs: str = "worker"  # the workers' log files' prefix
 
 
-def email_kit() -> Kit:
-    return Kit(CAMPAIGN, seed, lambda work, n: SinkProcess(work / "sink-pg.json", sample_every(n)), bench_settings,
+def email_kit() -> Kit[SinkProcess]:
+    return Kit(CAMPAIGN, lambda work, n: SinkProcess(work / "sink-pg.json", sample_every(n)),
+               lambda url, n, sink: seed(url, n),
+               lambda url, sink, args, redis_url: bench_settings(url, sink.port, args, redis_url),
                settings_env, tally)
 
 
-async def run_postgres(args: argparse.Namespace, work: Path, kit: Kit | None = None) -> PipelineResult:
+@dataclass(frozen=True)
+class Timed:
+    """What the clock and the process counters saw of one pipeline run."""
+
+    seconds: float
+    cpu_s: dict[str, float]
+    peak_rss_mb: list[float]
+    sink_cpu_s: float
+
+
+async def run_postgres(args: argparse.Namespace, work: Path, kit: Kit[Any] | None = None) -> PipelineResult:
+    """Seed, launch the campaign to `--workers` `ecrm worker` processes and time it to done."""
+    kit = kit or email_kit()
+    sink = kit.sink(work, args.n)
+    try:
+        url = await fresh_postgres(kit.database)
+        await kit.seed(url, args.n, sink)
+        timed = await launch_and_time(args, work, kit, kit.settings(url, sink, args, REDIS_URL), sink)
+    finally:
+        stats = sink.stop()
+    lost, duplicated = kit.tally(stats, args.n)
+    return PipelineResult(kit.label, args.n, timed.seconds, {k: v * 1000 / args.n for k, v in timed.cpu_s.items()},
+                          timed.peak_rss_mb, lost, duplicated, timed.sink_cpu_s * 1000 / args.n, kit.extra(stats))
+
+
+async def launch_and_time(args: argparse.Namespace, work: Path, kit: Kit[Any], settings: Settings,
+                          sink: PeerProcess) -> Timed:
     from arq import create_pool
     from arq.connections import RedisSettings
 
     from ecrm.campaigns.launch import create_run, enqueue_plan
     from ecrm.queue import ArqQueue
 
-    kit = kit or email_kit()
-    url = await fresh_postgres("ecrm_bench")
-    await kit.seed(url, args.n)
-    sink = kit.sink(work, args.n)
-    settings = kit.settings(url, sink.port, args, REDIS_URL)
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
     await redis.flushdb()
-    workers = [start_worker(kit.env(settings), work / f"worker{i}.log") for i in range(args.workers)]
+    workers = [start_worker(kit.env(settings), work / f"{kit.logs}{i}.log") for i in range(args.workers)]
     try:
-        await wait_ready(work, args.workers)
+        await wait_ready(work, args.workers, kit.logs)
         procs = [psutil.Process(w.pid) for w in workers]
         workers_before = [cpu_seconds([p]) for p in procs]
         servers_before = {name: server_cpu(name) for name in ("postgres", "redis-server")}
-        engine = create_engine(url)
+        engine = create_engine(settings.database_url)
         sink_before = sink.cpu_seconds()
         launched = SYSTEM_CLOCK.now()
         spec = load_campaign(kit.campaign, settings)
@@ -231,8 +252,7 @@ async def run_postgres(args: argparse.Namespace, work: Path, kit: Kit | None = N
         seconds = (finished - launched).total_seconds()
         cpu = {f"worker{i}": (cpu_seconds([p]) - workers_before[i]) for i, p in enumerate(procs)}
         cpu |= {name.split("-")[0]: cpu_since(name, before) for name, before in servers_before.items()}
-        rss = [peak_rss_mb(p) for p in procs]
-        sink_ms = (sink.cpu_seconds() - sink_before) * 1000 / args.n
+        timed = Timed(seconds, cpu, [peak_rss_mb(p) for p in procs], sink.cpu_seconds() - sink_before)
         await engine.dispose()
     finally:
         for w in workers:
@@ -240,10 +260,7 @@ async def run_postgres(args: argparse.Namespace, work: Path, kit: Kit | None = N
         for w in workers:
             w.wait(timeout=30)
         await redis.aclose()
-        stats = sink.stop()
-    lost, duplicated = kit.tally(stats, args.n)
-    return PipelineResult("postgresql + arq", args.n, seconds, {k: v * 1000 / args.n for k, v in cpu.items()},
-                          rss, lost, duplicated, sink_ms)
+    return timed
 
 
 def start_worker(env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
@@ -314,17 +331,14 @@ def child_launch() -> None:
 
 
 def report(result: PipelineResult, raw: RawResult, independent: RawResult) -> str:
-    rate = result.messages / result.seconds
+    rate, ours = result.rate, result.cpu_total_ms
     raw_rate, independent_rate = raw.msgs_per_s, independent.msgs_per_s
-    ours = sum(result.cpu_ms.values())
-    cpu = ", ".join(f"{k} {v:.3f}" for k, v in result.cpu_ms.items())
-    rss = ", ".join(f"{r:.0f}" for r in result.peak_rss_mb)
     busy = (ours + result.sink_ms) * rate / 1000 / (os.cpu_count() or 1)
     return (f"{result.label}: {result.messages} messages in {result.seconds:.2f} s = {rate:,.0f} msg/s end to end; "
             f"raw {raw_rate:,.0f} msg/s; ratio {rate / raw_rate:.0%}; independent client's raw "
-            f"{independent_rate:,.0f} msg/s; ratio {rate / independent_rate:.0%}; CPU ms/msg: {cpu} "
+            f"{independent_rate:,.0f} msg/s; ratio {rate / independent_rate:.0%}; CPU ms/msg: {result.cpu_text()} "
             f"(total {ours:.3f}, sink excluded; sink {result.sink_ms:.3f}); cores busy {busy:.0%}; "
-            f"peak RSS per worker MB: {rss}; "
+            f"peak RSS per worker MB: {result.rss_text()}; "
             f"lost {result.lost}, duplicated {result.duplicated}")
 
 
@@ -338,11 +352,9 @@ CLIENTS = {
 
 def median_ceiling(args: argparse.Namespace, work: Path, processes: int, client: str = "adapter") -> RawResult:
     """The raw ceiling measured `--ceiling-runs` times back to back; the run with the median
-    rate. One measure swings by up to ±20% on these machines while the pipeline's rate moves by
-    a few percent, so a single one mostly measures the swing."""
-    runs = sorted((raw_ceiling(args, work, processes, client) for _ in range(args.ceiling_runs)),
-                  key=lambda r: r.msgs_per_s)
-    chosen = runs[(len(runs) - 1) // 2]
+    rate (`median_run`)."""
+    chosen, runs = median_run([raw_ceiling(args, work, processes, client) for _ in range(args.ceiling_runs)],
+                              lambda r: r.msgs_per_s)
     if len(runs) > 1:
         rates = ", ".join(f"{r.msgs_per_s:,.0f}" for r in runs)
         print(f"raw ceiling ({client}): median of {len(runs)} runs ({rates} msg/s): {chosen.msgs_per_s:,.0f} msg/s",
@@ -416,16 +428,20 @@ def main(argv: list[str] | None = None) -> int:
     if args.child_launch:
         child_launch()
         return 0
-    if args.channel == "sms":
-        from bench.send_sms import main_sms
-
-        return main_sms(args)
-    args.connections = args.connections or 8
+    if args.channel == "sms" and "postgresql" not in args.db:
+        print("--channel sms runs on PostgreSQL only", file=sys.stderr)
+        return 2
+    args.connections = args.connections or (32 if args.channel == "sms" else 8)
     failed = False
-    kept = contextlib.nullcontext(tempfile.mkdtemp(prefix="ecrm-bench-")) if args.keep else None
-    with kept or tempfile.TemporaryDirectory(prefix="ecrm-bench-") as tmp:
+    prefix = "ecrm-bench-sms-" if args.channel == "sms" else "ecrm-bench-"
+    kept = contextlib.nullcontext(tempfile.mkdtemp(prefix=prefix)) if args.keep else None
+    with kept or tempfile.TemporaryDirectory(prefix=prefix) as tmp:
         if args.keep:
-            print(f"worker logs and sink tallies are kept in {tmp}", flush=True)
+            print(f"worker logs and peer tallies are kept in {tmp}", flush=True)
+        if args.channel == "sms":
+            from bench import send_sms
+
+            return send_sms.main(args, Path(tmp))
         if args.channel == "push":
             from bench import push
 
@@ -435,7 +451,7 @@ def main(argv: list[str] | None = None) -> int:
             for _ in range(args.repeat):
                 result, ceilings = measure(db, args, Path(tmp))
                 print(report(result, ceilings.adapter, ceilings.independent), flush=True)
-                rate = result.messages / result.seconds
+                rate = result.rate
                 if ceilings.sendmail is not None:
                     print(f"{result.label}: ratio to plain aiosmtplib sendmail "
                           f"{rate / ceilings.sendmail.msgs_per_s:.0%}", flush=True)

@@ -17,7 +17,8 @@ import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 
-from bench.send_sms import FROM, TwilioSinkProcess, twilio_fields
+from bench.peers import TwilioSinkProcess
+from bench.send_sms import FROM, twilio_fields
 from ecrm import loop
 from ecrm.channels.sms.twilio import TwilioSms
 from ecrm.peers.twilio_sink import ACCOUNT_SID, AUTH_TOKEN

@@ -239,6 +239,13 @@ def cmd_push_keys(_settings: Settings, _args: argparse.Namespace) -> int:
     return 0
 
 
+def print_refused(name: object, exc: SpecError) -> None:
+    """A refused file's problems, a line each (as written: no markup in them is rendered)."""
+    err_console.print(f"[red]✗[/red] {name}: {len(exc.problems)} problem(s)", highlight=False)
+    for problem in exc.problems:
+        err_console.print(f"  {problem}", highlight=False, markup=False)
+
+
 def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
     failed = 0
     for path in args.files:
@@ -246,9 +253,7 @@ def cmd_validate(settings: Settings, args: argparse.Namespace) -> int:
             spec = load_campaign(path, settings)
         except SpecError as exc:
             failed += 1
-            err_console.print(f"[red]✗[/red] {path}: {len(exc.problems)} problem(s)", highlight=False)
-            for problem in exc.problems:
-                err_console.print(f"  {problem}", highlight=False, markup=False)
+            print_refused(path, exc)
             continue
         console.print(f"[green]✓[/green] {path}: campaign '{spec.name}' is valid", highlight=False)
     return 1 if failed else 0
@@ -263,9 +268,7 @@ def cmd_segment_validate(settings: Settings, args: argparse.Namespace) -> int:
             segment = find_segment(ref, settings.segments_dir, settings.money)
         except SpecError as exc:
             failed += 1
-            err_console.print(f"[red]✗[/red] {ref}: {len(exc.problems)} problem(s)", highlight=False)
-            for problem in exc.problems:
-                err_console.print(f"  {problem}", highlight=False, markup=False)
+            print_refused(ref, exc)
             continue
         console.print(f"[green]✓[/green] {segment.path}: segment '{segment.name}' is valid", highlight=False)
     return 1 if failed else 0

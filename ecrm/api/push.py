@@ -42,6 +42,12 @@ async def post_subscription(request: web.Request) -> web.Response:
 @operation("Remove a web push subscription", UnsubscribeIn,
            {204: None, 400: ErrorOut, 404: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 async def delete_subscription(request: web.Request) -> web.Response:
+    return await remove_subscription(request)
+
+
+async def remove_subscription(request: web.Request) -> web.Response:
+    """Delete the subscription whose endpoint the body names (this route's and the browsers'
+    `/push/unsubscribe`); 404 naming `endpoint` when none has it."""
     data = await read_model(request, UnsubscribeIn)
     async with request.app[SESSIONS].begin() as session:
         removed = await unsubscribe(session, data.endpoint)

@@ -25,7 +25,7 @@ from pydantic import BaseModel, ConfigDict, StringConstraints, ValidationError
 from ecrm.api.body import read_model
 from ecrm.api.errors import error_response, invalid_input
 from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
-from ecrm.api.push import subscription_json
+from ecrm.api.push import remove_subscription, subscription_json
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.feedback.unsubscribe import InvalidTokenError
@@ -34,7 +34,7 @@ from ecrm.profiles.consent import ConsentChange, set_consents
 from ecrm.profiles.ingest import Text
 from ecrm.push.clicks import record_click
 from ecrm.push.subscribe_tokens import LIFETIME, InvalidSubscribeToken, make_token, read_token
-from ecrm.push.subscriptions import SubscribeIn, SubscriptionIn, UnsubscribeIn, UserAgent, subscribe, unsubscribe
+from ecrm.push.subscriptions import SubscribeIn, SubscriptionIn, UnsubscribeIn, UserAgent, subscribe
 from ecrm.types import ChannelKind, ConsentState
 
 routes = web.RouteTableDef()
@@ -134,12 +134,7 @@ async def post_public_subscription(request: web.Request) -> web.StreamResponse:
            {204: None, 404: ErrorOut, 400: ErrorOut, 413: ErrorOut, 415: ErrorOut, 422: ErrorOut})
 @cors
 async def post_public_unsubscribe(request: web.Request) -> web.StreamResponse:
-    data = await read_model(request, UnsubscribeIn)
-    async with request.app[SESSIONS].begin() as session:
-        removed = await unsubscribe(session, data.endpoint)
-    if not removed:
-        raise ApiError(404, "no push subscription has this endpoint", field="endpoint")
-    return web.Response(status=204)
+    return await remove_subscription(request)
 
 
 @routes.post("/push/clicks/{token}")

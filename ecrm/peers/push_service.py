@@ -19,17 +19,17 @@ import argparse
 import asyncio
 import json
 import os
-import signal
-import sys
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import http_ece
 from aiohttp import web
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from ecrm.peers.serving import serve_until_stopped
 from ecrm.push import vapid
 from ecrm.push.vapid_jwt import verify
 
@@ -153,12 +153,16 @@ class PushService:
         return {"messages": sum(counts.values()), "endpoints": len(counts),
                 "duplicated": sum(n - 1 for n in counts.values() if n > 1), "refused": len(self.refused)}
 
+    def tally(self) -> dict[str, Any]:
+        return {**self.stats(), "per_endpoint": {str(k): v for k, v in self.per_endpoint.items()}}
+
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ecrm.peers.push_service", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0, help="0 picks a free port (printed on stdout)")
-    parser.add_argument("--stats-file", help="JSON stats (with per-endpoint counts) written on SIGUSR1 and on exit")
+    parser.add_argument("--stats-file", type=Path,
+                        help="JSON stats (with per-endpoint counts) written on SIGUSR1 and on exit")
     return parser.parse_args(argv)
 
 
@@ -166,27 +170,7 @@ async def serve(args: argparse.Namespace) -> None:
     """Benchmark mode: every /push/{n} is live, bodies are counted, not decrypted."""
     service = PushService(decrypt=False, accept_any=True)
     port = await service.start(args.host, args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGUSR1, _report, service, args.stats_file)
-    sys.stdout.write(f"ecrm-push-service listening on {args.host}:{port}\n")
-    sys.stdout.flush()
-    await stop.wait()
-    await service.close()
-    _report(service, args.stats_file)
-
-
-def _report(service: PushService, path: str | None) -> None:
-    document = {**service.stats(), "per_endpoint": {str(k): v for k, v in service.per_endpoint.items()}}
-    if path is None:
-        sys.stdout.write(json.dumps(service.stats()) + "\n")
-        return
-    tmp = f"{path}.{os.getpid()}.tmp"
-    with open(tmp, "w", encoding="utf-8") as out:
-        json.dump(document, out)
-    os.replace(tmp, path)
+    await serve_until_stopped(service, "ecrm-push-service", args.host, port, args.stats_file)
 
 
 def main(argv: list[str] | None = None) -> None:

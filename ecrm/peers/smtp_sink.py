@@ -21,15 +21,13 @@ from __future__ import annotations
 import argparse
 import asyncio
 import hashlib
-import json
-import os
-import signal
-import sys
 from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, cast
+
+from ecrm.peers.serving import serve_until_stopped, write_json
 
 MAX_MESSAGE_SIZE = 50 * 1024 * 1024
 MAX_LINE = 4096
@@ -143,6 +141,11 @@ class SmtpSink:
             "rejected": self.rejected,
             "connections": self.connections,
         }
+
+    def tally(self) -> dict[str, Any]:
+        """``stats()``, ``per_recipient`` counts and any body ``samples``."""
+        return {**self.stats(), "per_recipient": dict(self.per_recipient),
+                "samples": [asdict(sample) for sample in self.samples]}
 
     def deliver(self, recipients: list[str], size: int, body: Callable[[], bytes]) -> bytes:
         """Account for one message whose end marker has arrived; return the reply to send."""
@@ -330,20 +333,8 @@ def _address(param: bytes) -> str:
 
 
 def write_stats(sink: SmtpSink, path: Path) -> None:
-    """Write ``stats()``, ``per_recipient`` counts and any body ``samples`` to ``path`` as JSON, atomically."""
-    document = {**sink.stats(), "per_recipient": dict(sink.per_recipient),
-                "samples": [asdict(sample) for sample in sink.samples]}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(document), encoding="utf-8")
-    os.replace(tmp, path)
-
-
-def _report(sink: SmtpSink, stats_file: Path | None) -> None:
-    if stats_file is not None:
-        write_stats(sink, stats_file)
-    else:
-        sys.stdout.write(json.dumps(sink.stats()) + "\n")
-        sys.stdout.flush()
+    """Write ``tally()`` to ``path`` as JSON, atomically."""
+    write_json(sink.tally(), path)
 
 
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -364,17 +355,7 @@ async def serve(args: argparse.Namespace) -> None:
     sink = SmtpSink(capture=args.capture, fail_after=args.fail_after, fail_count=args.fail_count, reject=args.reject,
                     sample_every=args.sample_every)
     port = await sink.start(args.host, args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    loop.add_signal_handler(signal.SIGTERM, stop.set)
-    loop.add_signal_handler(signal.SIGINT, stop.set)
-    loop.add_signal_handler(signal.SIGUSR2, sink.reset)
-    loop.add_signal_handler(signal.SIGUSR1, _report, sink, args.stats_file)
-    sys.stdout.write(f"ecrm-sink listening on {args.host}:{port}\n")
-    sys.stdout.flush()
-    await stop.wait()
-    await sink.close()
-    _report(sink, args.stats_file)
+    await serve_until_stopped(sink, "ecrm-sink", args.host, port, args.stats_file, sink.reset)
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -23,15 +23,14 @@ import argparse
 import asyncio
 import base64
 import hmac
-import json
 import os
-import signal
 import sys
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from email.utils import formatdate
 from pathlib import Path
+from typing import Any
 from urllib.parse import parse_qsl
 
 import aiohttp
@@ -39,6 +38,7 @@ from aiohttp import web
 from twilio.request_validator import RequestValidator
 
 from ecrm.channels.sms.parts import count
+from ecrm.peers.serving import serve_until_stopped
 
 ACCOUNT_SID = "AC" + "0" * 31 + "1"
 AUTH_TOKEN = "sink-auth-token"
@@ -123,6 +123,9 @@ class TwilioSink:
         return {"accepted": self.accepted, "refused": self.refused, "recipients": len(self.per_recipient),
                 "duplicates": sum(n - 1 for n in self.per_recipient.values() if n > 1)}
 
+    def tally(self) -> dict[str, Any]:
+        return {**self.stats(), "per_recipient": dict(self.per_recipient)}
+
     async def create_message(self, request: web.Request) -> web.Response:
         if request.path != self._path or not hmac.compare_digest(
                 request.headers.get("Authorization", "").encode(), self._authorization.encode()):
@@ -186,12 +189,6 @@ class TwilioSink:
                 await response.read()
 
 
-def write_stats(sink: TwilioSink, path: Path) -> None:
-    temporary = path.with_suffix(".tmp")
-    temporary.write_text(json.dumps({**sink.stats(), "per_recipient": dict(sink.per_recipient)}))
-    temporary.replace(path)
-
-
 def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m ecrm.peers.twilio_sink", description=__doc__.split("\n")[0])
     parser.add_argument("--host", default="127.0.0.1")
@@ -205,20 +202,7 @@ def _parse_args(argv: list[str] | None) -> argparse.Namespace:
 async def serve(args: argparse.Namespace) -> None:
     sink = TwilioSink(args.account_sid, args.auth_token, keep=False)
     port = await sink.start(args.host, args.port)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    if args.stats_file is not None:
-        loop.add_signal_handler(signal.SIGUSR1, write_stats, sink, args.stats_file)
-    loop.add_signal_handler(signal.SIGUSR2, sink.reset)
-    print(f"ecrm-twilio-sink listening on {args.host}:{port}", flush=True)  # noqa: T201  (once it can be stopped)
-    await stop.wait()
-    if args.stats_file is not None:
-        write_stats(sink, args.stats_file)
-    else:
-        print(json.dumps(sink.stats()), flush=True)  # noqa: T201
-    await sink.close()
+    await serve_until_stopped(sink, "ecrm-twilio-sink", args.host, port, args.stats_file, sink.reset)
 
 
 def main(argv: list[str] | None = None) -> None:

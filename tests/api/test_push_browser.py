@@ -22,7 +22,6 @@ from typing import Any
 import aiohttp
 import pytest
 from aiohttp import web
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -37,6 +36,7 @@ from ecrm.push.subscribe_tokens import make_token
 from ecrm.render.push import click_signer
 from ecrm.settings import Settings
 from tests.factories import add_delivery, add_profile
+from tests.webpush import with_push
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 pytestmark = pytest.mark.skipif(CHROMIUM is None, reason="needs chromium (apt-get install chromium)")
@@ -168,9 +168,7 @@ async def test_a_shop_page_subscribes_gets_a_notification_and_reports_its_click(
 ) -> None:
     crm_port, shop_port = free_port(), free_port()
     crm, shop = f"http://127.0.0.1:{crm_port}", f"http://127.0.0.1:{shop_port}"
-    push = {"vapid_public_key": KEYS.public_key, "vapid_private_key": SecretStr(KEYS.private_key),
-            "subject": "mailto:o@shop.example"}
-    settings = settings.model_copy(update={"public_url": crm, "push": settings.push.model_copy(update=push)})
+    settings = with_push(settings, KEYS).model_copy(update={"public_url": crm})
     token = make_token(settings.secret_key, "c-1", int(SYSTEM_CLOCK.now().timestamp()) + 600)
     browser_keys = PushService().subscribe().to_json()["keys"]
     subscription = json.dumps({"endpoint": ENDPOINT, "expirationTime": None, "keys": browser_keys})

@@ -7,7 +7,6 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -25,6 +24,7 @@ from ecrm.render.push import click_signer
 from ecrm.settings import Settings
 from tests.api.conftest import Client
 from tests.factories import add_delivery, add_profile
+from tests.webpush import with_push
 
 KEYS = vapid.new_key_pair()
 ENDPOINT = "https://updates.push.services.mozilla.com/wpush/v2/gAAAAABk-abc"
@@ -32,10 +32,7 @@ ENDPOINT = "https://updates.push.services.mozilla.com/wpush/v2/gAAAAABk-abc"
 
 @pytest.fixture
 def push_settings(settings: Settings) -> Settings:
-    push = {"vapid_public_key": KEYS.public_key, "vapid_private_key": SecretStr(KEYS.private_key),
-            "subject": "mailto:o@shop.example"}
-    return settings.model_copy(update={"push": settings.push.model_copy(update=push),
-                                       "public_url": "https://crm.shop.example/"})
+    return with_push(settings, KEYS).model_copy(update={"public_url": "https://crm.shop.example/"})
 
 
 @pytest.fixture

@@ -5,45 +5,33 @@ sid and parts. (Speed is a benchmark figure, not a test.)"""
 from __future__ import annotations
 
 from arq import ArqRedis
-from pydantic import SecretStr
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from bench.send_sms import CAMPAIGN, bench_phone, seed_sms
-from ecrm.campaigns.launch import create_run, enqueue_plan
-from ecrm.campaigns.load import load_campaign
-from ecrm.db import create_engine, session_factory
 from ecrm.deliveries.models import Delivery
-from ecrm.peers.twilio_sink import ACCOUNT_SID, AUTH_TOKEN, TwilioSink
-from ecrm.queue import ArqQueue
+from ecrm.peers.twilio_sink import TwilioSink
 from ecrm.settings import Settings
-from tests.bench.test_send_pipeline import run_workers
-from tests.conftest import REDIS_URL
+from tests.twilio import sms_settings
+from tests.workers import launch_on_arq, with_redis, work_until_idle
 
 N = 600
 
 
-async def test_two_workers_text_each_of_600_numbers_exactly_once(db_url: str, settings: Settings,
-                                                                 redis: ArqRedis) -> None:
+async def test_two_workers_text_each_of_600_numbers_exactly_once(
+    db_url: str, settings: Settings, sessions: async_sessionmaker[AsyncSession], redis: ArqRedis
+) -> None:
     await seed_sms(db_url, N)
     sink = TwilioSink(keep=False)
     port = await sink.start()
-    settings = settings.model_copy(update={
-        "redis_url": REDIS_URL, "public_url": "https://crm.shop.example",
-        "twilio": settings.twilio.model_copy(update={
-            "account_sid": ACCOUNT_SID, "auth_token": SecretStr(AUTH_TOKEN), "from_number": "+15005550006",
-            "api_url": f"http://127.0.0.1:{port}", "connections": 8}),
-        "send": settings.send.model_copy(update={"batch_size": 150}),
-    })
-    engine = create_engine(db_url)
+    settings = with_redis(sms_settings(settings, port, connections=8), batch_size=150)
     try:
-        spec = load_campaign(CAMPAIGN, settings)
-        await enqueue_plan(ArqQueue(redis), await create_run(session_factory(engine), spec, str(CAMPAIGN)), spec)
-        await run_workers(settings, 2)
-        async with session_factory(engine)() as session:
-            rows = (await session.execute(select(Delivery.status, Delivery.provider_message_id, Delivery.parts))).all()
+        await launch_on_arq(settings, redis, sessions, CAMPAIGN)
+        await work_until_idle(settings, 2)
     finally:
         await sink.close()
-        await engine.dispose()
+    async with sessions() as session:
+        rows = (await session.execute(select(Delivery.status, Delivery.provider_message_id, Delivery.parts))).all()
 
     assert sink.per_recipient == dict.fromkeys((bench_phone(i) for i in range(N)), 1)
     assert len(rows) == N and {status for status, _, _ in rows} == {"sent"}

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from ecrm.campaigns.load import load_campaign
-from ecrm.errors import CampaignSpecError
 from ecrm.settings import Settings, load_settings
+from tests.campaign_problems import campaign_problems
 from tests.conftest import ROOT
 
 GOOD = """\
@@ -48,12 +48,6 @@ def write(tmp_path: Path, text: str) -> Path:
     return path
 
 
-def problems_of(path: Path, config: Settings) -> list[str]:
-    with pytest.raises(CampaignSpecError) as caught:
-        load_campaign(path, config)
-    return [str(problem) for problem in caught.value.problems]
-
-
 def test_a_valid_file_loads(tmp_path: Path, config: Settings) -> None:
     spec = load_campaign(write(tmp_path, GOOD.format(template="welcome")), config)
     assert spec.name == "promo" and spec.audience.rules is not None and spec.audience.rules[0].value == ["en", "fa"]
@@ -71,19 +65,19 @@ def test_a_valid_file_loads(tmp_path: Path, config: Settings) -> None:
 def test_a_wrong_field_is_named_with_its_line(tmp_path: Path, config: Settings, change: tuple[str, str],
                                               expected: str) -> None:
     path = write(tmp_path, GOOD.format(template="welcome").replace(*change))
-    problems = problems_of(path, config)
+    problems = campaign_problems(path, config)
     assert any(p.startswith(str(path)) and expected in p for p in problems), problems
 
 
 def test_every_problem_is_reported_not_only_the_first(tmp_path: Path, config: Settings) -> None:
     text = GOOD.format(template="nowhere").replace("channel: email", "channel: fax").replace("op: in", "op: among")
-    problems = problems_of(write(tmp_path, text), config)
+    problems = campaign_problems(write(tmp_path, text), config)
     assert [p.split(" ", 1)[0].rsplit(":", 1)[1] for p in problems] == ["2", "7", "3"], problems
     assert "no template 'nowhere'" in problems[2]
 
 
 def test_a_missing_template_is_refused(tmp_path: Path, config: Settings) -> None:
-    problems = problems_of(write(tmp_path, GOOD.format(template="nosuch")), config)
+    problems = campaign_problems(write(tmp_path, GOOD.format(template="nosuch")), config)
     assert problems == [f"{tmp_path / 'campaign.yaml'}:3 template: no template 'nosuch' in {config.templates_dir} "
                         f"(expected a folder {config.templates_dir / 'nosuch'})"]
 
@@ -91,7 +85,7 @@ def test_a_missing_template_is_refused(tmp_path: Path, config: Settings) -> None
 def test_a_template_with_an_undefined_variable_is_refused_naming_the_template_line(
     tmp_path: Path, config: Settings
 ) -> None:
-    problems = problems_of(write(tmp_path, GOOD.format(template="broken")), config)
+    problems = campaign_problems(write(tmp_path, GOOD.format(template="broken")), config)
     assert len(problems) == 1
     assert ":3 template: template broken/body.txt:2:" in problems[0]
     assert "coupon_code" in problems[0]
@@ -103,13 +97,13 @@ def test_the_sample_profile_can_supply_the_variable(tmp_path: Path, config: Sett
 
 
 def test_broken_yaml_is_refused_with_its_line(tmp_path: Path, config: Settings) -> None:
-    problems = problems_of(write(tmp_path, "name: promo\naudience: [unclosed\nchannel: email\n"), config)
+    problems = campaign_problems(write(tmp_path, "name: promo\naudience: [unclosed\nchannel: email\n"), config)
     assert len(problems) == 1 and "not valid YAML" in problems[0] and problems[0].startswith(f"{tmp_path}/")
 
 
 def test_a_template_syntax_error_is_refused(tmp_path: Path, config: Settings, templates: Path) -> None:
     (templates / "broken" / "body.html").write_text("<p>\n{% if %}\n")
-    problems = problems_of(write(tmp_path, GOOD.format(template="broken")), config)
+    problems = campaign_problems(write(tmp_path, GOOD.format(template="broken")), config)
     assert "broken/body.html:2" in problems[0]
 
 
@@ -117,5 +111,5 @@ def test_a_billion_laughs_campaign_is_refused_at_its_first_alias(tmp_path: Path,
     from tests.test_yamlfile import BILLION_LAUGHS
 
     path = write(tmp_path, BILLION_LAUGHS)
-    assert problems_of(path, config) == [f"{path}:2: YAML aliases (*a) are not supported; "
+    assert campaign_problems(path, config) == [f"{path}:2: YAML aliases (*a) are not supported; "
                                          "write the value out where it is used"]

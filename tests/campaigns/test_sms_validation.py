@@ -10,8 +10,8 @@ import pytest
 
 from ecrm.campaigns.load import load_campaign
 from ecrm.cli import main
-from ecrm.errors import CampaignSpecError
 from ecrm.settings import Settings, load_settings
+from tests.campaign_problems import campaign_problems
 from tests.conftest import ROOT
 
 SMS = """\
@@ -55,12 +55,6 @@ def write(tmp_path: Path, template: str, max_parts: int = 3) -> Path:
     return path
 
 
-def problems_of(path: Path, config: Settings) -> list[str]:
-    with pytest.raises(CampaignSpecError) as caught:
-        load_campaign(path, config)
-    return [str(problem) for problem in caught.value.problems]
-
-
 def test_the_shipped_sms_campaign_and_an_sms_only_template_are_valid(tmp_path: Path, config: Settings) -> None:
     assert load_campaign(ROOT / "campaigns" / "welcome_sms.yaml", config).sms is not None
     assert load_campaign(write(tmp_path, "text_only", 1), config).name == "promo_sms"
@@ -69,20 +63,20 @@ def test_the_shipped_sms_campaign_and_an_sms_only_template_are_valid(tmp_path: P
 def test_a_template_without_sms_txt_is_refused_for_an_sms_campaign(tmp_path: Path, config: Settings,
                                                                    templates: Path) -> None:
     path = write(tmp_path, "email_only")
-    assert problems_of(path, config) == [
+    assert campaign_problems(path, config) == [
         f"{path}:3 template: {templates}/email_only/sms.txt is missing: a template folder needs sms.txt for this "
         "channel"]
 
 
 def test_a_locale_folder_without_sms_txt_is_named(tmp_path: Path, config: Settings, templates: Path) -> None:
     (templates / "welcome.th" / "sms.txt").unlink()
-    problems = problems_of(write(tmp_path, "welcome"), config)
+    problems = campaign_problems(write(tmp_path, "welcome"), config)
     assert len(problems) == 1 and f"{templates}/welcome.th/sms.txt is missing: the folder for locale th" in problems[0]
 
 
 def test_a_text_longer_than_max_parts_is_refused_naming_the_file_and_the_key(tmp_path: Path, config: Settings) -> None:
     path = write(tmp_path, "welcome", max_parts=1)
-    assert problems_of(path, config) == [  # Thai forces UCS-2: 74 units is two parts; en and fa fit in one
+    assert campaign_problems(path, config) == [  # Thai forces UCS-2: 74 units is two parts; en and fa fit in one
         f"{path}:10 sms.max_parts: welcome.th/sms.txt renders to UCS-2, 74 units, 2 parts for the sample profile, "
         "more than max_parts 1 (each part is billed): shorten the text, or raise max_parts"]
 
@@ -90,7 +84,7 @@ def test_a_text_longer_than_max_parts_is_refused_naming_the_file_and_the_key(tmp
 def test_sms_options_on_an_email_campaign_are_refused(tmp_path: Path, config: Settings) -> None:
     path = tmp_path / "campaign.yaml"
     path.write_text(SMS.format(template="welcome", max_parts=3).replace("channel: sms", "channel: email"))
-    problems = problems_of(path, config)
+    problems = campaign_problems(path, config)
     assert len(problems) == 1 and "`sms:` options apply to a campaign sending SMS" in problems[0]
 
 
@@ -98,7 +92,7 @@ def test_sms_options_on_an_email_campaign_are_refused(tmp_path: Path, config: Se
 def test_max_parts_takes_one_to_ten(tmp_path: Path, config: Settings, value: str) -> None:
     path = tmp_path / "campaign.yaml"
     path.write_text(SMS.format(template="welcome", max_parts=value))
-    problems = problems_of(path, config)
+    problems = campaign_problems(path, config)
     assert len(problems) == 1 and problems[0].startswith(f"{path}:10 sms.max_parts:")
 
 

@@ -17,16 +17,10 @@ from ecrm.peers.push_service import BrowserSubscription, PushService
 from ecrm.push import vapid
 from ecrm.push.encryption import MAX_PAYLOAD, body_size, encrypt
 from ecrm.push.vapid_jwt import VapidTokens, verify
+from tests.webpush import service
 
+__all__ = ["service"]  # the fixture
 KEYS = vapid.new_key_pair()
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[PushService]:
-    peer = PushService()
-    await peer.start()
-    yield peer
-    await peer.close()
 
 
 @pytest.fixture

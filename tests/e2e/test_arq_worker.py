@@ -16,40 +16,23 @@ from arq.constants import in_progress_key_prefix
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.campaigns.launch import create_run, enqueue_plan
-from ecrm.campaigns.load import load_campaign
 from ecrm.deliveries.claims import INTERRUPTED
 from ecrm.deliveries.models import Delivery, SendBatch
 from ecrm.profiles.models import Profile
-from ecrm.queue import ArqQueue
 from ecrm.settings import Settings
-from ecrm.worker import WorkerSettings, make_worker
-from tests.conftest import REDIS_URL, ROOT
+from ecrm.worker import WorkerSettings
+from tests.conftest import ROOT
 from tests.factories import add_profiles
 from tests.smtp import SmtpServer
 from tests.waiting import wait_for
+from tests.workers import launch_on_arq, with_redis, work_until_idle
 
 WELCOME = ROOT / "campaigns" / "welcome.yaml"
 
 
 @pytest.fixture
 def arq_settings(send_settings: Settings) -> Settings:
-    return send_settings.model_copy(update={"redis_url": REDIS_URL})
-
-
-async def launch_on_arq(settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession]) -> int:
-    spec = load_campaign(WELCOME, settings)
-    ref = await create_run(sessions, spec, str(WELCOME))
-    await enqueue_plan(ArqQueue(redis), ref, spec)
-    return ref.run_id
-
-
-async def work_until_idle(settings: Settings) -> None:
-    worker = make_worker(settings, burst=True, poll_delay=0, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    return with_redis(send_settings)
 
 
 async def status_counts(sessions: async_sessionmaker[AsyncSession]) -> dict[str, int]:
@@ -62,9 +45,9 @@ async def test_an_arq_worker_sends_a_run_once_and_a_relaunch_sends_nothing_new(
     arq_settings: Settings, redis: ArqRedis, sessions: async_sessionmaker[AsyncSession], smtp: SmtpServer
 ) -> None:
     emails = await add_profiles(sessions, 14, ("en", "fa", "th"))
-    await launch_on_arq(arq_settings, redis, sessions)
+    await launch_on_arq(arq_settings, redis, sessions, WELCOME)
     await work_until_idle(arq_settings)
-    await launch_on_arq(arq_settings, redis, sessions)
+    await launch_on_arq(arq_settings, redis, sessions, WELCOME)
     await work_until_idle(arq_settings)
 
     assert smtp.handler.per_recipient() == dict.fromkeys(emails, 1)
@@ -88,7 +71,7 @@ async def test_a_worker_stopped_mid_batch_leaves_the_rest_to_the_next_worker_and
 ) -> None:
     emails = await add_profiles(sessions, 60, ("en", "fa", "th"))
     smtp.handler.delay = 0.03
-    await launch_on_arq(arq_settings, redis, sessions)
+    await launch_on_arq(arq_settings, redis, sessions, WELCOME)
     process = worker_process(arq_settings, tmp_path / "worker.log")
     try:
         await wait_for(lambda: len(smtp.handler.received) >= 10)
@@ -118,7 +101,7 @@ async def test_a_worker_killed_outright_gives_up_only_its_chunks_in_flight_and_n
     settings = arq_settings.model_copy(update={"send": arq_settings.send.model_copy(update={"job_timeout": 1})})
     emails = await add_profiles(sessions, 150, ("en", "fa", "th"))  # 6 batches of 25; a worker runs 4 at once
     smtp.handler.delay = 0.03
-    await launch_on_arq(settings, redis, sessions)
+    await launch_on_arq(settings, redis, sessions, WELCOME)
     process = worker_process(settings, tmp_path / "worker.log")
     try:
         await wait_for(lambda: len(smtp.handler.received) >= 5)
@@ -158,7 +141,7 @@ async def test_resend_of_the_ones_in_doubt_goes_through_redis_to_the_workers(
     tmp_path: Path
 ) -> None:
     emails = await add_profiles(sessions, 12, ("en", "fa", "th"))
-    await launch_on_arq(arq_settings, redis, sessions)
+    await launch_on_arq(arq_settings, redis, sessions, WELCOME)
     await work_until_idle(arq_settings)
     async with sessions.begin() as session:  # as a killed worker's take-over leaves them
         doubted = list(await session.scalars(select(Delivery.id).order_by(Delivery.id).limit(3)))

@@ -4,39 +4,30 @@ stays idempotent when launched again after reachability changed."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 import yaml
-from pydantic import SecretStr
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.campaigns.load import load_campaign
 from ecrm.deliveries.models import Delivery, Send
-from ecrm.errors import CampaignSpecError
 from ecrm.local import launch_in_process
 from ecrm.peers.push_service import PushService
 from ecrm.profiles.models import Profile
-from ecrm.push import vapid
 from ecrm.push.models import PushSubscription
 from ecrm.settings import Settings
+from tests.campaign_problems import campaign_problems
 from tests.conftest import T0
 from tests.factories import add_profile
 from tests.push_factories import grant, subscribe
 from tests.smtp import SmtpServer
+from tests.webpush import service, with_push
 
+__all__ = ["service"]  # the fixture
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "campaigns" / "back_in_stock.yaml"
-
-
-@pytest.fixture
-async def service() -> AsyncIterator[PushService]:
-    peer = PushService()
-    await peer.start()
-    yield peer
-    await peer.close()
 
 
 @pytest.fixture
@@ -146,16 +137,7 @@ def templates(tmp_path: Path) -> Path:
 
 
 def problems(path: Path, settings: Settings) -> list[str]:
-    with pytest.raises(CampaignSpecError) as refused:
-        load_campaign(path, settings.model_copy(update={"templates_dir": path.parent / "templates"}))
-    return [str(p) for p in refused.value.problems]
-
-
-def with_push(settings: Settings) -> Settings:
-    keys = vapid.new_key_pair()
-    push = {"vapid_public_key": keys.public_key, "vapid_private_key": SecretStr(keys.private_key),
-            "subject": "mailto:o@shop.example"}
-    return settings.model_copy(update={"push": settings.push.model_copy(update=push)})
+    return campaign_problems(path, settings.model_copy(update={"templates_dir": path.parent / "templates"}))
 
 
 def test_validation_names_the_channel_whose_part_a_locale_folder_lacks(templates: Path, settings: Settings) -> None:

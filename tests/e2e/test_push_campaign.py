@@ -3,11 +3,9 @@ plaintext each browser decrypts, and what a 404/410 does to the subscription."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from pydantic import SecretStr
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,32 +13,21 @@ from ecrm.campaigns.load import load_campaign
 from ecrm.deliveries.models import Delivery
 from ecrm.local import launch_in_process
 from ecrm.peers.push_service import BrowserSubscription, PushService
-from ecrm.push import vapid
 from ecrm.push.models import PushSubscription
 from ecrm.render.push import click_signer
 from ecrm.settings import Settings
 from tests.factories import add_profile
 from tests.push_factories import grant, subscribe
+from tests.webpush import service, with_push
 
+__all__ = ["service"]  # the fixture
 ROOT = Path(__file__).resolve().parents[2]
 CAMPAIGN = ROOT / "campaigns" / "back_in_stock_push.yaml"
 
 
 @pytest.fixture
-async def service() -> AsyncIterator[PushService]:
-    peer = PushService()
-    await peer.start()
-    yield peer
-    await peer.close()
-
-
-@pytest.fixture
 def push_settings(settings: Settings) -> Settings:
-    keys = vapid.new_key_pair()
-    push = {"vapid_public_key": keys.public_key, "vapid_private_key": SecretStr(keys.private_key),
-            "subject": "mailto:o@shop.example"}
-    return settings.model_copy(update={
-        "push": settings.push.model_copy(update=push),
+    return with_push(settings).model_copy(update={
         "send": settings.send.model_copy(update={"batch_size": 3, "retry_delay": 0.0, "max_tries": 4}),
         "public_url": "https://crm.shop.example",
     })

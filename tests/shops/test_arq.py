@@ -17,10 +17,10 @@ from ecrm.orders.models import Order
 from ecrm.profiles.models import Event
 from ecrm.settings import Settings
 from ecrm.shops.models import ReceivedWebhook
-from ecrm.worker import make_worker
 from tests.conftest import REDIS_URL
 from tests.shops.conftest import Client, mapped
 from tests.shops.payloads import shopify_checkout, shopify_order, shopify_request
+from tests.workers import work_until_idle
 
 Sessions = async_sessionmaker[AsyncSession]
 
@@ -34,11 +34,7 @@ async def test_the_worker_maps_what_the_api_queued_on_redis(aiohttp_client: Aioh
     assert (await client.post("/webhooks/shopify", data=body, headers=headers)).status == 200
     async with sessions() as session:
         assert await session.scalar(select(ReceivedWebhook.status)) == "received"
-    worker = make_worker(settings, burst=True, poll_delay=0, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await work_until_idle(settings)
     async with sessions() as session:
         assert await session.scalar(select(ReceivedWebhook.status)) == "mapped"
         assert await session.scalar(select(Order.order_id)) == "shopify:820982911946154508"

@@ -25,12 +25,13 @@ from ecrm.api.scopes import Scope
 from ecrm.clock import FrozenClock
 from ecrm.deliveries.models import Delivery, Send
 from ecrm.settings import Settings
-from ecrm.worker import make_transactional_worker, make_worker
+from ecrm.worker import make_transactional_worker
 from tests.conftest import REDIS_URL, ROOT
 from tests.factories import add_profiles
 from tests.rows import count_rows
 from tests.smtp import SmtpServer, free_port
 from tests.waiting import wait_for
+from tests.workers import work_until_idle
 
 Client = TestClient[web.Request, web.Application]
 RECEIPT = {"template": "receipt", "external_id": "p0", "data": {"order_id": "#1001", "total": "19.99 THB"}}
@@ -171,17 +172,9 @@ async def test_with_redis_the_message_goes_through_the_transactional_queue_not_t
     await add_profiles(sessions, 1)
     client = await aiohttp_client(create_app(settings, clock))
     assert (await _post(client, send_key, RECEIPT))[0] == 202
-    campaigns = make_worker(settings, burst=True, poll_delay=0, handle_signals=False)
-    try:
-        await campaigns.main()  # the campaigns' queue has nothing of it
-    finally:
-        await campaigns.close()
+    await work_until_idle(settings)  # the campaigns' queue has nothing of it
     assert smtp.handler.received == []
-    worker = make_transactional_worker(settings, burst=True, poll_delay=0, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await work_until_idle(settings, make=make_transactional_worker)
     assert [rcpt for rcpt, _ in smtp.handler.received] == ["p0@example.com"]
 
 
@@ -230,9 +223,5 @@ async def test_with_redis_down_the_api_still_ingests_and_a_retry_with_the_key_se
     client = await aiohttp_client(create_app(up, clock))
     status, body = await _post(client, send_key, RECEIPT, key="k-down")
     assert status == 202  # the stored answer; and the send is queued now
-    worker = make_transactional_worker(up, burst=True, poll_delay=0, handle_signals=False)
-    try:
-        await worker.main()
-    finally:
-        await worker.close()
+    await work_until_idle(up, make=make_transactional_worker)
     assert [rcpt for rcpt, _ in smtp.handler.received] == ["p0@example.com"]
