@@ -34,15 +34,15 @@ from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, compact_json, trait
 STAGE_PROFILES = "import_profiles"
 STAGE_CONSENTS = "import_consents"
 STAGE_LINES = "import_lines"
-_PROFILE_STAGE = ("external_id", *PROFILE_COLUMNS, "traits", "at", "line")
-_CONSENT_STAGE = ("external_id", "channel", "state", "source", "at")
+_PROFILE_STAGE = ("external_id", *PROFILE_COLUMNS, "traits", "line")
+_CONSENT_STAGE = ("external_id", "channel", "state", "source")
 
 _CREATE = (
     f"CREATE TEMPORARY TABLE {STAGE_PROFILES} (external_id text NOT NULL, email text, phone text, "
     "first_name text, last_name text, locale text, time_zone text, traits text NOT NULL, "
-    "at timestamptz NOT NULL, line integer NOT NULL) ON COMMIT DROP",
+    "line integer NOT NULL) ON COMMIT DROP",
     f"CREATE TEMPORARY TABLE {STAGE_CONSENTS} (external_id text NOT NULL, channel text NOT NULL, "
-    "state text NOT NULL, source text NOT NULL, at timestamptz NOT NULL) ON COMMIT DROP",
+    "state text NOT NULL, source text NOT NULL) ON COMMIT DROP",
     f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text PRIMARY KEY, line integer NOT NULL) ON COMMIT DROP",
 )
 # A batch's few thousand rows meet profiles by external_id, on its unique index. Without this
@@ -59,7 +59,7 @@ _DROP = (text(f"DELETE FROM {STAGE_PROFILES} WHERE external_id = ANY(:ids)"),
          text(f"DELETE FROM {STAGE_CONSENTS} WHERE external_id = ANY(:ids)"))
 _SET = ", ".join(f"{name} = coalesce(s.{name}, p.{name})" for name in PROFILE_COLUMNS)
 _UPDATE = text(
-    f"UPDATE profiles p SET {_SET}, traits = p.traits || s.traits::jsonb, updated_at = s.at "
+    f"UPDATE profiles p SET {_SET}, traits = p.traits || s.traits::jsonb, updated_at = :at "
     f"FROM {STAGE_PROFILES} s WHERE p.external_id = s.external_id")
 _RACED = ", ".join(f"{name} = coalesce(excluded.{name}, p.{name})"
                    for name in PROFILE_COLUMNS if name not in ("locale", "time_zone"))
@@ -73,7 +73,7 @@ def _insert(source: str) -> TextClause:
         "WITH written AS ("
         f"INSERT INTO profiles AS p (external_id, {', '.join(PROFILE_COLUMNS)}, traits, created_at, updated_at) "
         "SELECT s.external_id, s.email, s.phone, s.first_name, s.last_name, coalesce(s.locale, 'en'), "
-        f"coalesce(s.time_zone, 'UTC'), s.traits::jsonb, s.at, s.at {source} "
+        f"coalesce(s.time_zone, 'UTC'), s.traits::jsonb, CAST(:at AS timestamptz), CAST(:at AS timestamptz) {source} "
         f"ON CONFLICT (external_id) DO UPDATE SET {_RACED}, traits = p.traits || excluded.traits, "
         "updated_at = excluded.updated_at RETURNING (xmax = 0) AS created) "
         "SELECT count(*) FILTER (WHERE created) FROM written")
@@ -86,7 +86,8 @@ _INSERT, _INSERT_ALL = _insert(_NEW_ONLY), _insert(f"FROM {STAGE_PROFILES} s")
 _ANY_STORED = text(f"SELECT EXISTS (SELECT 1 FROM {STAGE_PROFILES} s JOIN profiles p USING (external_id))")
 _CONSENTS = text(
     "INSERT INTO consents (profile_id, channel, state, source, updated_at) "
-    f"SELECT p.id, c.channel, c.state, c.source, c.at FROM {STAGE_CONSENTS} c JOIN profiles p USING (external_id) "
+    "SELECT p.id, c.channel, c.state, c.source, CAST(:at AS timestamptz) "
+    f"FROM {STAGE_CONSENTS} c JOIN profiles p USING (external_id) "
     "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
     "updated_at = excluded.updated_at WHERE consents.state <> excluded.state")
 _EMPTY = text(f"TRUNCATE {STAGE_PROFILES}, {STAGE_CONSENTS}")
@@ -112,34 +113,29 @@ class StagedImport:
         for statement in (*_PROBE, *_CREATE):
             await self._session.execute(text(statement))
 
-    async def merge(self, profiles: Sequence[ProfileIn], lines: dict[str, int], now: datetime,
-                    max_traits_bytes: int | None) -> Merged:
-        """Write a batch of validated rows (distinct external ids, none staged before, each
-        from its line) read at `now` into profiles and consents, leaving out the rows whose
-        traits would pass `max_traits_bytes` once merged with the stored ones (a row whose own
-        traits pass it is refused as it is read: merging only adds keys)."""
+    async def merge(self, rows: StagingRows, now: datetime, max_traits_bytes: int | None) -> Merged:
+        """Write a batch of staging rows (distinct external ids, none staged before) read at
+        `now` into profiles and consents, leaving out the rows whose traits would pass
+        `max_traits_bytes` once merged with the stored ones (a row whose own traits pass it is
+        refused as it is read: merging only adds keys)."""
         async with self._turn:
             connection = await self._driver()
-            await connection.copy_records_to_table(
-                STAGE_PROFILES, columns=_PROFILE_STAGE,
-                records=[_profile_record(p, now, lines[p.external_id]) for p in profiles])
-            consents = [(p.external_id, channel.value, c.state.value, c.source, now)
-                        for p in profiles for channel, c in p.consent.items()]
-            if consents:
-                await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=consents)
+            await connection.copy_records_to_table(STAGE_PROFILES, columns=_PROFILE_STAGE, records=rows.profiles)
+            if rows.consents:
+                await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=rows.consents)
             await self._session.execute(_KEEP_LINES)
-            created, oversized = await self._write(max_traits_bytes)
-            if consents:
-                await self._session.execute(_CONSENTS)
+            created, oversized = await self._write(now, max_traits_bytes)
+            if rows.consents:
+                await self._session.execute(_CONSENTS, {"at": now})
             await self._session.execute(_EMPTY)
         return Merged(created, oversized)
 
-    async def _write(self, max_traits_bytes: int | None) -> tuple[int, dict[str, int]]:
+    async def _write(self, now: datetime, max_traits_bytes: int | None) -> tuple[int, dict[str, int]]:
         if not (await self._session.execute(_ANY_STORED)).scalar_one():
-            return int((await self._session.execute(_INSERT_ALL)).scalar_one()), {}
+            return int((await self._session.execute(_INSERT_ALL, {"at": now})).scalar_one()), {}
         oversized = await self._drop_oversized(max_traits_bytes) if max_traits_bytes is not None else {}
-        await self._session.execute(_UPDATE)
-        return int((await self._session.execute(_INSERT)).scalar_one()), oversized
+        await self._session.execute(_UPDATE, {"at": now})
+        return int((await self._session.execute(_INSERT, {"at": now})).scalar_one()), oversized
 
     async def lines_of(self, external_ids: Sequence[str]) -> dict[str, int]:
         """The lines of the staged rows naming any of `external_ids`."""
@@ -160,7 +156,23 @@ class StagedImport:
         return raw.driver_connection
 
 
-def _profile_record(profile: ProfileIn, now: datetime, line: int) -> tuple[Any, ...]:
+@dataclass(frozen=True)
+class StagingRows:
+    """A batch as COPY sends it, built before it is written (in the reading thread, while the
+    database merges the batch before)."""
+
+    profiles: list[tuple[Any, ...]]
+    consents: list[tuple[str, str, str, str]]
+
+
+def staging_rows(profiles: Sequence[ProfileIn], lines: dict[str, int]) -> StagingRows:
+    """The staging rows of validated profiles, each from its line."""
+    return StagingRows([_profile_record(p, lines[p.external_id]) for p in profiles],
+                       [(p.external_id, channel.value, c.state.value, c.source)
+                        for p in profiles for channel, c in p.consent.items()])
+
+
+def _profile_record(profile: ProfileIn, line: int) -> tuple[Any, ...]:
     given = profile.model_fields_set  # the columns the row names, as `changes()` has them
     return (profile.external_id, *[getattr(profile, name) if name in given else None for name in PROFILE_COLUMNS],
-            compact_json(profile.traits), now, line)
+            compact_json(profile.traits), line)

@@ -35,7 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
-from ecrm.profiles.copy_import import StagedImport
+from ecrm.profiles.copy_import import StagedImport, StagingRows, staging_rows
 from ecrm.profiles.csv_rows import CsvRows
 from ecrm.profiles.ingest import (
     ProfileIn,
@@ -153,35 +153,41 @@ async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _Cs
                          totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
                          max_traits_bytes: int | None) -> ImportReport:
     """PostgreSQL: COPY each batch into staging tables and merge it (ecrm.profiles.copy_import),
-    all in one transaction. Reading the next batch (in a thread) overlaps the merge of this one."""
+    all in one transaction. Reading the next batch and building its staging rows (in a thread)
+    overlap the merge of this one."""
     loop = asyncio.get_running_loop()
+
+    def read() -> tuple[_Chunk, StagingRows]:
+        chunk = reader.read(batch_size)
+        if max_traits_bytes is not None:
+            reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
+        return chunk, staging_rows(chunk.profiles, chunk.lines)
+
     async with sessions.begin() as session:
         staged = StagedImport(session)
         await staged.open()
         reader.look_up_earlier_rows(
             lambda ids: asyncio.run_coroutine_threadsafe(staged.lines_of(ids), loop).result())
-        chunk = await asyncio.to_thread(reader.read, batch_size)
+        chunk, rows = await asyncio.to_thread(read)
         while True:
-            following = None if chunk.last else asyncio.create_task(asyncio.to_thread(reader.read, batch_size))
+            following = None if chunk.last else asyncio.create_task(asyncio.to_thread(read))
             try:
-                await _merge(staged, reader, chunk, clock, totals, progress, max_traits_bytes)
+                await _merge(staged, reader, chunk, rows, clock, totals, progress, max_traits_bytes)
             except BaseException:
                 if following is not None:  # let the reading thread finish before the file closes
                     await asyncio.gather(following, return_exceptions=True)
                 raise
             if following is None:
                 break
-            chunk = await following
+            chunk, rows = await following
     return totals.report()
 
 
-async def _merge(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, clock: Clock, totals: _Totals,
-                 progress: Callable[[int], None] | None, max_traits_bytes: int | None) -> None:
-    if max_traits_bytes is not None:
-        reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
+async def _merge(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, rows: StagingRows, clock: Clock,
+                 totals: _Totals, progress: Callable[[int], None] | None, max_traits_bytes: int | None) -> None:
     created = 0
     if chunk.profiles:
-        merged = await staged.merge(chunk.profiles, chunk.lines, clock.now(), max_traits_bytes)
+        merged = await staged.merge(rows, clock.now(), max_traits_bytes)
         reader.reject_oversized(chunk, list(merged.oversized), max_traits_bytes)
         created = merged.created
     await totals.add(chunk, UpsertCounts(created=created, updated=0))
