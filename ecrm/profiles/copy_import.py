@@ -1,6 +1,7 @@
-"""The CSV import's PostgreSQL path: rows COPY'd into temporary staging tables a batch at a
-time, then merged into `profiles` and `consents` in a few set-based statements, all in one
-transaction (an import that fails half-way stores nothing).
+"""The CSV import's PostgreSQL path: each batch of rows is COPY'd into temporary staging tables
+and merged at once into `profiles` and `consents` in a few set-based statements, all in one
+transaction (an import that fails half-way stores nothing). Merging batch by batch lets the
+database work while the importer reads the next batch, instead of one long merge at the end.
 
 The merge does what `upsert_profile_batch` does row by row: an existing profile gets the
 columns its row names (an empty cell names nothing) and its traits merged shallowly
@@ -8,8 +9,9 @@ columns its row names (an empty cell names nothing) and its traits merged shallo
 a consent changes (and its `updated_at` moves) only when its state differs. A row whose traits,
 merged with the stored ones, would pass the cap is taken out before the merge: the size is
 first bounded in SQL (`jsonb::text` is never shorter than compact JSON), then the few
-candidates are measured exactly in Python. Each staged row keeps its line, so the reader need
-not remember every external id of a large file to refuse a repeated one (`lines_of`).
+candidates are measured exactly in Python. Every staged row's line is kept (`import_lines`),
+so the reader need not remember every external id of a large file to refuse a repeated one
+(`lines_of`).
 
 A profile another transaction creates between the merge's UPDATE and INSERT still gets the
 row: its columns as the row names them, traits merged, locale and time zone as it has them.
@@ -20,27 +22,35 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, traits_size
+from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, compact_json, traits_size
 
 STAGE_PROFILES = "import_profiles"
 STAGE_CONSENTS = "import_consents"
-_PROFILE_STAGE = ("external_id", *PROFILE_COLUMNS, "traits", "at", "line")
-_CONSENT_STAGE = ("external_id", "channel", "state", "source", "at")
+STAGE_LINES = "import_lines"
+_PROFILE_STAGE = ("external_id", *PROFILE_COLUMNS, "traits", "line")
+_CONSENT_STAGE = ("external_id", "channel", "state", "source")
 
 _CREATE = (
-    f"CREATE TEMPORARY TABLE {STAGE_PROFILES} (external_id text PRIMARY KEY, email text, phone text, "
+    f"CREATE TEMPORARY TABLE {STAGE_PROFILES} (external_id text NOT NULL, email text, phone text, "
     "first_name text, last_name text, locale text, time_zone text, traits text NOT NULL, "
-    "at timestamptz NOT NULL, line integer NOT NULL) ON COMMIT DROP",
+    "line integer NOT NULL) ON COMMIT DROP",
     f"CREATE TEMPORARY TABLE {STAGE_CONSENTS} (external_id text NOT NULL, channel text NOT NULL, "
-    "state text NOT NULL, source text NOT NULL, at timestamptz NOT NULL) ON COMMIT DROP",
+    "state text NOT NULL, source text NOT NULL) ON COMMIT DROP",
+    f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text PRIMARY KEY, line integer NOT NULL) ON COMMIT DROP",
 )
-_LINES = text(f"SELECT external_id, line FROM {STAGE_PROFILES} WHERE external_id = ANY(:ids)")
+# A batch's few thousand rows meet profiles by external_id, on its unique index. Without this
+# the planner took a profiles table of 100,000 rows for cheaper to scan whole than to probe 5,000
+# times, for every batch: an import grew quadratic. For this transaction only.
+_PROBE = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off")
+_KEEP_LINES = text(f"INSERT INTO {STAGE_LINES} (external_id, line) SELECT external_id, line FROM {STAGE_PROFILES}")
+_LINES = text(f"SELECT external_id, line FROM {STAGE_LINES} WHERE external_id = ANY(:ids)")
 _CANDIDATES = text(
     f"SELECT s.external_id, s.line, s.traits, p.traits::text FROM {STAGE_PROFILES} s "
     "JOIN profiles p USING (external_id) "
@@ -49,22 +59,47 @@ _DROP = (text(f"DELETE FROM {STAGE_PROFILES} WHERE external_id = ANY(:ids)"),
          text(f"DELETE FROM {STAGE_CONSENTS} WHERE external_id = ANY(:ids)"))
 _SET = ", ".join(f"{name} = coalesce(s.{name}, p.{name})" for name in PROFILE_COLUMNS)
 _UPDATE = text(
-    f"UPDATE profiles p SET {_SET}, traits = p.traits || s.traits::jsonb, updated_at = s.at "
+    f"UPDATE profiles p SET {_SET}, traits = p.traits || s.traits::jsonb, updated_at = :at "
     f"FROM {STAGE_PROFILES} s WHERE p.external_id = s.external_id")
 _RACED = ", ".join(f"{name} = coalesce(excluded.{name}, p.{name})"
                    for name in PROFILE_COLUMNS if name not in ("locale", "time_zone"))
-_INSERT = text(
-    f"INSERT INTO profiles AS p (external_id, {', '.join(PROFILE_COLUMNS)}, traits, created_at, updated_at) "
-    "SELECT s.external_id, s.email, s.phone, s.first_name, s.last_name, coalesce(s.locale, 'en'), "
-    "coalesce(s.time_zone, 'UTC'), s.traits::jsonb, s.at, s.at "
-    f"FROM {STAGE_PROFILES} s WHERE NOT EXISTS (SELECT 1 FROM profiles q WHERE q.external_id = s.external_id) "
-    f"ON CONFLICT (external_id) DO UPDATE SET {_RACED}, traits = p.traits || excluded.traits, "
-    "updated_at = excluded.updated_at RETURNING (xmax = 0)")
+_NEW_ONLY = f"FROM {STAGE_PROFILES} s WHERE NOT EXISTS (SELECT 1 FROM profiles q WHERE q.external_id = s.external_id)"
+
+
+def _insert(source: str) -> TextClause:
+    """Create the profiles of the staged rows in `source` (FROM ...) and count them; a profile
+    another transaction created meanwhile gets the row as _RACED says."""
+    return text(
+        "WITH written AS ("
+        f"INSERT INTO profiles AS p (external_id, {', '.join(PROFILE_COLUMNS)}, traits, created_at, updated_at) "
+        "SELECT s.external_id, s.email, s.phone, s.first_name, s.last_name, coalesce(s.locale, 'en'), "
+        f"coalesce(s.time_zone, 'UTC'), s.traits::jsonb, CAST(:at AS timestamptz), CAST(:at AS timestamptz) {source} "
+        f"ON CONFLICT (external_id) DO UPDATE SET {_RACED}, traits = p.traits || excluded.traits, "
+        "updated_at = excluded.updated_at RETURNING (xmax = 0) AS created) "
+        "SELECT count(*) FILTER (WHERE created) FROM written")
+
+
+_INSERT, _INSERT_ALL = _insert(_NEW_ONLY), _insert(f"FROM {STAGE_PROFILES} s")
+# Whether any staged row names a stored profile: when none does (a first import), the batch is
+# only inserted, and the cap check and the UPDATE, which would probe profiles for each row
+# again, are left out.
+_ANY_STORED = text(f"SELECT EXISTS (SELECT 1 FROM {STAGE_PROFILES} s JOIN profiles p USING (external_id))")
 _CONSENTS = text(
     "INSERT INTO consents (profile_id, channel, state, source, updated_at) "
-    f"SELECT p.id, c.channel, c.state, c.source, c.at FROM {STAGE_CONSENTS} c JOIN profiles p USING (external_id) "
+    "SELECT p.id, c.channel, c.state, c.source, CAST(:at AS timestamptz) "
+    f"FROM {STAGE_CONSENTS} c JOIN profiles p USING (external_id) "
     "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
     "updated_at = excluded.updated_at WHERE consents.state <> excluded.state")
+_EMPTY = text(f"TRUNCATE {STAGE_PROFILES}, {STAGE_CONSENTS}")
+
+
+@dataclass(frozen=True)
+class Merged:
+    """What merging one batch did: profiles created, and the rows left out because their traits
+    merged with the stored ones would pass the cap (external id -> line)."""
+
+    created: int
+    oversized: dict[str, int]
 
 
 class StagedImport:
@@ -75,30 +110,39 @@ class StagedImport:
         self._turn = asyncio.Lock()  # one statement at a time on the session's connection
 
     async def open(self) -> None:
-        for statement in _CREATE:
+        for statement in (*_PROBE, *_CREATE):
             await self._session.execute(text(statement))
 
-    async def stage(self, profiles: Sequence[ProfileIn], lines: dict[str, int], now: datetime) -> None:
-        """COPY a batch of validated rows (distinct external ids, each from its line) read at `now`."""
+    async def merge(self, rows: StagingRows, now: datetime, max_traits_bytes: int | None) -> Merged:
+        """Write a batch of staging rows (distinct external ids, none staged before) read at
+        `now` into profiles and consents, leaving out the rows whose traits would pass
+        `max_traits_bytes` once merged with the stored ones (a row whose own traits pass it is
+        refused as it is read: merging only adds keys)."""
         async with self._turn:
             connection = await self._driver()
-            await connection.copy_records_to_table(
-                STAGE_PROFILES, columns=_PROFILE_STAGE,
-                records=[_profile_record(p, now, lines[p.external_id]) for p in profiles])
-            consents = [(p.external_id, channel.value, c.state.value, c.source, now)
-                        for p in profiles for channel, c in p.consent.items()]
-            if consents:
-                await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=consents)
+            await connection.copy_records_to_table(STAGE_PROFILES, columns=_PROFILE_STAGE, records=rows.profiles)
+            if rows.consents:
+                await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=rows.consents)
+            await self._session.execute(_KEEP_LINES)
+            created, oversized = await self._write(now, max_traits_bytes)
+            if rows.consents:
+                await self._session.execute(_CONSENTS, {"at": now})
+            await self._session.execute(_EMPTY)
+        return Merged(created, oversized)
+
+    async def _write(self, now: datetime, max_traits_bytes: int | None) -> tuple[int, dict[str, int]]:
+        if not (await self._session.execute(_ANY_STORED)).scalar_one():
+            return int((await self._session.execute(_INSERT_ALL, {"at": now})).scalar_one()), {}
+        oversized = await self._drop_oversized(max_traits_bytes) if max_traits_bytes is not None else {}
+        await self._session.execute(_UPDATE, {"at": now})
+        return int((await self._session.execute(_INSERT, {"at": now})).scalar_one()), oversized
 
     async def lines_of(self, external_ids: Sequence[str]) -> dict[str, int]:
         """The lines of the staged rows naming any of `external_ids`."""
         async with self._turn:
             return dict((await self._session.execute(_LINES, {"ids": list(external_ids)})).all())
 
-    async def drop_oversized(self, limit: int) -> dict[str, int]:
-        """Take out the rows whose traits merged with the stored ones would pass `limit` bytes,
-        and return their external ids with their lines (a row whose own traits pass it is
-        refused as it is read: merging only adds keys)."""
+    async def _drop_oversized(self, limit: int) -> dict[str, int]:
         over = {ext: line for ext, line, staged, stored in await self._session.execute(_CANDIDATES, {"limit": limit})
                 if traits_size({**json.loads(stored), **json.loads(staged)}) > limit}
         if over:
@@ -106,20 +150,29 @@ class StagedImport:
                 await self._session.execute(statement, {"ids": list(over)})
         return over
 
-    async def merge(self) -> int:
-        """Write the staged rows into profiles and consents; how many profiles were created."""
-        await self._session.execute(_UPDATE)
-        created = sum(1 for (inserted,) in await self._session.execute(_INSERT) if inserted)
-        await self._session.execute(_CONSENTS)
-        return created
-
     async def _driver(self) -> Any:
         connection = await self._session.connection()
         raw = await connection.get_raw_connection()
         return raw.driver_connection
 
 
-def _profile_record(profile: ProfileIn, now: datetime, line: int) -> tuple[Any, ...]:
-    changes = profile.changes()
-    return (profile.external_id, *(changes.get(name) for name in PROFILE_COLUMNS),
-            json.dumps(profile.traits, ensure_ascii=False, separators=(",", ":")), now, line)
+@dataclass(frozen=True)
+class StagingRows:
+    """A batch as COPY sends it, built before it is written (in the reading thread, while the
+    database merges the batch before)."""
+
+    profiles: list[tuple[Any, ...]]
+    consents: list[tuple[str, str, str, str]]
+
+
+def staging_rows(profiles: Sequence[ProfileIn], lines: dict[str, int]) -> StagingRows:
+    """The staging rows of validated profiles, each from its line."""
+    return StagingRows([_profile_record(p, lines[p.external_id]) for p in profiles],
+                       [(p.external_id, channel.value, c.state.value, c.source)
+                        for p in profiles for channel, c in p.consent.items()])
+
+
+def _profile_record(profile: ProfileIn, line: int) -> tuple[Any, ...]:
+    given = profile.model_fields_set  # the columns the row names, as `changes()` has them
+    return (profile.external_id, *[getattr(profile, name) if name in given else None for name in PROFILE_COLUMNS],
+            compact_json(profile.traits), line)

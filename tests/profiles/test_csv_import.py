@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import csv
+import gc
+from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.clock import FrozenClock
 from ecrm.errors import SpecError
+from ecrm.profiles.csv_import import _decoded, import_csv
 from ecrm.profiles.csv_import import count_rows as counted_rows
-from ecrm.profiles.csv_import import import_csv
 from ecrm.profiles.ingest import find_profile
 from ecrm.profiles.models import Consent, Profile
 from tests.conftest import T0
@@ -269,3 +273,31 @@ async def test_a_row_that_would_grow_traits_past_the_cap_is_rejected_and_the_pro
     async with sessions() as session:
         kept = await find_profile(session, "c-1")
         assert kept is not None and (kept.email, kept.traits) == ("a@example.com", {"note": "x" * 60})
+
+
+async def test_an_import_leaves_the_garbage_collector_as_it_found_it(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    """It collects less often while importing, and puts the thresholds back, even on failure."""
+    before = (gc.get_threshold(), gc.get_freeze_count())
+    await import_csv(sessions, _write(tmp_path, PEOPLE), clock)
+
+    def interrupted(rows: int) -> None:
+        assert gc.get_threshold()[0] >= 50_000
+        raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        await import_csv(sessions, _write(tmp_path, PEOPLE), clock, interrupted)
+    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+
+
+def _either(decode: Callable[[bytes], str], raw: bytes) -> str | None:
+    try:
+        return decode(raw)
+    except UnicodeDecodeError:
+        return None
+
+
+@given(st.one_of(st.binary(max_size=12), st.text(max_size=8).map(str.encode),
+                 st.text(max_size=8).map(lambda text: ("\ufeff" + text).encode())))
+def test_a_line_is_decoded_as_the_utf8_sig_codec_decodes_it(raw: bytes) -> None:
+    assert _either(_decoded, raw) == _either(lambda line: line.decode("utf-8-sig"), raw)

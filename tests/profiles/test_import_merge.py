@@ -6,7 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -21,8 +23,9 @@ CSV = ("external_id,email,consent_email,consent_sms,tier\n"
        "c-2,b@example.com,,yes,\n")
 
 
+@pytest.mark.parametrize("batch_size", [None, 1])
 async def test_an_import_merges_into_stored_profiles_as_the_batch_path_does(
-        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock, batch_size: int | None) -> None:
     async with sessions.begin() as session:
         await upsert_profile(session, ProfileIn.model_validate(
             {"external_id": "c-1", "email": "a@example.com", "locale": "th", "time_zone": "Asia/Bangkok",
@@ -30,7 +33,7 @@ async def test_an_import_merges_into_stored_profiles_as_the_batch_path_does(
     clock.advance(timedelta(days=1))
     path = tmp_path / "people.csv"
     path.write_text(CSV, encoding="utf-8")
-    report = await import_csv(sessions, path, clock)
+    report = await import_csv(sessions, path, clock, batch_size=batch_size)
     assert (report.imported, report.created, report.skipped) == (2, 1, 0)
     later = T0 + timedelta(days=1)
     async with sessions() as session:
@@ -71,3 +74,43 @@ async def test_a_row_repeating_one_read_batches_earlier_is_refused_naming_the_fi
         notes: dict[str, str] = dict((await session.execute(
             select(Profile.external_id, Profile.traits["note"].as_string()))).all())
     assert notes == {"c-1": "a", "c-2": "b", "c-3": "c", "c-4": "d", "c-5": "e", "c-6": "f", "c-7": "g"}
+
+
+async def test_a_row_over_the_cap_only_with_the_stored_traits_is_refused_and_a_repeat_names_its_line(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    async with sessions.begin() as session:
+        await upsert_profile(session, ProfileIn(external_id="c-1", traits={"note": "x" * 60}), T0)
+    path = tmp_path / "people.csv"
+    path.write_text("external_id,other\n"
+                    f"c-1,{'y' * 60}\n"  # 60 + 60 bytes once merged: over 100
+                    "c-2,b\nc-3,c\nc-4,d\n"
+                    "c-1,small\n", encoding="utf-8")
+    report = await import_csv(sessions, path, clock, batch_size=2, max_traits_bytes=100)
+    assert (report.imported, report.created, report.skipped) == (3, 3, 2)
+    assert report.errors == [
+        f"{path}:2: the profile's traits would take more than 100 bytes (api.max_traits_bytes); it was left as it was",
+        f"{path}:6 external_id: 'c-1' is already on line 2; only the first row is imported "
+        "(merge the rows, or import this one on its own)",
+    ]
+    async with sessions() as session:
+        traits: dict[str, Any] = dict((await session.execute(select(Profile.external_id, Profile.traits))).all())
+    assert traits == {"c-1": {"note": "x" * 60}, "c-2": {"other": "b"}, "c-3": {"other": "c"}, "c-4": {"other": "d"}}
+
+
+async def test_an_import_that_fails_half_way_stores_nothing_on_postgresql(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    """PostgreSQL merges batch by batch in one transaction; SQLite commits each batch."""
+    path = tmp_path / "people.csv"
+    path.write_text("external_id,consent_email\n" + "".join(f"c-{i},yes\n" for i in range(6)), encoding="utf-8")
+
+    def progress(rows: int) -> None:
+        if rows == 4:
+            raise RuntimeError("interrupted")
+
+    with pytest.raises(RuntimeError, match="interrupted"):
+        await import_csv(sessions, path, clock, progress, batch_size=2)
+    async with sessions() as session:
+        stored = sorted(await session.scalars(select(Profile.external_id)))
+        consents = len(list(await session.scalars(select(Consent.id))))
+        postgresql = session.get_bind().dialect.name == "postgresql"
+    assert (stored, consents) == (([], 0) if postgresql else (["c-0", "c-1", "c-2", "c-3"], 4))
