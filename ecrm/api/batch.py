@@ -3,8 +3,9 @@
 The body is `{"items": [...]}` with at most `MAX_ITEMS` items (more: 413) in at most
 `api.max_batch_bytes` (16 MiB; 413 beyond) rather than the single routes' limit. Each item is
 validated on its own by the single route's model; the valid ones are stored together in one
-transaction and a few statements (`profiles.ingest.upsert_profile_batch`, `profiles.bulk`,
-`orders.bulk`), and the answer (200) lists every refused item by index and field. A retried
+transaction and a few statements (`profiles.ingest.upsert_profile_batch`; `profiles.bulk` through the
+app's writers, on asyncpg with PostgreSQL; `orders.bulk`), and the answer (200) lists every
+refused item by index and field. A retried
 batch stores nothing twice: profiles and orders upsert by their ids, events by their client `id`.
 """
 
@@ -16,12 +17,11 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from ecrm.api.body import read_json
-from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
+from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS, WRITERS
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.orders.bulk import OWNER_CONFLICT, upsert_orders
 from ecrm.orders.ingest import OrderIn
-from ecrm.profiles.bulk import record_events
 from ecrm.profiles.ingest import EventIn, ProfileIn, input_errors, upsert_profile_batch
 
 routes = web.RouteTableDef()
@@ -109,8 +109,7 @@ async def post_profiles(request: web.Request) -> web.Response:
 async def post_events(request: web.Request) -> web.Response:
     items = await _items(request)
     valid, errors = _validate(items, EventIn)
-    async with request.app[SESSIONS].begin() as session:
-        counts = await record_events(session, [event for _, event in valid], request.app[CLOCK].now())
+    counts = await request.app[WRITERS].batch_events([event for _, event in valid], request.app[CLOCK].now())
     return _answer(BatchOut(received=len(items), stored=len(valid), created=counts.stored,
                             duplicates=counts.duplicates, errors=errors))
 
