@@ -23,6 +23,7 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from ecrm.errors import ApiError
+from ecrm.profiles.ingest import PLAIN_JSON
 
 M = TypeVar("M", bound=BaseModel)
 MAX_DEPTH = 32  # objects and arrays inside one another, counting the body itself
@@ -30,6 +31,7 @@ MAX_DEPTH = 32  # objects and arrays inside one another, counting the body itsel
 _SHAPE = bytes(48 if 48 <= b <= 57 else 123 if b in b"{[" else 32 for b in range(256))
 _LONG_NUMBER = b"0" * 19
 _CONTAINERS = (dict, list)
+_PLAIN = {PLAIN_JSON: True}
 
 
 def _refuse_constant(name: str) -> Any:
@@ -40,17 +42,29 @@ async def read_json(request: web.Request, exact_numbers: bool = False, max_bytes
     """The body as JSON; with `exact_numbers`, numbers with a fraction or exponent come as
     Decimal rather than float (money: 12345678901234.5678 keeps every digit). `max_bytes`
     replaces the app's body limit (the batch routes take more)."""
+    return parse_json(await _read_body(request, max_bytes), exact_numbers)[0]
+
+
+async def read_document(request: web.Request, max_bytes: int | None = None) -> tuple[Any, dict[str, Any] | None]:
+    """`read_json`, and the validation context the document allows: `PLAIN_JSON` when orjson
+    read it and it holds no escaped NUL, so a JSON object field need not be serialized to check."""
+    raw = await _read_body(request, max_bytes)
+    document, parsed_by_orjson = parse_json(raw)
+    return document, _PLAIN if parsed_by_orjson and b"\\u0000" not in raw else None
+
+
+async def _read_body(request: web.Request, max_bytes: int | None) -> bytes:
     _check_charset(request.charset)
     try:
-        raw = await (request.read() if max_bytes is None else _read_up_to(request, max_bytes))
+        return await (request.read() if max_bytes is None else _read_up_to(request, max_bytes))
     except web.HTTPRequestEntityTooLarge as exc:
         limit = max_bytes or request.client_max_size
         raise ApiError(413, f"the body is larger than the limit of {limit} bytes") from exc
-    return parse_json(raw, exact_numbers)
 
 
-def parse_json(raw: bytes, exact_numbers: bool = False) -> Any:
-    """A body's bytes as a checked JSON document (see the module's docstring)."""
+def parse_json(raw: bytes, exact_numbers: bool = False) -> tuple[Any, bool]:
+    """A body's bytes as a checked JSON document (see the module's docstring), and whether
+    orjson read it."""
     shape = raw.translate(_SHAPE)
     if not exact_numbers and _LONG_NUMBER not in shape:
         try:
@@ -60,7 +74,7 @@ def parse_json(raw: bytes, exact_numbers: bool = False) -> Any:
         else:
             if shape.count(b"{") >= MAX_DEPTH and _deeper_than_allowed(document):  # fewer brackets: not so deep
                 check_document(document)  # names the field
-            return document
+            return document, True
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -72,7 +86,7 @@ def parse_json(raw: bytes, exact_numbers: bool = False) -> Any:
     except ValueError as exc:
         raise ApiError(400, f"body is not valid JSON: {exc}") from exc
     check_document(document)
-    return document
+    return document, False
 
 
 async def _read_up_to(request: web.Request, limit: int) -> bytes:
@@ -144,4 +158,7 @@ def _name(path: tuple[str, ...]) -> str:
 
 async def read_model(request: web.Request, model: type[M], exact_numbers: bool = False) -> M:
     """The body as `model`; a pydantic ValidationError escapes for the error middleware."""
-    return model.model_validate(await read_json(request, exact_numbers))
+    if exact_numbers:
+        return model.model_validate(await read_json(request, exact_numbers))
+    document, context = await read_document(request)
+    return model.model_validate(document, context=context)

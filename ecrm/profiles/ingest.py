@@ -56,7 +56,12 @@ def no_nul(value: str) -> str:
     return value
 
 
-def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+PLAIN_JSON = "plain_json"  # validation context: the input came from a parser that leaves nothing to check here
+
+
+def _plain_json(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    if info.context is not None and info.context.get(PLAIN_JSON):  # parsed JSON without NaN, Infinity or NUL
+        return value
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
