@@ -14,7 +14,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.profiles.ingest import EventIn, EventWrites, store_events
+from ecrm.profiles.ingest import EventIn, store_events
 
 
 @dataclass(frozen=True)
@@ -23,11 +23,10 @@ class EventCounts:
     duplicates: int  # events whose client id the profile already had
 
 
-async def record_events(target: AsyncSession | EventWrites, events: Sequence[EventIn], now: datetime) -> EventCounts:
+async def record_events(session: AsyncSession, events: Sequence[EventIn], now: datetime) -> EventCounts:
     """Store `events` received at `now` in a few statements (`ingest.store_events`, the profiles
-    they need too, on a session or another client's statements); an event whose client id its
-    profile already has is skipped."""
+    they need too); an event whose client id its profile already has is skipped."""
     if not events:
         return EventCounts(0, 0)
-    _, stored = await store_events(target, [(event, now) for event in events])
+    _, stored = await store_events(session, [(event, now) for event in events])
     return EventCounts(stored, len(events) - stored)

@@ -24,7 +24,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
-from ecrm.profiles.bulk import EventCounts, record_events
+from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
     EventIn,
@@ -51,6 +51,17 @@ _EVENTS = (
     "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[]) "
     "WITH ORDINALITY AS u(profile_id, name, properties, occurred_at, received_at, client_id, n) ORDER BY u.n "
     "ON CONFLICT (profile_id, client_id) DO NOTHING RETURNING id, profile_id, client_id")
+# Events without client ids whose profiles all exist (the usual flush): one statement, or none
+# inserted when a profile is missing (then `store_events` creates it). The statement's one
+# snapshot serves the check and the join; ids ascend in the events' order, as `store_events`'.
+_KNOWN_EVENTS = (
+    "INSERT INTO events (profile_id, name, properties, occurred_at, received_at) "
+    "SELECT p.id, u.name, u.properties::jsonb, u.occurred_at, u.received_at "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY "
+    "AS u(external_id, name, properties, occurred_at, received_at, n) JOIN profiles AS p USING (external_id) "
+    "WHERE (SELECT count(*) FROM profiles WHERE external_id = ANY($1::text[])) "
+    "= (SELECT count(DISTINCT e) FROM unnest($1::text[]) AS e) "
+    "ORDER BY u.n RETURNING id, profile_id")
 
 _STORED_PROFILES = (
     "SELECT id, external_id, email, phone, first_name, last_name, locale, time_zone, traits::text AS traits, "
@@ -121,6 +132,15 @@ class PgEventWrites:
                                             list(columns[5]))
         return [tuple(row) for row in found]
 
+    async def insert_known(self, events: Sequence[tuple[EventIn, datetime]]) -> list[tuple[int, int]] | None:
+        """Events without client ids, in one statement: (event id, profile id) each, in order,
+        or None (nothing stored) when one of their profiles does not exist yet."""
+        found = await self.connection.fetch(
+            _KNOWN_EVENTS, [data.external_id for data, _ in events], [data.name for data, _ in events],
+            [json_text(data.properties) for data, _ in events], [data.occurred_at or now for data, now in events],
+            [now for _, now in events])
+        return sorted((event_id, profile_id) for event_id, profile_id in found) if found else None
+
     async def finish(self, committed: bool) -> None:
         """Commit (or roll back) the transaction a write started, if any."""
         if self.transaction is not None:
@@ -179,7 +199,8 @@ class PgIngest:
     async def store_events(self, events: Sequence[tuple[EventIn, datetime]]) -> tuple[list[tuple[int, int]], int]:
         """`ingest.store_events`, committed (in one transaction, or one statement: `PgEventWrites`)."""
         async with self._events() as writes:
-            return await store_events(writes, events)
+            known = await writes.insert_known(events) if all(data.id is None for data, _ in events) else None
+            return (known, len(known)) if known is not None else await store_events(writes, events)
 
     async def upsert_profiles_in_order(self, writes: Sequence[tuple[ProfileIn, datetime]], max_traits_bytes: int
                                        ) -> list[StoredProfile | TraitsOverCap]:
@@ -189,8 +210,10 @@ class PgIngest:
 
     async def record_events(self, events: Sequence[EventIn], now: datetime) -> EventCounts:
         """`bulk.record_events` (the batch route), committed as `store_events` is."""
-        async with self._events() as writes:
-            return await record_events(writes, events, now)
+        if not events:
+            return EventCounts(0, 0)
+        _, stored = await self.store_events([(event, now) for event in events])
+        return EventCounts(stored, len(events) - stored)
 
     @asynccontextmanager
     async def _events(self) -> AsyncIterator[PgEventWrites]:

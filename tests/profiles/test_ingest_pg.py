@@ -10,6 +10,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.profiles import ingest_pg
 from ecrm.profiles.ingest import EventIn, record_events, upsert_profiles_in_order
 from ecrm.profiles.ingest_pg import PgEventWrites, PgIngest
 from ecrm.profiles.models import Profile
@@ -82,3 +83,31 @@ async def test_events_whose_insert_fails_leave_no_bare_profile_behind(
     monkeypatch.undo()
     assert (await pg.store_events([(EventIn(external_id="c-new", name="page.viewed"), T0)]))[1] == 1
     assert await count_rows(sessions, Profile) == 1
+
+
+async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_stores(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual flush (no client ids, every profile stored) is `insert_known`'s one statement;
+    a flush naming a new profile stores nothing there and goes the long way."""
+    writes = [(EventIn(external_id=f"c-{n % 3}", name="page.viewed", properties={"n": n},
+                       occurred_at=T0 if n % 2 else None), T0 + timedelta(seconds=n)) for n in range(7)]
+    newcomer = [(EventIn(external_id="c-new", name="page.viewed"), T0), writes[0]]
+    async with sessions.begin() as session:
+        expected_ids = [await record_events(session, batch) for batch in (writes, writes, newcomer)]
+    expected = [row[1:] for row in await _events(sessions)]
+    await _wipe(sessions)
+
+    async def long_way(*_args: object) -> None:
+        raise AssertionError("every profile is stored: one statement")
+
+    got_ids = [(await pg.store_events(writes))[0]]
+    monkeypatch.setattr(ingest_pg, "store_events", long_way)
+    got_ids.append((await pg.store_events(writes))[0])
+    monkeypatch.undo()
+    got_ids.append((await pg.store_events(newcomer))[0])
+    got = await _events(sessions)
+    assert [row[1:] for row in got] == expected
+    ranks = sorted(event_id for batch in expected_ids for event_id, _ in batch)
+    assert [[got[ranks.index(event_id)][0] for event_id, _ in batch] for batch in expected_ids] == [
+        [event_id for event_id, _ in batch] for batch in got_ids]
+    assert await count_rows(sessions, Profile) == 4
