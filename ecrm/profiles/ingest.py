@@ -409,6 +409,7 @@ _State = tuple[dict[str, Any], _Consents]  # a profile's values and consents
 
 
 ClientKey = tuple[int, str]  # (profile id, the client's own event id)
+StoredConsent = tuple[int, str, str, str, datetime]  # profile id, channel, state, source, updated_at
 PENDING = -1  # a client key inserted by this call, its id not known yet
 
 
@@ -542,11 +543,9 @@ class ProfileWrites(Protocol):
     """The statements `upsert_profiles_in_order` runs: `SessionProfileWrites` (SQLAlchemy, either
     database) or `ingest_pg.PgProfileWrites` (a raw asyncpg connection)."""
 
-    async def stored_profiles(self, external_ids: Sequence[str]) -> list[dict[str, Any]]:
-        """The profiles' `id` and `_STATE_COLUMNS`, locked (FOR NO KEY UPDATE), by external id."""
-
-    async def stored_consents(self, profile_ids: Sequence[int]) -> list[tuple[int, str, str, str, datetime]]:
-        """(profile id, channel, state, source, updated_at) of the profiles' consents."""
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        """The profiles' `id` and `_STATE_COLUMNS`, locked (FOR NO KEY UPDATE), by external id,
+        and their consents."""
 
     async def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         """Insert rows (`_STATE_COLUMNS`) unless their external id exists; the ids of those inserted."""
@@ -562,19 +561,19 @@ class ProfileWrites(Protocol):
 class SessionProfileWrites:
     session: AsyncSession
 
-    async def stored_profiles(self, external_ids: Sequence[str]) -> list[dict[str, Any]]:
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
         await _lock_on_sqlite(self.session, external_ids)
         table = PROFILES.c
         stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
                 .where(_among_external_ids(self.session, external_ids)).order_by(table.external_id)
                 .with_for_update(key_share=True))  # FOR NO KEY UPDATE: events may still point at them
-        return [dict(row._mapping) for row in await self.session.execute(stmt)]
-
-    async def stored_consents(self, profile_ids: Sequence[int]) -> list[tuple[int, str, str, str, datetime]]:
-        stmt = select(Consent.profile_id, Consent.channel, Consent.state, Consent.source, Consent.updated_at).where(
-            among(self.session, Consent.profile_id, profile_ids))
-        rows = await self.session.execute(stmt)
-        return [(pid, channel, state, source, at) for pid, channel, state, source, at in rows]
+        profiles = [dict(row._mapping) for row in await self.session.execute(stmt)]
+        if not profiles:
+            return [], []
+        consents = select(Consent.profile_id, Consent.channel, Consent.state, Consent.source, Consent.updated_at)
+        rows = await self.session.execute(consents.where(among(self.session, Consent.profile_id,
+                                                               [row["id"] for row in profiles])))
+        return profiles, [(pid, channel, state, source, at) for pid, channel, state, source, at in rows]
 
     async def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         table = PROFILES.c
@@ -612,11 +611,11 @@ async def upsert_profiles_in_order(target: AsyncSession | ProfileWrites, writes:
 
 
 async def _stored_states(db: ProfileWrites, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
-    profiles = {row["external_id"]: (row.pop("id"), row) for row in await db.stored_profiles(external_ids)}
+    rows, stored_consents = await db.stored_profiles(external_ids)
+    profiles = {row["external_id"]: (row.pop("id"), row) for row in rows}
     consents: dict[int, _Consents] = {}
-    if profiles:
-        for pid, channel, state, source, at in await db.stored_consents([pid for pid, _ in profiles.values()]):
-            consents.setdefault(pid, {})[channel] = (state, source, at)
+    for pid, channel, state, source, at in stored_consents:
+        consents.setdefault(pid, {})[channel] = (state, source, at)
     return {ext: (pid, (values, consents.get(pid, {}))) for ext, (pid, values) in profiles.items()}
 
 

@@ -30,6 +30,7 @@ from ecrm.profiles.ingest import (
     EventIn,
     EventRow,
     ProfileIn,
+    StoredConsent,
     StoredProfile,
     TraitsOverCap,
     store_events,
@@ -63,12 +64,13 @@ _KNOWN_EVENTS = (
     "= (SELECT count(DISTINCT e) FROM unnest($1::text[]) AS e) "
     "ORDER BY u.n RETURNING id, profile_id")
 
-_STORED_PROFILES = (
-    "SELECT id, external_id, email, phone, first_name, last_name, locale, time_zone, traits::text AS traits, "
-    "created_at, updated_at FROM profiles WHERE external_id = ANY($1::text[]) ORDER BY external_id "
-    "FOR NO KEY UPDATE")  # events may still point at them
-_STORED_CONSENTS = ("SELECT profile_id, channel, state, source, updated_at FROM consents "
-                    "WHERE profile_id = ANY($1::bigint[])")
+_STORED_PROFILES = (  # with their consents, a row each (or one row of NULLs), in one round trip
+    "SELECT p.id, p.external_id, p.email, p.phone, p.first_name, p.last_name, p.locale, p.time_zone, "
+    "p.traits::text AS traits, p.created_at, p.updated_at, c.channel, c.state, c.source, c.updated_at AS consent_at "
+    "FROM profiles AS p LEFT OUTER JOIN consents AS c ON c.profile_id = p.id WHERE p.external_id = ANY($1::text[]) "
+    "ORDER BY p.external_id FOR NO KEY UPDATE OF p")  # events may still point at them
+_PROFILE_STATE = ("id", "external_id", "email", "phone", "first_name", "last_name", "locale", "time_zone", "traits",
+                  "created_at", "updated_at")
 _INSERT_PROFILES = (
     "INSERT INTO profiles (external_id, email, phone, first_name, last_name, locale, time_zone, traits, created_at, "
     "updated_at) SELECT u.external_id, u.email, u.phone, u.first_name, u.last_name, u.locale, u.time_zone, "
@@ -152,14 +154,16 @@ class PgEventWrites:
 class PgProfileWrites:
     connection: asyncpg.Connection
 
-    async def stored_profiles(self, external_ids: Sequence[str]) -> list[dict[str, Any]]:
-        rows = [dict(row) for row in await self.connection.fetch(_STORED_PROFILES, list(external_ids))]
-        for row in rows:
-            row["traits"] = jsontext.loads(row["traits"])
-        return rows
-
-    async def stored_consents(self, profile_ids: Sequence[int]) -> list[tuple[int, str, str, str, datetime]]:
-        return [tuple(row) for row in await self.connection.fetch(_STORED_CONSENTS, list(profile_ids))]
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        profiles: dict[int, dict[str, Any]] = {}
+        consents = []
+        for row in await self.connection.fetch(_STORED_PROFILES, list(external_ids)):
+            if row["id"] not in profiles:
+                profiles[row["id"]] = {name: row[name] for name in _PROFILE_STATE}
+                profiles[row["id"]]["traits"] = jsontext.loads(row["traits"])
+            if row["channel"] is not None:
+                consents.append((row["id"], row["channel"], row["state"], row["source"], row["consent_at"]))
+        return list(profiles.values()), consents
 
     async def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
         return dict(await self.connection.fetch(_INSERT_PROFILES, *_columns(rows)))
