@@ -24,6 +24,7 @@ import orjson
 from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
+from ecrm.lru import LruCache
 from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
@@ -37,6 +38,7 @@ from ecrm.profiles.ingest import (
     upsert_profiles_in_order,
 )
 
+SEEN = 50_000  # external ids remembered per process as having a profile (a hint for `insert_known`)
 POOL_SIZE = 10  # group-commit flushes (a few per writer) and batch requests, each holding a connection briefly
 
 _PROFILE_IDS = "SELECT external_id, id FROM profiles WHERE external_id = ANY($1::text[])"
@@ -194,6 +196,7 @@ class PgIngest:
     def __init__(self, database_url: str, pool_size: int = POOL_SIZE) -> None:
         self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
         self._pool_size = pool_size
+        self._seen: LruCache[str, bool] = LruCache(SEEN)  # external ids events were stored for
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()
 
@@ -203,10 +206,17 @@ class PgIngest:
             yield connection
 
     async def store_events(self, events: Sequence[tuple[EventIn, datetime]]) -> tuple[list[tuple[int, int]], int]:
-        """`ingest.store_events`, committed (in one transaction, or one statement: `PgEventWrites`)."""
+        """`ingest.store_events`, committed (in one transaction, or one statement: `PgEventWrites`).
+        The one-statement try is made when this process stored events for every profile named
+        before (a hint: the statement checks), so a flush with a newcomer costs no wasted try."""
         async with self._events() as writes:
-            known = await writes.insert_known(events) if all(data.id is None for data, _ in events) else None
-            return (known, len(known)) if known is not None else await store_events(writes, events)
+            known = None
+            if all(data.id is None and self._seen.get(data.external_id) for data, _ in events):
+                known = await writes.insert_known(events)
+            stored = (known, len(known)) if known is not None else await store_events(writes, events)
+        for data, _ in events:
+            self._seen.put(data.external_id, True)
+        return stored
 
     async def upsert_profiles_in_order(self, writes: Sequence[tuple[ProfileIn, datetime]], max_traits_bytes: int
                                        ) -> list[StoredProfile | TraitsOverCap]:

@@ -11,7 +11,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.profiles import ingest_pg
-from ecrm.profiles.ingest import EventIn, record_events, upsert_profiles_in_order
+from ecrm.profiles.erase import erase_profile
+from ecrm.profiles.ingest import EventIn, find_profile, record_events, upsert_profiles_in_order
 from ecrm.profiles.ingest_pg import PgEventWrites, PgIngest
 from ecrm.profiles.models import Profile
 from tests.conftest import T0
@@ -100,7 +101,7 @@ async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_s
     async def long_way(*_args: object) -> None:
         raise AssertionError("every profile is stored: one statement")
 
-    got_ids = [(await pg.store_events(writes))[0]]
+    got_ids = [(await pg.store_events(writes))[0]]  # new profiles: the long way, no one-statement try
     monkeypatch.setattr(ingest_pg, "store_events", long_way)
     got_ids.append((await pg.store_events(writes))[0])
     monkeypatch.undo()
@@ -110,4 +111,11 @@ async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_s
     ranks = sorted(event_id for batch in expected_ids for event_id, _ in batch)
     assert [[got[ranks.index(event_id)][0] for event_id, _ in batch] for batch in expected_ids] == [
         [event_id for event_id, _ in batch] for batch in got_ids]
+    assert await count_rows(sessions, Profile) == 4
+    async with sessions.begin() as session:  # erased since: the hint is wrong, the statement's check is not
+        erased = await find_profile(session, "c-1")
+        assert erased is not None
+        await erase_profile(session, erased.id)
+    [(_, recreated)], stored = await pg.store_events([(EventIn(external_id="c-1", name="page.viewed"), T0)])
+    assert stored == 1 and recreated != erased.id
     assert await count_rows(sessions, Profile) == 4
