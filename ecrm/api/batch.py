@@ -3,10 +3,9 @@
 The body is `{"items": [...]}` with at most `MAX_ITEMS` items (more: 413) in at most
 `api.max_batch_bytes` (16 MiB; 413 beyond) rather than the single routes' limit. Each item is
 validated on its own by the single route's model; the valid ones are stored together in one
-transaction and a few statements (`profiles.ingest.upsert_profile_batch`; `profiles.bulk` through the
-app's writers, on asyncpg with PostgreSQL; `orders.bulk`), and the answer (200) lists every
-refused item by index and field. A retried
-batch stores nothing twice: profiles and orders upsert by their ids, events by their client `id`.
+transaction and a few statements (`profiles.ingest.upsert_profile_batch`, `profiles.bulk` through
+the app's writers, `orders.bulk`), and the answer (200) lists every refused item by index and
+field. A retried batch stores nothing twice: profiles and orders upsert by their ids, events by their client `id`.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """The API's ingest writes on a raw asyncpg pool, for PostgreSQL: `store_events` (single events
-group-committed, and the batch route) and `upsert_profiles_in_order` (single profile upserts
+group-committed) and `upsert_profiles_in_order` (single profile upserts
 group-committed) without SQLAlchemy's execution layer.
 
 A small transaction through SQLAlchemy's async engine costs the client about three times what
@@ -25,7 +25,6 @@ from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
 from ecrm.lru import LruCache
-from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
     EventIn,
@@ -223,13 +222,6 @@ class PgIngest:
         """`ingest.upsert_profiles_in_order` in one transaction of its own."""
         async with self.transaction() as connection:
             return await upsert_profiles_in_order(PgProfileWrites(connection), writes, max_traits_bytes)
-
-    async def record_events(self, events: Sequence[EventIn], now: datetime) -> EventCounts:
-        """`bulk.record_events` (the batch route), committed as `store_events` is."""
-        if not events:
-            return EventCounts(0, 0)
-        _, stored = await self.store_events([(event, now) for event in events])
-        return EventCounts(stored, len(events) - stored)
 
     @asynccontextmanager
     async def _events(self) -> AsyncIterator[PgEventWrites]:
