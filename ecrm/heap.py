@@ -1,4 +1,4 @@
-"""Garbage collection for long-running send processes (`ecrm worker`, an in-process launch).
+"""Garbage collection for long-running processes (`ecrm worker`, an in-process launch, `ecrm serve`).
 
 CPython's full collections scan every tracked object. A worker's heap is mostly what start-up
 loaded (SQLAlchemy, Babel, Jinja, arq...), which lives as long as the process, while a batch in

@@ -37,6 +37,7 @@ from ecrm.api.segment_refresh import segment_refresh
 from ecrm.api.writers import IngestWriters
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
+from ecrm.profiles.ingest_pg import PgIngest
 from ecrm.settings import Settings
 
 ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.routes, unsubscribe.routes,
@@ -66,7 +67,9 @@ async def _database(app: web.Application) -> AsyncIterator[None]:
     app[ENGINE] = engine
     app[SESSIONS] = session_factory(engine)
     app[API_KEYS] = ApiKeyCache(app[SESSIONS])
-    app[WRITERS] = IngestWriters(app[SESSIONS], app[SETTINGS].api.max_traits_bytes)
+    url = app[SETTINGS].database_url
+    app[WRITERS] = IngestWriters(app[SESSIONS], app[SETTINGS].api.max_traits_bytes,
+                                 PgIngest(url) if url.startswith("postgresql") else None)
     health.schema_head()  # read the migrations once, before any request
     yield
     await app[WRITERS].close()

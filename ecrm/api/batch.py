@@ -3,9 +3,9 @@
 The body is `{"items": [...]}` with at most `MAX_ITEMS` items (more: 413) in at most
 `api.max_batch_bytes` (16 MiB; 413 beyond) rather than the single routes' limit. Each item is
 validated on its own by the single route's model; the valid ones are stored together in one
-transaction and a few statements (`profiles.ingest.upsert_profile_batch`, `profiles.bulk`,
-`orders.bulk`), and the answer (200) lists every refused item by index and field. A retried
-batch stores nothing twice: profiles and orders upsert by their ids, events by their client `id`.
+transaction and a few statements (`profiles.ingest.upsert_profile_batch`, `profiles.bulk` through
+the app's writers, `orders.bulk`), and the answer (200) lists every refused item by index and
+field. A retried batch stores nothing twice: profiles and orders upsert by their ids, events by their client `id`.
 """
 
 from __future__ import annotations
@@ -15,13 +15,12 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
-from ecrm.api.body import read_json
-from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS
+from ecrm.api.body import read_document, read_json
+from ecrm.api.keys import CLOCK, SESSIONS, SETTINGS, WRITERS
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.errors import ApiError
 from ecrm.orders.bulk import OWNER_CONFLICT, upsert_orders
 from ecrm.orders.ingest import OrderIn
-from ecrm.profiles.bulk import record_events
 from ecrm.profiles.ingest import EventIn, ProfileIn, input_errors, upsert_profile_batch
 
 routes = web.RouteTableDef()
@@ -61,22 +60,28 @@ class OrderBatchIn(BaseModel):
 _ANSWERS: dict[int, type[BaseModel] | None] = {200: BatchOut, 400: ErrorOut, 413: ErrorOut, 422: ErrorOut}
 
 
-async def _items(request: web.Request, exact_numbers: bool = False) -> list[Any]:
-    document = await read_json(request, exact_numbers, request.app[SETTINGS].api.max_batch_bytes)
+async def _items(request: web.Request, exact_numbers: bool = False) -> tuple[list[Any], dict[str, Any] | None]:
+    """The items, and the validation context their document allows (`body.read_document`)."""
+    limit = request.app[SETTINGS].api.max_batch_bytes
+    if exact_numbers:
+        document, context = await read_json(request, exact_numbers, limit), None
+    else:
+        document, context = await read_document(request, limit)
     if not isinstance(document, dict) or set(document) != {"items"} or not isinstance(document["items"], list):
         raise ApiError(422, 'the body must be {"items": [...]}, a list of the items', field="items")
     items: list[Any] = document["items"]
     if len(items) > MAX_ITEMS:
         raise ApiError(413, f"the batch has {len(items)} items, more than {MAX_ITEMS}; split it", field="items")
-    return items
+    return items, context
 
 
-def _validate(items: list[Any], model: type[M]) -> tuple[list[tuple[int, M]], list[ItemError]]:
+def _validate(items: list[Any], model: type[M], context: dict[str, Any] | None = None
+              ) -> tuple[list[tuple[int, M]], list[ItemError]]:
     """The valid items with their indexes, and every problem of the others."""
     valid, errors = [], []
     for index, item in enumerate(items):
         try:
-            valid.append((index, model.model_validate(item)))
+            valid.append((index, model.model_validate(item, context=context)))
         except ValidationError as exc:
             errors += [ItemError(index=index, field=e.field or "(item)", message=e.message) for e in input_errors(exc)]
     return valid, errors
@@ -90,8 +95,8 @@ def _answer(out: BatchOut) -> web.Response:
 @routes.post("/v1/profiles:batch")
 @operation("Upsert up to 1,000 profiles by external_id", ProfileBatchIn, _ANSWERS)
 async def post_profiles(request: web.Request) -> web.Response:
-    items = await _items(request)
-    valid, errors = _validate(items, ProfileIn)
+    items, context = await _items(request)
+    valid, errors = _validate(items, ProfileIn, context)
     limit = request.app[SETTINGS].api.max_traits_bytes
     async with request.app[SESSIONS].begin() as session:
         counts = await upsert_profile_batch(session, [row for _, row in valid], request.app[CLOCK].now(), limit)
@@ -107,10 +112,9 @@ async def post_profiles(request: web.Request) -> web.Response:
 @routes.post("/v1/events:batch")
 @operation("Record up to 1,000 events; an event's client id is stored once per profile", EventBatchIn, _ANSWERS)
 async def post_events(request: web.Request) -> web.Response:
-    items = await _items(request)
-    valid, errors = _validate(items, EventIn)
-    async with request.app[SESSIONS].begin() as session:
-        counts = await record_events(session, [event for _, event in valid], request.app[CLOCK].now())
+    items, context = await _items(request)
+    valid, errors = _validate(items, EventIn, context)
+    counts = await request.app[WRITERS].batch_events([event for _, event in valid], request.app[CLOCK].now())
     return _answer(BatchOut(received=len(items), stored=len(valid), created=counts.stored,
                             duplicates=counts.duplicates, errors=errors))
 
@@ -118,7 +122,7 @@ async def post_events(request: web.Request) -> web.Response:
 @routes.post("/v1/orders:batch")
 @operation("Upsert up to 1,000 orders by the shop's order_id", OrderBatchIn, _ANSWERS)
 async def post_orders(request: web.Request) -> web.Response:
-    items = await _items(request, exact_numbers=True)
+    items, _ = await _items(request, exact_numbers=True)
     valid, errors = _validate(items, OrderIn)
     async with request.app[SESSIONS].begin() as session:
         results = await upsert_orders(session, [order for _, order in valid], request.app[CLOCK].now())

@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TextIO
 
-from ecrm import loop
+from ecrm import heap, loop
 from ecrm.clock import SYSTEM_CLOCK
 from ecrm.errors import EcrmError
 from ecrm.metrics import MULTIPROC_ENV
@@ -41,11 +41,18 @@ def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False,
     from ecrm.api.app import create_app
 
     loop.use_fast_loop()
+    app = create_app(settings, SYSTEM_CLOCK)
+    app.on_startup.append(_settle_heap)  # last: after the database, the writers and the API document
     try:
-        web.run_app(create_app(settings, SYSTEM_CLOCK), host=host, port=port, reuse_port=reuse_port or None,
-                    print=None if quiet else print)
+        web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, print=None if quiet else print)
     except OSError as exc:
         raise EcrmError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+
+
+async def _settle_heap(_app: object) -> None:
+    """What start-up loaded lives as long as the process; requests' objects die young
+    (`ecrm.heap`: full collections otherwise rescan the whole start-up heap)."""
+    heap.settle()
 
 
 class _Stop(Exception):

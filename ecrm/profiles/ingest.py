@@ -16,7 +16,7 @@ import re
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
-from typing import Annotated, Any, cast
+from typing import Annotated, Any, Protocol, cast
 from zoneinfo import ZoneInfo
 
 import email_validator
@@ -57,7 +57,12 @@ def no_nul(value: str) -> str:
     return value
 
 
-def _plain_json(value: dict[str, Any]) -> dict[str, Any]:
+PLAIN_JSON = "plain_json"  # validation context: the input came from a parser that leaves nothing to check here
+
+
+def _plain_json(value: dict[str, Any], info: ValidationInfo) -> dict[str, Any]:
+    if info.context is not None and info.context.get(PLAIN_JSON):  # parsed JSON without NaN, Infinity or NUL
+        return value
     try:
         text = json.dumps(value, allow_nan=False)
     except (TypeError, ValueError):
@@ -460,6 +465,7 @@ _State = tuple[dict[str, Any], _Consents]  # a profile's values and consents
 
 
 ClientKey = tuple[int, str]  # (profile id, the client's own event id)
+StoredConsent = tuple[int, str, str, str, datetime]  # profile id, channel, state, source, updated_at
 PENDING = -1  # a client key inserted by this call, its id not known yet
 
 
@@ -470,18 +476,74 @@ async def record_events(session: AsyncSession, events: Sequence[tuple[EventIn, d
     return (await store_events(session, events))[0]
 
 
-async def store_events(session: AsyncSession, events: Sequence[tuple[EventIn, datetime]]
+class EventWrites(Protocol):
+    """The statements `store_events` runs: `SessionWrites` (SQLAlchemy, either database) or
+    `ingest_pg.PgEventWrites` (a raw asyncpg connection, the API's PostgreSQL path)."""
+
+    async def profile_ids(self, external_ids: Sequence[str]) -> dict[str, int]: ...
+
+    async def insert_bare_profiles(self, first_seen: dict[str, datetime]) -> dict[str, int]:
+        """A bare profile per external id (sorted), at its time, unless one exists; the ids created."""
+
+    async def client_events(self, profile_ids: Sequence[int], client_ids: Sequence[str]
+                            ) -> list[tuple[int, str, int]]:
+        """(profile id, client id, event id) of stored events among both lists."""
+
+    async def insert_events(self, rows: Sequence[EventRow]) -> list[tuple[int, int, str | None]]:
+        """Insert rows in order, skipping a client id its profile has; (id, profile id, client id) stored."""
+
+
+EventRow = tuple[int, str, dict[str, Any], datetime, datetime, str | None]
+
+
+@dataclass(frozen=True)
+class SessionWrites:
+    session: AsyncSession
+
+    async def profile_ids(self, external_ids: Sequence[str]) -> dict[str, int]:
+        return await profile_ids(self.session, external_ids)
+
+    async def insert_bare_profiles(self, first_seen: dict[str, datetime]) -> dict[str, int]:
+        if arrays.is_postgresql(self.session):
+            return await arrays.insert_bare_profiles(self.session, first_seen)
+        rows = [{"external_id": ext, "locale": "en", "time_zone": "UTC", "traits": {},
+                 "created_at": at, "updated_at": at} for ext, at in first_seen.items()]
+        stmt = dialect_insert(self.session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
+        table = PROFILES.c
+        return dict((await self.session.execute(stmt.returning(table.external_id, table.id), rows)).all())
+
+    async def client_events(self, profile_ids: Sequence[int], client_ids: Sequence[str]
+                            ) -> list[tuple[int, str, int]]:
+        table = EVENTS.c
+        stmt = select(table.profile_id, table.client_id, table.id).where(
+            among(self.session, table.profile_id, profile_ids), table.client_id.in_(client_ids))
+        return [(pid, cid, eid) for pid, cid, eid in await self.session.execute(stmt)]
+
+    async def insert_events(self, rows: Sequence[EventRow]) -> list[tuple[int, int, str | None]]:
+        if arrays.is_postgresql(self.session):
+            return await arrays.insert_events(self.session, rows)
+        table = EVENTS.c
+        values = [{"profile_id": r[0], "name": r[1], "properties": r[2], "occurred_at": r[3], "received_at": r[4],
+                   "client_id": r[5]} for r in rows]
+        stmt = dialect_insert(self.session, EVENTS).on_conflict_do_nothing(index_elements=["profile_id", "client_id"])
+        result = await self.session.execute(stmt.returning(table.id, table.profile_id, table.client_id), values)
+        return [(eid, pid, cid) for eid, pid, cid in result]
+
+
+async def store_events(target: AsyncSession | EventWrites, events: Sequence[tuple[EventIn, datetime]]
                        ) -> tuple[list[tuple[int, int]], int]:
     """`record_events`, and how many events were stored (the others had been already). Unknown
     external ids get a bare profile each, created at the `now` of its first event. An event
     whose client `id` its profile has already (stored before, or earlier in `events`) is not
-    stored again: its id is the stored event's."""
+    stored again: its id is the stored event's. `target` is a session, or the statements of
+    another client (within the caller's transaction either way)."""
+    writes = SessionWrites(target) if isinstance(target, AsyncSession) else target
     first_seen: dict[str, datetime] = {}
     for data, now in events:
         first_seen.setdefault(data.external_id, now)
-    ids = await ensure_profiles(session, first_seen)
+    ids = await _ensure_profiles(writes, first_seen)
     keys = [(ids[data.external_id], data.id) if data.id is not None else None for data, _ in events]
-    known = await _client_events(session, [key for key in keys if key is not None])
+    known = await _client_events(writes, [key for key in keys if key is not None])
     fresh = []  # the events to insert: no client id, or the first time their client id is seen
     for index, key in enumerate(keys):
         if key is None or key not in known:
@@ -490,108 +552,127 @@ async def store_events(session: AsyncSession, events: Sequence[tuple[EventIn, da
                 known[key] = PENDING
     rows = [(ids[events[i][0].external_id], events[i][0].name, events[i][0].properties,
              events[i][0].occurred_at or events[i][1], events[i][1], events[i][0].id) for i in fresh]
-    inserted = await _insert_events(session, rows)
+    inserted = await _insert_events(writes, rows)
     plain = iter(event_id for event_id, key in inserted if key is None)
     known |= {key: event_id for event_id, key in inserted if key is not None}
     raced = [key for key, event_id in known.items() if event_id == PENDING]  # stored by another transaction since
-    known |= await _client_events(session, raced) if raced else {}
+    known |= await _client_events(writes, raced) if raced else {}
     return [(known[key] if key is not None else next(plain), ids[data.external_id])
             for key, (data, _) in zip(keys, events, strict=True)], len(inserted)
 
 
-async def _client_events(session: AsyncSession, keys: Sequence[ClientKey]) -> dict[ClientKey, int]:
+async def _client_events(writes: EventWrites, keys: Sequence[ClientKey]) -> dict[ClientKey, int]:
     if not keys:
         return {}
-    table = EVENTS.c
-    profiles = sorted({profile_id for profile_id, _ in keys})
-    stmt = select(table.profile_id, table.client_id, table.id).where(
-        among(session, table.profile_id, profiles), table.client_id.in_(sorted({c for _, c in keys})))
+    found = await writes.client_events(sorted({profile_id for profile_id, _ in keys}), sorted({c for _, c in keys}))
     wanted = set(keys)
-    return {(pid, cid): eid for pid, cid, eid in await session.execute(stmt) if (pid, cid) in wanted}
+    return {(pid, cid): eid for pid, cid, eid in found if (pid, cid) in wanted}
 
 
-async def _insert_events(session: AsyncSession, rows: Sequence[tuple[int, str, dict[str, Any], datetime, datetime,
-                                                                   str | None]]) -> list[tuple[int, ClientKey | None]]:
+async def _insert_events(writes: EventWrites, rows: Sequence[EventRow]) -> list[tuple[int, ClientKey | None]]:
     """Insert rows, in order, skipping a client id its profile has by now; (id, client key) of
     each stored row in id order (ids ascend in insertion order)."""
     if not rows:
         return []
-    if arrays.is_postgresql(session):
-        stored = await arrays.insert_events(session, rows)
-    else:
-        table = EVENTS.c
-        values = [{"profile_id": r[0], "name": r[1], "properties": r[2], "occurred_at": r[3], "received_at": r[4],
-                   "client_id": r[5]} for r in rows]
-        stmt = dialect_insert(session, EVENTS).on_conflict_do_nothing(index_elements=["profile_id", "client_id"])
-        result = await session.execute(stmt.returning(table.id, table.profile_id, table.client_id), values)
-        stored = [(eid, pid, cid) for eid, pid, cid in result]
+    stored = await writes.insert_events(rows)
     return [(eid, (pid, cid) if cid is not None else None) for eid, pid, cid in sorted(stored)]
 
 
 async def ensure_profiles(session: AsyncSession, first_seen: dict[str, datetime]) -> dict[str, int]:
     """Profile ids by external id, creating a bare profile, at its time, for each one not seen
     before (one created by another transaction meanwhile is read back, not duplicated)."""
-    ids = await profile_ids(session, first_seen)
+    return await _ensure_profiles(SessionWrites(session), first_seen)
+
+
+async def _ensure_profiles(writes: EventWrites, first_seen: dict[str, datetime]) -> dict[str, int]:
+    ids = await writes.profile_ids(list(first_seen))
     missing = sorted(ext for ext in first_seen if ext not in ids)  # one order everywhere: no deadlock
-    if missing and arrays.is_postgresql(session):
-        ids |= await arrays.insert_bare_profiles(session, {ext: first_seen[ext] for ext in missing})
-    elif missing:
-        rows = [{"external_id": ext, "locale": "en", "time_zone": "UTC", "traits": {},
-                 "created_at": first_seen[ext], "updated_at": first_seen[ext]} for ext in missing]
-        stmt = dialect_insert(session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
-        table = PROFILES.c
-        ids |= dict((await session.execute(stmt.returning(table.external_id, table.id), rows)).all())
+    if missing:
+        ids |= await writes.insert_bare_profiles({ext: first_seen[ext] for ext in missing})
     raced = [ext for ext in missing if ext not in ids]  # created by another transaction meanwhile
     if raced:
-        ids |= await profile_ids(session, raced)
+        ids |= await writes.profile_ids(raced)
     return ids
 
 
-async def upsert_profiles_in_order(session: AsyncSession, writes: Sequence[tuple[ProfileIn, datetime]],
+class ProfileWrites(Protocol):
+    """The statements `upsert_profiles_in_order` runs: `SessionProfileWrites` (SQLAlchemy, either
+    database) or `ingest_pg.PgProfileWrites` (a raw asyncpg connection)."""
+
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        """The profiles' `id` and `_STATE_COLUMNS`, locked (FOR NO KEY UPDATE), by external id,
+        and their consents."""
+
+    async def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        """Insert rows (`_STATE_COLUMNS`) unless their external id exists; the ids of those inserted."""
+
+    async def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
+        """Set every column of each row (`id` and `_STATE_COLUMNS`) on the profile with its id."""
+
+    async def write_consents(self, changes: Sequence[ConsentChange], now: datetime) -> None:
+        """`set_consents(..., compared=True)`: upsert each change as it is."""
+
+
+@dataclass(frozen=True)
+class SessionProfileWrites:
+    session: AsyncSession
+
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        await _lock_on_sqlite(self.session, external_ids)
+        table = PROFILES.c
+        stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
+                .where(among_external_ids(self.session, external_ids)).order_by(table.external_id)
+                .with_for_update(key_share=True))  # FOR NO KEY UPDATE: events may still point at them
+        profiles = [dict(row._mapping) for row in await self.session.execute(stmt)]
+        if not profiles:
+            return [], []
+        consents = select(Consent.profile_id, Consent.channel, Consent.state, Consent.source, Consent.updated_at)
+        rows = await self.session.execute(consents.where(among(self.session, Consent.profile_id,
+                                                               [row["id"] for row in profiles])))
+        return profiles, [(pid, channel, state, source, at) for pid, channel, state, source, at in rows]
+
+    async def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        table = PROFILES.c
+        stmt = dialect_insert(self.session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
+        return dict((await self.session.execute(stmt.returning(table.external_id, table.id), rows)).all())
+
+    async def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
+        await self.session.execute(update(Profile), rows)
+
+    async def write_consents(self, changes: Sequence[ConsentChange], now: datetime) -> None:
+        await set_consents(self.session, changes, now, True)
+
+
+async def upsert_profiles_in_order(target: AsyncSession | ProfileWrites, writes: Sequence[tuple[ProfileIn, datetime]],
                                    max_traits_bytes: int) -> list[StoredProfile | TraitsOverCap]:
     """Apply upserts (each with its own `now`) in order, exactly as `upsert_profile` would one
     request after another, in a few statements: rows locked once, merged in memory, written
-    once. An upsert whose merged traits would pass `max_traits_bytes` is refused alone."""
+    once. An upsert whose merged traits would pass `max_traits_bytes` is refused alone.
+    `target` is a session, or the statements of another client (within the caller's transaction)."""
+    db = SessionProfileWrites(target) if isinstance(target, AsyncSession) else target
     external_ids = sorted({data.external_id for data, _ in writes})
-    await _lock_on_sqlite(session, external_ids)
-    stored = await _stored_states(session, external_ids)
+    stored = await _stored_states(db, external_ids)
     while True:
         outcomes, final = _apply_in_order(writes, stored, max_traits_bytes)
         new = {ext: values for ext, (values, _) in final.items() if ext not in stored}
-        created = await _insert_profiles(session, new)
+        created = await db.insert_profiles([new[ext] for ext in sorted(new)]) if new else {}
         if len(created) == len(new):
             break
         # another transaction created some of them meanwhile: lock those and merge again
-        stored |= await _stored_states(session, [ext for ext in new if ext not in created])
-    await _write_changes(session, stored, final, created, writes[-1][1])
+        stored |= await _stored_states(db, [ext for ext in new if ext not in created])
+    await _write_changes(db, stored, final, created, writes[-1][1])
     ids = created | {ext: pid for ext, (pid, _) in stored.items()}
     return [replace(o, profile_id=ids[data.external_id]) if isinstance(o, StoredProfile) else o
             for o, (data, _) in zip(outcomes, writes, strict=True)]
 
 
-async def _stored_states(session: AsyncSession, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
-    table = PROFILES.c
-    stmt = (select(table.id, *(table[name] for name in _STATE_COLUMNS))
-            .where(among_external_ids(session, external_ids)).order_by(table.external_id)
-            .with_for_update(key_share=True))  # FOR NO KEY UPDATE: events may still point at them
-    profiles = {row.external_id: (row.id, dict(row._mapping)) for row in await session.execute(stmt)}
-    states: dict[str, tuple[int, _State]] = {}
-    consents = await _stored_consents(session, [pid for pid, _ in profiles.values()])
-    for ext, (pid, values) in profiles.items():
-        del values["id"]
-        states[ext] = (pid, (values, consents.get(pid, {})))
-    return states
-
-
-async def _stored_consents(session: AsyncSession, ids: Sequence[int]) -> dict[int, _Consents]:
-    if not ids:
-        return {}
-    stmt = select(Consent.profile_id, Consent.channel, Consent.state, Consent.source, Consent.updated_at).where(
-        among(session, Consent.profile_id, ids))
-    found: dict[int, _Consents] = {}
-    for pid, channel, state, source, at in await session.execute(stmt):
-        found.setdefault(pid, {})[channel] = (state, source, at)
-    return found
+async def _stored_states(db: ProfileWrites, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
+    rows, stored_consents = await db.stored_profiles(external_ids)
+    profiles = {row["external_id"]: (row.pop("id"), row) for row in rows}
+    consents: dict[int, _Consents] = {}
+    for pid, channel, state, source, at in stored_consents:
+        consents.setdefault(pid, {})[channel] = (state, source, at)
+    return {ext: (pid, (values, consents.get(pid, {}))) for ext, (pid, values) in profiles.items()}
 
 
 def _apply_in_order(writes: Sequence[tuple[ProfileIn, datetime]], stored: dict[str, tuple[int, _State]],
@@ -621,24 +702,15 @@ def _bare_profile(external_id: str, now: datetime) -> dict[str, Any]:
             "traits": {}, "created_at": now, "updated_at": now}
 
 
-async def _insert_profiles(session: AsyncSession, new: dict[str, dict[str, Any]]) -> dict[str, int]:
-    if not new:
-        return {}
-    table = PROFILES.c
-    stmt = dialect_insert(session, PROFILES).on_conflict_do_nothing(index_elements=["external_id"])
-    rows = [new[ext] for ext in sorted(new)]
-    return dict((await session.execute(stmt.returning(table.external_id, table.id), rows)).all())
-
-
-async def _write_changes(session: AsyncSession, stored: dict[str, tuple[int, _State]], final: dict[str, _State],
+async def _write_changes(db: ProfileWrites, stored: dict[str, tuple[int, _State]], final: dict[str, _State],
                          created: dict[str, int], now: datetime) -> None:
     ids = created | {ext: pid for ext, (pid, _) in stored.items()}
     updates = [{"id": pid, **final[ext][0]} for ext, (pid, (values, _)) in stored.items() if final[ext][0] != values]
     if updates:
-        await session.execute(update(Profile), updates)
+        await db.update_profiles(updates)
     changes = [ConsentChange(ids[ext], ChannelKind(channel), ConsentState(state), source, at)
                for ext, (_, consents) in final.items()
                for channel, (state, source, at) in consents.items()
                if ext in created or stored[ext][1][1].get(channel) != (state, source, at)]
     if changes:
-        await set_consents(session, changes, now, True)
+        await db.write_consents(changes, now)

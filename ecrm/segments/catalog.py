@@ -26,7 +26,10 @@ class SegmentCatalog:
         self._found: list[NamedSegment] = []
 
     async def segments(self) -> list[NamedSegment]:
-        """The loadable segments, by name (file I/O off the event loop)."""
+        """The loadable segments, by name (file I/O off the event loop). Without the directory
+        there is nothing to read: no thread (the API asks per batch of touched profiles)."""
+        if not self.directory.is_dir():
+            return []
         return await asyncio.to_thread(self.load)
 
     def load(self) -> list[NamedSegment]:

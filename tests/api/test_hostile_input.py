@@ -273,3 +273,22 @@ async def test_a_malformed_http_request_is_a_400_and_one_info_line_not_an_error(
     assert status_line.split()[1] == b"400"
     assert [r for r in caplog.records if r.levelno >= logging.WARNING or r.exc_info] == []
     assert any(r.name == "aiohttp.server" and "Error handling request from" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(("path", "field"), ENDPOINTS)
+async def test_an_escaped_nul_in_a_json_field_is_refused_with_422_naming_it(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession], path: str, field: str) -> None:
+    body = json.dumps(_body(path, field, {"note": "a\x00b"}))  # travels as \u0000, which the body's parser accepts
+    status, answer = await _post_raw(api, path, body, auth)
+    assert (status, answer["fields"]) == (422, [{"field": field, "message": "must not contain the NUL character"}])
+    await _nothing_written(sessions)
+
+
+async def test_an_escaped_nul_in_a_batch_item_refuses_that_item_alone(
+        api: Client, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]) -> None:
+    items = [{"external_id": "c-1", "name": "page.viewed", "properties": {"n": n, "note": "\x00" if n == 1 else ""}}
+             for n in range(3)]
+    status, answer = await _post_raw(api, "/v1/events:batch", json.dumps({"items": items}), auth)
+    assert (status, answer["stored"], answer["errors"]) == (
+        200, 2, [{"index": 1, "field": "properties", "message": "must not contain the NUL character"}])
+    assert await count_rows(sessions, Event) == 2

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.clock import FrozenClock
 from ecrm.deliveries.models import Delivery
 from ecrm.feedback.models import Response
-from ecrm.profiles import ingest
+from ecrm.profiles import ingest, ingest_pg
 from ecrm.profiles.models import Consent, Event, Profile
 from tests.api.conftest import Client
 from tests.conftest import T0
@@ -123,7 +123,8 @@ async def test_a_failure_after_the_profile_is_written_leaves_nothing_stored(
     async def broken(*_args: object) -> None:
         raise RuntimeError("consent table on fire")
 
-    monkeypatch.setattr(ingest, "set_consents", broken)
+    for writes in (ingest.SessionProfileWrites, ingest_pg.PgProfileWrites):  # SQLAlchemy, asyncpg (PostgreSQL)
+        monkeypatch.setattr(writes, "write_consents", broken)
     resp = await api.post("/v1/profiles", json=ANA, headers=auth)
     assert resp.status == 500
     assert "consent table on fire" in caplog.text

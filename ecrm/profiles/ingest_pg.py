@@ -1,0 +1,255 @@
+"""The API's ingest writes on a raw asyncpg pool, for PostgreSQL: `store_events` (single events
+group-committed) and `upsert_profiles_in_order` (single profile upserts
+group-committed) without SQLAlchemy's execution layer.
+
+A small transaction through SQLAlchemy's async engine costs the client about three times what
+it costs on asyncpg (`python -m bench.txn_overhead`), and the API's server shares its cores with
+PostgreSQL. The algorithms stay in `ingest`; only their statements differ (`PgEventWrites`,
+`PgProfileWrites`), written out in SQL as `profiles.arrays` builds them: one array parameter per
+column, so each statement is prepared once per connection whatever the batch size.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import orjson
+from sqlalchemy.engine import make_url
+
+from ecrm import jsontext
+from ecrm.lru import LruCache
+from ecrm.profiles.consent import ConsentChange
+from ecrm.profiles.ingest import (
+    EventIn,
+    EventRow,
+    ProfileIn,
+    StoredConsent,
+    StoredProfile,
+    TraitsOverCap,
+    store_events,
+    upsert_profiles_in_order,
+)
+
+SEEN = 50_000  # external ids remembered per process as having a profile (a hint for `insert_known`)
+POOL_SIZE = 10  # group-commit flushes (a few per writer) and batch requests, each holding a connection briefly
+
+_PROFILE_IDS = "SELECT external_id, id FROM profiles WHERE external_id = ANY($1::text[])"
+_BARE_PROFILES = (
+    "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+    "SELECT u.external_id, 'en', 'UTC', '{}'::jsonb, u.at, u.at FROM unnest($1::text[], $2::timestamptz[]) "
+    "AS u(external_id, at) ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id")
+_CLIENT_EVENTS = ("SELECT profile_id, client_id, id FROM events "
+                  "WHERE profile_id = ANY($1::bigint[]) AND client_id = ANY($2::text[])")
+_EVENTS = (
+    "INSERT INTO events (profile_id, name, properties, occurred_at, received_at, client_id) "
+    "SELECT u.profile_id, u.name, u.properties::jsonb, u.occurred_at, u.received_at, u.client_id "
+    "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[]) "
+    "WITH ORDINALITY AS u(profile_id, name, properties, occurred_at, received_at, client_id, n) ORDER BY u.n "
+    "ON CONFLICT (profile_id, client_id) DO NOTHING RETURNING id, profile_id, client_id")
+# Events without client ids whose profiles all exist (the usual flush): one statement, or none
+# inserted when a profile is missing (then `store_events` creates it). The statement's one
+# snapshot serves the check and the lookups; ids ascend in the events' order, as `store_events`'.
+# Each profile id is a subquery, not a join: a hash join read the whole table for 100 events.
+_KNOWN_EVENTS = (
+    "INSERT INTO events (profile_id, name, properties, occurred_at, received_at) "
+    "SELECT (SELECT p.id FROM profiles AS p WHERE p.external_id = u.external_id), u.name, u.properties::jsonb, "
+    "u.occurred_at, u.received_at "
+    "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY "
+    "AS u(external_id, name, properties, occurred_at, received_at, n) "
+    "WHERE (SELECT count(*) FROM profiles WHERE external_id = ANY($1::text[])) "
+    "= (SELECT count(DISTINCT e) FROM unnest($1::text[]) AS e) "
+    "ORDER BY u.n RETURNING id, profile_id")
+
+_STORED_PROFILES = (  # with their consents, a row each (or one row of NULLs), in one round trip
+    "SELECT p.id, p.external_id, p.email, p.phone, p.first_name, p.last_name, p.locale, p.time_zone, "
+    "p.traits::text AS traits, p.created_at, p.updated_at, c.channel, c.state, c.source, c.updated_at AS consent_at "
+    "FROM profiles AS p LEFT OUTER JOIN consents AS c ON c.profile_id = p.id WHERE p.external_id = ANY($1::text[]) "
+    "ORDER BY p.external_id FOR NO KEY UPDATE OF p")  # events may still point at them
+_PROFILE_STATE = ("id", "external_id", "email", "phone", "first_name", "last_name", "locale", "time_zone", "traits",
+                  "created_at", "updated_at")
+_INSERT_PROFILES = (
+    "INSERT INTO profiles (external_id, email, phone, first_name, last_name, locale, time_zone, traits, created_at, "
+    "updated_at) SELECT u.external_id, u.email, u.phone, u.first_name, u.last_name, u.locale, u.time_zone, "
+    "u.traits::jsonb, u.created_at, u.updated_at FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], "
+    "$5::text[], $6::text[], $7::text[], $8::text[], $9::timestamptz[], $10::timestamptz[]) WITH ORDINALITY "
+    "AS u(external_id, email, phone, first_name, last_name, locale, time_zone, traits, created_at, updated_at, n) "
+    "ORDER BY u.n ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id")
+_UPDATE_PROFILES = (
+    "UPDATE profiles AS p SET external_id = u.external_id, email = u.email, phone = u.phone, "
+    "first_name = u.first_name, last_name = u.last_name, locale = u.locale, time_zone = u.time_zone, "
+    "traits = u.traits::jsonb, created_at = u.created_at, updated_at = u.updated_at "
+    "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[], "
+    "$9::text[], $10::timestamptz[], $11::timestamptz[]) "
+    "AS u(id, external_id, email, phone, first_name, last_name, locale, time_zone, traits, created_at, updated_at) "
+    "WHERE p.id = u.id")
+_WRITE_CONSENTS = (
+    "INSERT INTO consents (profile_id, channel, state, source, updated_at) "
+    "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) "
+    "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
+    "updated_at = excluded.updated_at")
+_COLUMNS = ("external_id", "email", "phone", "first_name", "last_name", "locale", "time_zone", "traits",
+            "created_at", "updated_at")  # ingest._STATE_COLUMNS, in the statements' order
+
+
+def json_text(value: object) -> str:
+    """Validated JSON values as text for a jsonb parameter: orjson, or `json.dumps` for what
+    orjson does not take (integers past 64 bits); PostgreSQL stores either the same."""
+    try:
+        return orjson.dumps(value).decode()
+    except TypeError:
+        return json.dumps(value)
+
+
+@dataclass
+class PgEventWrites:
+    """`store_events`' statements, in as few round trips as they allow: reads need no
+    transaction, and the events' INSERT, the last write, commits alone unless bare profiles
+    were inserted before it. Then a transaction starts at the profiles' INSERT and the caller
+    commits it (`finish`): nothing of a failed flush is committed either way."""
+
+    connection: asyncpg.Connection
+    transaction: Any = None  # an asyncpg Transaction once a write needs one
+
+    async def profile_ids(self, external_ids: Sequence[str]) -> dict[str, int]:
+        return dict(await self.connection.fetch(_PROFILE_IDS, list(external_ids)))
+
+    async def insert_bare_profiles(self, first_seen: dict[str, datetime]) -> dict[str, int]:
+        if self.transaction is None and not self.connection.is_in_transaction():
+            self.transaction = self.connection.transaction()
+            await self.transaction.start()
+        return dict(await self.connection.fetch(_BARE_PROFILES, list(first_seen), list(first_seen.values())))
+
+    async def client_events(self, profile_ids: Sequence[int], client_ids: Sequence[str]
+                            ) -> list[tuple[int, str, int]]:
+        return [tuple(row) for row in await self.connection.fetch(_CLIENT_EVENTS, list(profile_ids), list(client_ids))]
+
+    async def insert_events(self, rows: Sequence[EventRow]) -> list[tuple[int, int, str | None]]:
+        columns = list(zip(*rows, strict=True))
+        found = await self.connection.fetch(_EVENTS, list(columns[0]), list(columns[1]),
+                                            [json_text(p) for p in columns[2]], list(columns[3]), list(columns[4]),
+                                            list(columns[5]))
+        return [tuple(row) for row in found]
+
+    async def insert_known(self, events: Sequence[tuple[EventIn, datetime]]) -> list[tuple[int, int]] | None:
+        """Events without client ids, in one statement: (event id, profile id) each, in order,
+        or None (nothing stored) when one of their profiles does not exist yet."""
+        found = await self.connection.fetch(
+            _KNOWN_EVENTS, [data.external_id for data, _ in events], [data.name for data, _ in events],
+            [json_text(data.properties) for data, _ in events], [data.occurred_at or now for data, now in events],
+            [now for _, now in events])
+        return sorted((event_id, profile_id) for event_id, profile_id in found) if found else None
+
+    async def finish(self, committed: bool) -> None:
+        """Commit (or roll back) the transaction a write started, if any."""
+        if self.transaction is not None:
+            await (self.transaction.commit() if committed else self.transaction.rollback())
+            self.transaction = None
+
+
+@dataclass(frozen=True)
+class PgProfileWrites:
+    connection: asyncpg.Connection
+
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        profiles: dict[int, dict[str, Any]] = {}
+        consents = []
+        for row in await self.connection.fetch(_STORED_PROFILES, list(external_ids)):
+            if row["id"] not in profiles:
+                profiles[row["id"]] = {name: row[name] for name in _PROFILE_STATE}
+                profiles[row["id"]]["traits"] = jsontext.loads(row["traits"])
+            if row["channel"] is not None:
+                consents.append((row["id"], row["channel"], row["state"], row["source"], row["consent_at"]))
+        return list(profiles.values()), consents
+
+    async def insert_profiles(self, rows: Sequence[dict[str, Any]]) -> dict[str, int]:
+        return dict(await self.connection.fetch(_INSERT_PROFILES, *_columns(rows)))
+
+    async def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
+        await self.connection.execute(_UPDATE_PROFILES, [row["id"] for row in rows], *_columns(rows))
+
+    async def write_consents(self, changes: Sequence[ConsentChange], now: datetime) -> None:
+        latest = {(c.profile_id, c.channel): c for c in changes}  # as set_consents: the last one wins
+        await self.connection.execute(
+            _WRITE_CONSENTS, [c.profile_id for c in latest.values()], [c.channel.value for c in latest.values()],
+            [c.state.value for c in latest.values()], [c.source for c in latest.values()],
+            [c.at or now for c in latest.values()])
+
+
+def _columns(rows: Sequence[dict[str, Any]]) -> list[list[Any]]:
+    """One list per column of `_COLUMNS`, traits as JSON text."""
+    columns = [[row[name] for row in rows] for name in _COLUMNS]
+    columns[_COLUMNS.index("traits")] = [json_text(traits) for traits in columns[_COLUMNS.index("traits")]]
+    return columns
+
+
+class PgIngest:
+    """A lazily opened asyncpg pool on the app's database, and the writes that run on it."""
+
+    def __init__(self, database_url: str, pool_size: int = POOL_SIZE) -> None:
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._pool_size = pool_size
+        self._seen: LruCache[str, bool] = LruCache(SEEN)  # external ids events were stored for
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        async with (await self._open()).acquire() as connection, connection.transaction():
+            yield connection
+
+    async def store_events(self, events: Sequence[tuple[EventIn, datetime]]) -> tuple[list[tuple[int, int]], int]:
+        """`ingest.store_events`, committed (in one transaction, or one statement: `PgEventWrites`).
+        The one-statement try is made when this process stored events for every profile named
+        before (a hint: the statement checks), so a flush with a newcomer costs no wasted try."""
+        async with self._events() as writes:
+            known = None
+            if all(data.id is None and self._seen.get(data.external_id) for data, _ in events):
+                known = await writes.insert_known(events)
+            stored = (known, len(known)) if known is not None else await store_events(writes, events)
+        for data, _ in events:
+            self._seen.put(data.external_id, True)
+        return stored
+
+    async def upsert_profiles_in_order(self, writes: Sequence[tuple[ProfileIn, datetime]], max_traits_bytes: int
+                                       ) -> list[StoredProfile | TraitsOverCap]:
+        """`ingest.upsert_profiles_in_order` in one transaction of its own."""
+        async with self.transaction() as connection:
+            return await upsert_profiles_in_order(PgProfileWrites(connection), writes, max_traits_bytes)
+
+    @asynccontextmanager
+    async def _events(self) -> AsyncIterator[PgEventWrites]:
+        async with (await self._open()).acquire() as connection:
+            writes = PgEventWrites(connection)
+            try:
+                yield writes
+            except BaseException:
+                await writes.finish(committed=False)
+                raise
+            await writes.finish(committed=True)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
+
+    async def _open(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size,
+                                                       reset=_keep_session)
+        return self._pool
+
+
+async def _keep_session(_connection: asyncpg.Connection) -> None:
+    """Nothing to reset when a connection goes back to the pool: these writes set no session
+    state (no SET, LISTEN, cursor or session lock), and asyncpg's default reset costs a round
+    trip per transaction. The pool still rolls back a transaction left open."""

@@ -1,0 +1,121 @@
+"""The asyncpg statements of the API's ingest writes (`ingest_pg`, PostgreSQL) store and answer
+exactly what the SQLAlchemy ones do (`tests/profiles/test_in_order.py` compares those with one
+request after another)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from ecrm.profiles import ingest_pg
+from ecrm.profiles.erase import erase_profile
+from ecrm.profiles.ingest import EventIn, find_profile, record_events, upsert_profiles_in_order
+from ecrm.profiles.ingest_pg import PgEventWrites, PgIngest
+from ecrm.profiles.models import Profile
+from tests.conftest import T0
+from tests.profiles.test_in_order import LIMIT, _answers, _events, _rows, _seed, _wipe, _writes
+from tests.rows import count_rows
+
+
+@pytest.fixture
+async def pg(db_url: str) -> AsyncIterator[PgIngest]:
+    if not db_url.startswith("postgresql"):
+        pytest.skip("asyncpg: PostgreSQL only")
+    ingest = PgIngest(db_url)
+    yield ingest
+    await ingest.close()
+
+
+async def test_upserts_on_asyncpg_answer_and_store_what_they_do_through_sqlalchemy(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    writes = _writes()
+    await _seed(sessions)
+    async with sessions.begin() as session:
+        expected = _answers(await upsert_profiles_in_order(session, writes, LIMIT))
+    expected_rows = await _rows(sessions)
+    await _wipe(sessions)
+    await _seed(sessions)
+    got = _answers(await pg.upsert_profiles_in_order(writes, LIMIT))
+    assert (got, await _rows(sessions)) == (expected, expected_rows)
+    again = _answers(await pg.upsert_profiles_in_order(writes[:3], LIMIT))  # now all stored: updates only
+    assert [kind for kind, _ in again] == ["False", "False", "False"]
+
+
+async def test_events_on_asyncpg_store_what_they_store_through_sqlalchemy(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    when = datetime(2025, 3, 1, 3, 0, tzinfo=UTC)
+    writes = [(EventIn(external_id=f"c-{n % 3}", name="page.viewed", properties={"n": n, "big": 2**70, "th": "ไทย"},
+                       occurred_at=when if n % 2 else None, id=f"e-{n % 4}" if n % 3 else None),
+               T0 + timedelta(seconds=n)) for n in range(9)]
+    async with sessions.begin() as session:
+        expected_ids = await record_events(session, writes)
+    expected = [row[1:] for row in await _events(sessions)]
+    await _wipe(sessions)
+    got_ids, stored = await pg.store_events(writes)
+    got = await _events(sessions)
+    assert [row[1:] for row in got] == expected
+    assert [event_id for event_id, _ in got_ids] == [_same(expected_ids, got, i) for i in range(len(writes))]
+    assert stored == len(got)
+    retried, stored_again = await pg.store_events(writes)  # a retry: events with a client id are not stored twice
+    assert stored_again == sum(data.id is None for data, _ in writes)
+    assert [ids for (data, _), ids in zip(writes, retried, strict=True) if data.id] == [
+        ids for (data, _), ids in zip(writes, got_ids, strict=True) if data.id]
+
+
+def _same(expected_ids: list[tuple[int, int]], got: list[tuple[object, ...]], index: int) -> object:
+    """The id the asyncpg path should answer for write `index`: the row at the position the
+    SQLAlchemy path's answer had among its own rows (ids differ between the two runs)."""
+    ordered = sorted({event_id for event_id, _ in expected_ids})
+    return got[ordered.index(expected_ids[index][0])][0]
+
+
+async def test_events_whose_insert_fails_leave_no_bare_profile_behind(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest, monkeypatch: pytest.MonkeyPatch) -> None:
+    async def broken(*_args: object) -> None:
+        raise RuntimeError("events table on fire")
+
+    monkeypatch.setattr(PgEventWrites, "insert_events", broken)
+    with pytest.raises(RuntimeError, match="on fire"):
+        await pg.store_events([(EventIn(external_id="c-new", name="page.viewed"), T0)])
+    assert await count_rows(sessions, Profile) == 0
+    monkeypatch.undo()
+    assert (await pg.store_events([(EventIn(external_id="c-new", name="page.viewed"), T0)]))[1] == 1
+    assert await count_rows(sessions, Profile) == 1
+
+
+async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_stores(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The usual flush (no client ids, every profile stored) is `insert_known`'s one statement;
+    a flush naming a new profile stores nothing there and goes the long way."""
+    writes = [(EventIn(external_id=f"c-{n % 3}", name="page.viewed", properties={"n": n},
+                       occurred_at=T0 if n % 2 else None), T0 + timedelta(seconds=n)) for n in range(7)]
+    newcomer = [(EventIn(external_id="c-new", name="page.viewed"), T0), writes[0]]
+    async with sessions.begin() as session:
+        expected_ids = [await record_events(session, batch) for batch in (writes, writes, newcomer)]
+    expected = [row[1:] for row in await _events(sessions)]
+    await _wipe(sessions)
+
+    async def long_way(*_args: object) -> None:
+        raise AssertionError("every profile is stored: one statement")
+
+    got_ids = [(await pg.store_events(writes))[0]]  # new profiles: the long way, no one-statement try
+    monkeypatch.setattr(ingest_pg, "store_events", long_way)
+    got_ids.append((await pg.store_events(writes))[0])
+    monkeypatch.undo()
+    got_ids.append((await pg.store_events(newcomer))[0])
+    got = await _events(sessions)
+    assert [row[1:] for row in got] == expected
+    ranks = sorted(event_id for batch in expected_ids for event_id, _ in batch)
+    assert [[got[ranks.index(event_id)][0] for event_id, _ in batch] for batch in expected_ids] == [
+        [event_id for event_id, _ in batch] for batch in got_ids]
+    assert await count_rows(sessions, Profile) == 4
+    async with sessions.begin() as session:  # erased since: the hint is wrong, the statement's check is not
+        erased = await find_profile(session, "c-1")
+        assert erased is not None
+        await erase_profile(session, erased.id)
+    [(_, recreated)], stored = await pg.store_events([(EventIn(external_id="c-1", name="page.viewed"), T0)])
+    assert stored == 1 and recreated != erased.id
+    assert await count_rows(sessions, Profile) == 4
