@@ -74,7 +74,14 @@ class WebPush:
         return self._session
 
     async def send(self, message: OutgoingPush) -> SendResult:
-        outcomes = await asyncio.gather(*(self.post(message, target) for target in message.targets))
+        targets = message.targets
+        if len(targets) == 1:  # most profiles: awaited in place, without a task to gather
+            outcome = await self.post(message, targets[0])
+            if isinstance(outcome, SendResult):
+                return outcome
+            outcomes = [outcome]
+        else:
+            outcomes = await asyncio.gather(*(self.post(message, target) for target in targets))
         message.gone = [t.subscription_id for t, o in zip(message.targets, outcomes, strict=True)
                         if isinstance(o, SubscriptionGone)]
         return settle(outcomes)
@@ -84,15 +91,18 @@ class WebPush:
             body = encrypt(message.payload, target.p256dh, target.auth)
         except ValueError as exc:
             return PermanentSendError(f"cannot encrypt for this subscription: {exc}")
+        site = origin(target)
         headers = {"TTL": str(message.ttl), "Urgency": message.urgency, "Content-Encoding": "aes128gcm",
-                   "Content-Type": "application/octet-stream", "Authorization": self.tokens.header(origin(target))}
+                   "Content-Type": "application/octet-stream", "Authorization": self.tokens.header(site)}
         if message.topic:
             headers["Topic"] = message.topic
         try:
             async with self.session.post(target.endpoint, data=body, headers=headers) as response:
-                return await answer(response, self.clock.now())
+                if 200 <= response.status < 300:  # the message's URL at the push service (RFC 8030 section 5)
+                    return SendResult(WebPush.provider, response.headers.get("Location", "")[:MAX_ID])
+                return await refusal(response, self.clock.now())
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
-            return TransientSendError(f"push service {origin(target)}: {type(exc).__name__} {exc}".strip())
+            return TransientSendError(f"push service {site}: {type(exc).__name__} {exc}".strip())
 
     async def close(self) -> None:
         if self._session is not None:
@@ -105,10 +115,9 @@ def origin(target: PushTarget) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
-async def answer(response: aiohttp.ClientResponse, now: datetime) -> SendResult | SendError:
+async def refusal(response: aiohttp.ClientResponse, now: datetime) -> SendError:
+    """What a push service's answer other than 2xx means (see the module's doc)."""
     status = response.status
-    if 200 <= status < 300:  # the message's URL at the push service (RFC 8030 section 5), as its id
-        return SendResult(WebPush.provider, response.headers.get("Location", "")[:MAX_ID])
     text = (await response.text(errors="replace"))[:200].strip()
     reason = f"push service answered {status} {response.reason or ''}: {text}".rstrip(": ")
     if status in GONE:
