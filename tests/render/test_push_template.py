@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -107,8 +108,10 @@ def test_values_rendered_once_per_locale_give_the_payload_rendered_whole(tmp_pat
     per locale, title and body per recipient, and the payload is what rendering it all gives."""
     settings = load_settings(Path("/nonexistent"), environ={}, templates_dir=ROOT / "templates")
     push = PushComposer(settings, TemplateCatalog(ROOT / "templates"), "back_in_stock", "spring-sale")
-    for locale, fields in [("en", {"first_name": "Emma"}), ("fa", {"first_name": "سارا"}),
-                           ("fa_IR", {"first_name": None}), ("en", {"traits": {"wished_item": 'Kettle "XL"'}})]:
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("en", {"first_name": "Emma"}), ("fa", {"first_name": "سارا"}), ("fa_IR", {"first_name": None}),
+        ("en", {"traits": {"wished_item": 'Kettle "XL"'}})]
+    for locale, fields in cases:
         recipient = sample_recipient(locale, **fields)
         prepared = push.variant(locale)
         assert set(prepared.varying) == {"title", "body"}

@@ -75,13 +75,14 @@ class WebPush:
 
     async def send(self, message: OutgoingPush) -> SendResult:
         targets = message.targets
+        outcomes: list[SendResult | SendError]
         if len(targets) == 1:  # most profiles: awaited in place, without a task to gather
             outcome = await self.post(message, targets[0])
             if isinstance(outcome, SendResult):
                 return outcome
             outcomes = [outcome]
         else:
-            outcomes = await asyncio.gather(*(self.post(message, target) for target in targets))
+            outcomes = list(await asyncio.gather(*(self.post(message, target) for target in targets)))
         message.gone = [t.subscription_id for t, o in zip(message.targets, outcomes, strict=True)
                         if isinstance(o, SubscriptionGone)]
         return settle(outcomes)
