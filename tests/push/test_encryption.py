@@ -1,16 +1,14 @@
-"""RFC 8291 message encryption: the RFC's own example to the byte, HKDF as RFC 5869 defines it,
-and a fresh sender key pair and salt for every message, which the browser's keys decrypt."""
+"""RFC 8291 message encryption: the RFC's own example to the byte, and a fresh sender key pair
+and salt for every message, which the browser's keys decrypt."""
 
 from __future__ import annotations
 
 import http_ece
 import pytest
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from ecrm.peers.push_service import PushService
 from ecrm.push import vapid
-from ecrm.push.encryption import HEADER_BYTES, encrypt, hkdf_sha256, seal
+from ecrm.push.encryption import HEADER_BYTES, encrypt, seal
 
 # RFC 8291 Appendix A
 PLAINTEXT = b"When I grow up, I want to be a watermelon"
@@ -27,20 +25,6 @@ def test_the_rfc_8291_example_gives_its_published_body() -> None:
     body = seal(PLAINTEXT, vapid.public_key_from_bytes(receiver), receiver, vapid.b64url_decode(AUTH),
                 vapid.private_key_from(SENDER_PRIVATE), vapid.b64url_decode(SALT))
     assert vapid.b64url_encode(body) == BODY
-
-
-@pytest.mark.parametrize(("salt", "ikm", "info", "length"), [
-    (b"", b"\x0b" * 22, b"", 32),
-    (bytes(range(13)), b"\x0b" * 22, bytes(range(0xF0, 0xFA)), 32),  # RFC 5869 test case 1, first block
-    (b"s" * 16, b"k" * 32, b"Content-Encoding: nonce\x00", 12),
-    (b"s" * 16, b"k" * 32, b"Content-Encoding: aes128gcm\x00", 16),
-    (b"x" * 100, b"y", b"WebPush: info\x00" + b"z" * 130, 1),
-])
-def test_hkdf_gives_the_bytes_of_cryptography_s_hkdf(salt: bytes, ikm: bytes, info: bytes, length: int) -> None:
-    expected = HKDF(algorithm=hashes.SHA256(), length=length, salt=salt, info=info).derive(ikm)
-    assert hkdf_sha256(salt, ikm, info, length) == expected
-    with pytest.raises(ValueError, match="one SHA-256 block"):
-        hkdf_sha256(salt, ikm, info, 33)
 
 
 def test_each_message_gets_its_own_key_pair_and_salt_and_opens_with_the_browser_keys() -> None:
