@@ -171,7 +171,7 @@ def _throwaway() -> tuple[str, str, str]:
 
 
 def encryption_ms(count: int = 2000) -> float:
-    """CPU ms of one RFC 8291 encryption (new P-256 key, ECDH, three HKDFs, AES-128-GCM), here."""
+    """CPU ms of one RFC 8291 encryption (new P-256 key, ECDH, HKDF, AES-128-GCM), here."""
     p256dh, auth = browser_keys(1)[0]
     payload = PAYLOAD.format(i=0).encode()
     started = time.process_time()

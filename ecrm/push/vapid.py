@@ -43,7 +43,11 @@ def b64url_decode(text: str) -> bytes:
 
 def public_key_from(text: str) -> ec.EllipticCurvePublicKey:
     """A base64url uncompressed P-256 point; ValueError saying what is wrong."""
-    raw = b64url_decode(text)
+    return public_key_from_bytes(b64url_decode(text))
+
+
+def public_key_from_bytes(raw: bytes) -> ec.EllipticCurvePublicKey:
+    """An uncompressed P-256 point (already decoded); ValueError saying what is wrong."""
     if len(raw) != POINT_BYTES or raw[0] != 0x04:
         raise ValueError(f"must decode to a {POINT_BYTES}-byte uncompressed P-256 point starting 0x04, "
                          f"not {len(raw)} bytes")

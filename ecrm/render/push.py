@@ -11,8 +11,6 @@ error, so a campaign whose sample is too long fails validation.
 
 from __future__ import annotations
 
-from typing import Any
-
 import orjson
 
 from ecrm.clock import SYSTEM_CLOCK, Clock
@@ -22,12 +20,13 @@ from ecrm.messages import OutgoingPush
 from ecrm.push.encryption import MAX_PAYLOAD
 from ecrm.render.composer import VALIDATION_STREAM
 from ecrm.render.environment import TemplateCatalog
-from ecrm.render.push_template import CompiledPush, compile_push
+from ecrm.render.push_template import PreparedPush, compile_push
 from ecrm.render.recipient import Recipient
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
 CLICK_PATH = "/push/clicks/"
+FIXED = ("campaign", "lang", "locale")  # the names that are the same for a send's recipients of one locale
 
 
 def click_signer(secret_key: str) -> TokenSigner:
@@ -47,15 +46,15 @@ class PushComposer:
         self.ttl, self.urgency = settings.push.ttl, settings.push.urgency
         self.click_base = settings.public_url.rstrip("/") + CLICK_PATH
         self._signer = click_signer(settings.secret_key)
-        self._variants: dict[str, tuple[CompiledPush, dict[str, Any]]] = {}
+        self._variants: dict[str, PreparedPush] = {}
 
     def compose(self, recipient: Recipient) -> OutgoingPush:
         if not recipient.push:
             raise ValueError(f"profile {recipient.external_id} has no push subscription")
-        compiled, context = self.variant(recipient.locale)
-        ctx = {**context, "profile": recipient.profile_fields(), "traits": recipient.traits,
-               "locale": recipient.locale}
-        fields = compiled.render(ctx)
+        prepared = self.variant(recipient.locale)
+        compiled = prepared.compiled
+        fields = prepared.render({**prepared.context, "profile": recipient.profile_fields(),
+                                  "traits": recipient.traits})
         topic = fields.pop("topic", None)
         report = self.click_base + self._signer.sign(recipient.delivery_id, recipient.profile_id)
         payload = orjson.dumps({**fields, "lang": compiled.lang, "report": report})
@@ -64,10 +63,10 @@ class PushComposer:
                                 f"take {MAX_PAYLOAD} at most (4,096 once encrypted): shorten title or body")
         return OutgoingPush(recipient.push, payload, self.ttl, compiled.urgency or self.urgency, topic)
 
-    def variant(self, locale: str) -> tuple[CompiledPush, dict[str, Any]]:
+    def variant(self, locale: str) -> PreparedPush:
         found = self._variants.get(locale)
         if found is None:
             compiled = compile_push(self.catalog, self.template, locale)
-            context = self.catalog.context({"campaign": self.campaign, "lang": compiled.lang})
-            found = self._variants[locale] = (compiled, context)
+            context = self.catalog.context({"campaign": self.campaign, "lang": compiled.lang, "locale": locale})
+            found = self._variants[locale] = compiled.prepare(context, FIXED)
         return found

@@ -11,16 +11,22 @@ the same topic: at most 32 base64url characters once rendered) and `urgency` (ve
 normal, high: the send's default otherwise) are optional. The file must parse as JSON before
 anything is rendered, so a value never breaks the JSON it lands in (quotes in a name included);
 errors name the file and line.
+
+A value that is text and `{{ name }}` outputs only, each name one the send fixes per locale
+(`campaign`, `lang`, `locale`), renders to the same string for every recipient: `prepare`
+renders those once per send and locale (an icon, a campaign's URL, a topic), and each
+recipient's render is left with the values that read the profile.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from jinja2 import TemplateSyntaxError
+from jinja2 import Environment, TemplateSyntaxError, nodes
 
 from ecrm.errors import TemplateError
 from ecrm.render.environment import PUSH_PART, Part, TemplateCatalog
@@ -38,10 +44,12 @@ class CompiledPush:
     fields: dict[str, Part]  # each value's compiled template
     lines: dict[str, int]  # where each key is, for errors
     urgency: str | None
+    reads: dict[str, frozenset[str] | None]  # the names a plain substitution reads; None for more
 
-    def render(self, context: dict[str, Any]) -> dict[str, str]:
+    def render(self, context: dict[str, Any], fields: Mapping[str, Part] | None = None) -> dict[str, str]:
+        """Every value rendered as text, or only those of `fields` (a part of `self.fields`)."""
         rendered = {}
-        for key, part in self.fields.items():
+        for key, part in (self.fields if fields is None else fields).items():
             try:
                 rendered[key] = part.render(context).strip()
             except TemplateError as exc:
@@ -53,6 +61,32 @@ class CompiledPush:
                                 self.lines["topic"])
         return rendered
 
+    def prepare(self, context: dict[str, Any], fixed: Collection[str]) -> PreparedPush:
+        """This file for one send and locale: `context` gives every name in `fixed`, and the
+        values that read no other name are rendered here, once."""
+        constant = {key: part for key, part in self.fields.items()
+                    if (names := self.reads[key]) is not None and names <= set(fixed)}
+        rendered = self.render(context, constant)
+        skeleton = {key: rendered.get(key, "") for key in self.fields}  # the file's order
+        varying = {key: part for key, part in self.fields.items() if key not in constant}
+        return PreparedPush(self, context, skeleton, varying)
+
+
+@dataclass(frozen=True)
+class PreparedPush:
+    """A `CompiledPush` with one send's context for one locale and its constant values rendered."""
+
+    compiled: CompiledPush
+    context: dict[str, Any]  # the send's and the locale's names; a recipient's are added to it
+    skeleton: dict[str, str]  # every key in the file's order, the constant ones rendered
+    varying: dict[str, Part]  # the values rendered for each recipient
+
+    def render(self, context: dict[str, Any]) -> dict[str, str]:
+        """Every value, as `CompiledPush.render` gives them, for the recipient in `context`."""
+        values = self.skeleton.copy()
+        values.update(self.compiled.render(context, self.varying))
+        return values
+
 
 def compile_push(catalog: TemplateCatalog, name: str, locale: str) -> CompiledPush:
     folder = catalog.folder_for(name, locale)
@@ -61,7 +95,21 @@ def compile_push(catalog: TemplateCatalog, name: str, locale: str) -> CompiledPu
     data = _parse(path, source)
     lines = {key: _line_of(source, key) for key in data}
     fields = {key: _compile(catalog, path, value, lines[key]) for key, value in data.items() if key != "urgency"}
-    return CompiledPush(path, locale.replace("_", "-"), fields, lines, data.get("urgency"))
+    reads = {key: substitution_names(catalog.env, data[key]) for key in fields}
+    return CompiledPush(path, locale.replace("_", "-"), fields, lines, data.get("urgency"), reads)
+
+
+def substitution_names(env: Environment, value: str) -> frozenset[str] | None:
+    """The names `value` reads when it is text and `{{ name }}` outputs only, so that its render
+    depends on those names alone; None when it has anything more (a filter, an attribute, a
+    call, a tag), which may depend on more, or differ between renders (`random`)."""
+    names = set()
+    for node in env.parse(value).find_all(nodes.Node):
+        if isinstance(node, nodes.Name):
+            names.add(node.name)
+        elif not isinstance(node, nodes.Output | nodes.TemplateData | nodes.Const):
+            return None
+    return frozenset(names)
 
 
 def _source(catalog: TemplateCatalog, path: str) -> str:

@@ -7,10 +7,11 @@ import json
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from urllib.parse import urlsplit
 
 import pytest
 
-from ecrm.channels.push.webpush import SubscriptionGone, WebPush, retry_after
+from ecrm.channels.push.webpush import SubscriptionGone, WebPush, origin, retry_after
 from ecrm.errors import PermanentSendError, TransientSendError
 from ecrm.messages import OutgoingPush, PushTarget
 from ecrm.peers.push_service import BrowserSubscription, PushService
@@ -151,3 +152,13 @@ def test_a_payload_that_would_exceed_4096_bytes_once_encrypted_is_refused() -> N
     assert len(encrypt(b"x" * MAX_PAYLOAD, keys["p256dh"], keys["auth"])) == 4096
     with pytest.raises(ValueError, match="3993"):
         encrypt(b"x" * (MAX_PAYLOAD + 1), keys["p256dh"], keys["auth"])
+
+
+@pytest.mark.parametrize("endpoint", [
+    "https://fcm.googleapis.com/fcm/send/abc:def", "https://updates.push.services.mozilla.com/wpush/v2/x//y",
+    "https://web.push.apple.com:443/QGx", "https://[::1]:8443/push/1", "https://host.example?x=/y",
+    "https://host.example#f/g", "https://host.example", "https://user@host.example/p", "HTTPS://Host.Example/p",
+])
+def test_the_origin_is_urlsplit_s_scheme_and_host(endpoint: str) -> None:
+    parts = urlsplit(endpoint)
+    assert origin(PushTarget(1, endpoint, "", "")) == f"{parts.scheme}://{parts.netloc}"

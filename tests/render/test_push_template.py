@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from ecrm.errors import TemplateError
 from ecrm.render.environment import TemplateCatalog
 from ecrm.render.push import PushComposer
+from ecrm.render.push_template import substitution_names
 from ecrm.render.recipient import sample_recipient
 from ecrm.settings import Settings, load_settings
+from tests.conftest import ROOT
 
 GOOD = '{\n  "title": "Hi {{ profile.first_name }}",\n  "body": "{{ traits.item }} is back",\n  "url": "https://s.example"\n}\n'
 
@@ -69,6 +72,10 @@ def test_an_undefined_value_and_a_bad_topic_name_the_key_and_its_line(tmp_path: 
     write(tmp_path, "promo", '{"title": "x", "body": "y",\n "topic": "summer sale!"}')
     with pytest.raises(TemplateError, match="topic 'summer sale!'"):
         payload(tmp_path)
+    write(tmp_path, "promo", '{"title": "x", "body": "y",\n "topic": "{{ traits.item }}"}')
+    assert composer(tmp_path).compose(sample_recipient("en", traits={"item": "kettle-2"})).topic == "kettle-2"
+    with pytest.raises(TemplateError, match="topic 'Blue kettle'"):
+        payload(tmp_path, traits={"item": "Blue kettle"})
 
 
 def test_a_notification_over_4096_bytes_once_encrypted_is_refused(tmp_path: Path) -> None:
@@ -81,3 +88,37 @@ def test_a_profile_without_a_subscription_cannot_get_a_notification(tmp_path: Pa
     write(tmp_path, "promo", GOOD)
     with pytest.raises(ValueError, match="no push subscription"):
         composer(tmp_path).compose(sample_recipient("en", push=[], traits={"item": "x"}))
+
+
+@pytest.mark.parametrize(("value", "names"), [
+    ("https://shop.example/icon.png", frozenset()),
+    ("https://s.example/?utm_campaign={{ campaign }}&hl={{lang}}", frozenset({"campaign", "lang"})),
+    ("{{ profile.first_name }}", None),
+    ("{{ campaign | upper }}", None),
+    ("{{ campaign ~ 'x' }}", None),
+    ("{{ lipsum() }}", None),
+    ("{% if campaign %}a{% endif %}", None),
+])
+def test_only_text_and_plain_names_count_as_a_substitution(value: str, names: frozenset[str] | None) -> None:
+    assert substitution_names(TemplateCatalog(ROOT / "templates").env, value) == names
+
+
+def test_values_rendered_once_per_locale_give_the_payload_rendered_whole(tmp_path: Path) -> None:
+    """The shipped back_in_stock push.json: icon, url (the campaign's) and topic are rendered once
+    per locale, title and body per recipient, and the payload is what rendering it all gives."""
+    settings = load_settings(Path("/nonexistent"), environ={}, templates_dir=ROOT / "templates")
+    push = PushComposer(settings, TemplateCatalog(ROOT / "templates"), "back_in_stock", "spring-sale")
+    cases: list[tuple[str, dict[str, Any]]] = [
+        ("en", {"first_name": "Emma"}), ("fa", {"first_name": "سارا"}), ("fa_IR", {"first_name": None}),
+        ("en", {"traits": {"wished_item": 'Kettle "XL"'}})]
+    for locale, fields in cases:
+        recipient = sample_recipient(locale, **fields)
+        prepared = push.variant(locale)
+        assert set(prepared.varying) == {"title", "body"}
+        whole = prepared.compiled.render({**prepared.context, "profile": recipient.profile_fields(),
+                                          "traits": recipient.traits})
+        message = push.compose(recipient)
+        got = json.loads(message.payload)
+        assert message.topic == whole.pop("topic") == "back-in-stock"
+        assert list(got) == [*whole, "lang", "report"] and {k: got[k] for k in whole} == whole
+        assert "utm_campaign=spring-sale" in got["url"] and got["lang"] == locale.replace("_", "-")
