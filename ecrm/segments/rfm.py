@@ -6,8 +6,9 @@ profile id, so both databases put each profile in the same quintile."""
 from __future__ import annotations
 
 from datetime import datetime
+from typing import cast
 
-from sqlalchemy import ColumnElement, Select, and_, false, func, literal, not_, or_, select
+from sqlalchemy import ColumnElement, Select, Subquery, func, literal, not_, select
 
 from ecrm.orders.models import Order
 from ecrm.profiles.models import Profile
@@ -24,17 +25,26 @@ def quintile_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
     ranked = _ranked(rule, now).subquery("rfm")
     if rule.metric is Metric.RFM:
         codes = rule.value if isinstance(rule.value, list) else [rule.value]
-        listed = or_(false(), *(_code(ranked, code) for code in codes))
+        listed: ColumnElement[bool] = _cell(ranked).in_([_code(code) for code in codes])
         test = not_(listed) if rule.op in (Op.NE, Op.NOT_IN) else listed
     else:
         test = compare(ranked.c[str(rule.metric)], rule.op, rule.value)
     return member(select(ranked.c.profile_id).where(test))
 
 
-def _code(ranked: object, code: str) -> ColumnElement[bool]:
+def _cell(ranked: Subquery) -> ColumnElement[int]:
+    """The profile's RFM cell as one number, 5-4-3 as 543. One comparison, not three: PostgreSQL
+    takes the three equalities over window results as independent, estimates one row for a
+    cell and joins it to the rest of the audience by a nested loop over every other condition's
+    rows (measured: a `5-5-5` count beside a spend rule ran for over 10 minutes at 1M orders;
+    with one comparison it estimates ~0.5% of buyers and takes 4 s)."""
+    columns = ranked.c
+    return cast(ColumnElement[int], columns.recency * 100 + columns.frequency * 10 + columns.monetary)
+
+
+def _code(code: str) -> int:
     recency, frequency, monetary = (int(part) for part in code.split("-"))
-    columns = ranked.c  # type: ignore[attr-defined]
-    return and_(columns.recency == recency, columns.frequency == frequency, columns.monetary == monetary)
+    return recency * 100 + frequency * 10 + monetary
 
 
 def _ranked(rule: Rule, now: datetime) -> Select[tuple[int, int, int, int]]:
