@@ -3,7 +3,7 @@ PostgreSQL, the async engine and session factory, and Alembic migrations run fro
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
 from pathlib import Path
@@ -62,6 +62,15 @@ class UtcDateTime(TypeDecorator[datetime]):
         if value is None:
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+    def literal_processor(self, dialect: Dialect) -> Callable[[Any], str] | None:
+        """Written into SQL text (`ecrm segment explain`) as a typed literal on PostgreSQL: a bare
+        string among the branches of a CASE (a calendar window's start in each time zone)
+        would make the CASE text, and `timestamptz >= text` has no operator."""
+        written = super().literal_processor(dialect)
+        if written is None or dialect.name != "postgresql":
+            return written
+        return lambda value: f"TIMESTAMP WITH TIME ZONE {written(value)}"
 
 
 class Base(DeclarativeBase):

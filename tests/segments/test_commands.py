@@ -111,3 +111,19 @@ def test_a_bad_segment_file_is_refused_naming_file_line_and_key(config: Path,
     assert f"{bad}:3 all[0].op" in err
     assert ecrm(config, "count", "missing") == 1
     assert "missing.yaml" in capsys.readouterr().err
+
+
+def test_explain_runs_a_calendar_window_whose_start_differs_by_time_zone(
+    config: Path, db_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`this_year` starts at each zone's midnight: a CASE of timestamps, written as typed literals
+    (a bare string in each branch made the CASE text on PostgreSQL: no `timestamptz >= text`)."""
+    seed(db_url)
+    window = config.parent / "segments" / "this_year.yaml"
+    window.write_text("name: this_year\nall:\n  - {metric: total_spent, currency: EUR, window: this_year, "
+                      "op: gt, value: 100}\n")
+    assert ecrm(config, "explain", "this_year", "--analyze") == 0
+    out = capsys.readouterr().out
+    assert "CASE WHEN" in out
+    if db_url.startswith("postgresql"):
+        assert "TIMESTAMP WITH TIME ZONE '" in out and "actual time" in out
