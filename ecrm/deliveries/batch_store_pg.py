@@ -9,12 +9,10 @@ bitmap scan does): at 20,000 recipients the plan's insert went from 20 µs to a 
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 
 import asyncpg
-from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
 from ecrm.clock import Clock
@@ -23,6 +21,7 @@ from ecrm.deliveries.claims import IN_DOUBT, IN_DOUBT_SQL, INTERRUPTED, Owner
 from ecrm.deliveries.queued import split_erased
 from ecrm.deliveries.states import DeliveryStatus, State, sql_guard
 from ecrm.deliveries.store import Change, assignments, counts_parts, group, timed
+from ecrm.pg_pool import LazyPool
 from ecrm.push.targets import PG_TARGETS, attach
 from ecrm.types import ChannelKind
 
@@ -54,17 +53,10 @@ _DONE = "UPDATE sends SET done_at = $2 WHERE id = $1"
 class PgBatchStore:
     def __init__(self, database_url: str, clock: Clock) -> None:
         self.clock = clock
-        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
+        self._pool = LazyPool(database_url, POOL_SIZE, init=_codecs)
 
     async def pool(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=POOL_SIZE, init=_codecs)
-        return self._pool
+        return await self._pool.get()
 
     async def queue_members(self, send_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
         async with (await self.pool()).acquire() as connection, connection.transaction():
@@ -121,8 +113,7 @@ class PgBatchStore:
         await self.pool()
 
     async def aclose(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
+        await self._pool.close()
 
 
 def _mark(owner: Owner, chunk: Span | None) -> tuple[int, int, int, int | None, int | None]:

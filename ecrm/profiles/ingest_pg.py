@@ -11,7 +11,6 @@ column, so each statement is prepared once per connection whatever the batch siz
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -21,10 +20,10 @@ from typing import Any
 
 import asyncpg
 import orjson
-from sqlalchemy.engine import make_url
 
 from ecrm import jsontext
 from ecrm.lru import LruCache
+from ecrm.pg_pool import LazyPool
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
     EventIn,
@@ -193,15 +192,12 @@ class PgIngest:
     """A lazily opened asyncpg pool on the app's database, and the writes that run on it."""
 
     def __init__(self, database_url: str, pool_size: int = POOL_SIZE) -> None:
-        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
-        self._pool_size = pool_size
+        self._pool = LazyPool(database_url, pool_size, reset=_keep_session)
         self._seen: LruCache[str, bool] = LruCache(SEEN)  # external ids events were stored for
-        self._pool: asyncpg.Pool | None = None
-        self._opening = asyncio.Lock()
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
-        async with (await self._open()).acquire() as connection, connection.transaction():
+        async with (await self._pool.get()).acquire() as connection, connection.transaction():
             yield connection
 
     async def store_events(self, events: Sequence[tuple[EventIn, datetime]]) -> tuple[list[tuple[int, int]], int]:
@@ -225,7 +221,7 @@ class PgIngest:
 
     @asynccontextmanager
     async def _events(self) -> AsyncIterator[PgEventWrites]:
-        async with (await self._open()).acquire() as connection:
+        async with (await self._pool.get()).acquire() as connection:
             writes = PgEventWrites(connection)
             try:
                 yield writes
@@ -235,18 +231,7 @@ class PgIngest:
             await writes.finish(committed=True)
 
     async def close(self) -> None:
-        if self._pool is not None:
-            await self._pool.close()
-            self._pool = None
-
-    async def _open(self) -> asyncpg.Pool:
-        if self._pool is not None:
-            return self._pool
-        async with self._opening:
-            if self._pool is None:
-                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._pool_size,
-                                                       reset=_keep_session)
-        return self._pool
+        await self._pool.close()
 
 
 async def _keep_session(_connection: asyncpg.Connection) -> None:

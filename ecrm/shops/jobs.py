@@ -128,7 +128,9 @@ async def _map_claimed(session: AsyncSession, settings: Settings, claimed: Seque
     failed: dict[int, Exception] = {}
     for n, (webhook_id, provider, topic, body) in enumerate(claimed, 1):
         try:
-            connector = connectors.get(provider) or connectors.setdefault(provider, CONNECTORS[provider](settings))
+            if provider not in connectors:
+                connectors[provider] = CONNECTORS[provider](settings)
+            connector = connectors[provider]
             mapped.append((webhook_id, connector.map(topic, _payload(body))))
         except Exception as exc:
             _log_failure(webhook_id, exc)
@@ -215,7 +217,7 @@ async def pending_webhooks(sessions: async_sessionmaker[AsyncSession], received_
 async def map_pending(sessions: async_sessionmaker[AsyncSession], settings: Settings, received_before: datetime,
                       now: datetime) -> dict[str, int]:
     """Map every pending webhook again, `BATCH` to a transaction; how many ended mapped and failed."""
-    counts = {WebhookStatus.MAPPED.value: 0, WebhookStatus.FAILED.value: 0}
+    counts = _no_counts()
     pending = await pending_webhooks(sessions, received_before)
     for start in range(0, len(pending), BATCH):
         for status, n in (await map_webhooks(sessions, settings, pending[start:start + BATCH], now)).items():

@@ -1,0 +1,33 @@
+"""An asyncpg pool on the database a SQLAlchemy URL names, opened on first use: for the hot
+paths that skip SQLAlchemy's execution layer on PostgreSQL (the send path's batch store, the
+API's group-committed ingest)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+
+class LazyPool:
+    def __init__(self, database_url: str, max_size: int, **options: Any) -> None:
+        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._max_size, self._options = max_size, options
+        self._pool: asyncpg.Pool | None = None
+        self._opening = asyncio.Lock()
+
+    async def get(self) -> asyncpg.Pool:
+        if self._pool is not None:
+            return self._pool
+        async with self._opening:
+            if self._pool is None:
+                self._pool = await asyncpg.create_pool(self._dsn, min_size=1, max_size=self._max_size,
+                                                       **self._options)
+        return self._pool
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            await self._pool.close()
+            self._pool = None
