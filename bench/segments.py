@@ -11,7 +11,9 @@ proportions) and keeps it: a later run with the same sizes skips the load (`--re
 it). Then, for each segment file in `bench/segment_files/` (attribute only, event window, did
 not, sequence, RFM, nested with a named segment), at the data's own instant:
 
-- count: the best of `--repeat` runs of `SELECT count(*)` over the segment's query;
+- count: the best of `--repeat` runs of `SELECT count(*)` over the segment's query; a segment
+  with RFM rules first stores a new ranking (`ecrm.segments.rankings`, timed) and counts from
+  it, then once more ranking in the query (timed too; both counts must agree);
 - stream: a full read of the members through a server-side cursor in batches of 5,000, its
   time scaled to 100,000 members, and the process's RSS before and at its peak while reading;
 - refresh: the scheduled refresh of the whole segment (`refresh_segment`), first with every
@@ -39,7 +41,8 @@ import sqlite3
 import statistics
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from datetime import timedelta
 from pathlib import Path
 
 import asyncpg
@@ -59,6 +62,7 @@ from ecrm.segments.jobs import touchable
 from ecrm.segments.library import NamedSegment, find_segment
 from ecrm.segments.members import member_query
 from ecrm.segments.models import SegmentMember
+from ecrm.segments.rankings import ranked
 from ecrm.segments.refresh import SEGMENT_ENTERED, SEGMENT_EXITED, refresh_segment, refresh_touched
 from ecrm.segments.stream import stream_members
 from ecrm.settings import load_settings
@@ -85,6 +89,8 @@ class Figures:
     rss_peak_mb: float = 0.0
     first_refresh_s: float | None = None  # None: not run (--no-refresh)
     refresh_s: float = 0.0
+    rank_s: float | None = None  # RFM: storing the ranking (None: the segment ranks nothing)
+    inline_count_s: float = 0.0  # RFM: the count ranking in the query instead
 
     def line(self) -> str:
         if self.problem is not None:
@@ -95,6 +101,10 @@ class Figures:
         figures = (f"  {self.name:13} {self.members:>10,} members  count {self.count_s:6.3f} s "
                    f"({self.count_s / COUNT_TARGET:4.2f} of {COUNT_TARGET:.0f} s)  stream {self.stream_s:6.2f} s, "
                    f"{scaled}  RSS {self.rss_before_mb:.0f} -> peak {self.rss_peak_mb:.0f} MB")
+        if self.rank_s is not None:
+            figures += (f"\n  {'':13} count read from the stored RFM ranking; storing it took {self.rank_s:6.2f} s "
+                        f"(redone every segment_rank_minutes); ranked in the query the count takes "
+                        f"{self.inline_count_s:6.2f} s")
         if self.first_refresh_s is None:
             return figures
         return (f"{figures}\n  {'':13} scheduled refresh: first (everyone enters) {self.first_refresh_s:6.2f} s, "
@@ -236,13 +246,22 @@ class RssPeak:
 async def measure(engine: AsyncEngine, segment: NamedSegment, data: Dataset, repeat: int,
                   refresh: bool = True) -> Figures:
     sessions = session_factory(engine)
-    query = member_query(segment.audience, data.at)
+    started = time.perf_counter()
+    audience = await ranked(sessions, segment.audience, data.at, timedelta(0))  # a new ranking, timed
+    rank_s = time.perf_counter() - started if audience is not segment.audience else None
+    query = member_query(audience, data.at)
     timings = []
     for _ in range(repeat):
         started = time.perf_counter()
         members = await count_members(sessions, query)
         timings.append(time.perf_counter() - started)
-    figures = Figures(segment.name, members=members, count_s=min(timings))
+    figures = Figures(segment.name, members=members, count_s=min(timings), rank_s=rank_s)
+    if rank_s is not None:
+        started = time.perf_counter()
+        inline = await count_members(sessions, member_query(segment.audience, data.at))
+        figures.inline_count_s = time.perf_counter() - started
+        assert inline == members, f"{segment.name}: {inline} ranked in the query, {members} from the stored ranking"
+    segment = replace(segment, audience=audience)
     rss = RssPeak()
     figures.rss_before_mb = rss.peak
     streamed, started = 0, time.perf_counter()

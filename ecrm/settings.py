@@ -208,6 +208,7 @@ class Settings(_Section):
     templates_dir: Path = Path("templates")
     segments_dir: Path = Path("segments")  # named segments, segments/NAME.yaml
     segment_refresh_minutes: int = Field(5, ge=1, le=60)  # whole segments refreshed (entered/exited events)
+    segment_rank_minutes: int = Field(60, ge=0, le=1440)  # RFM rules read a ranking at most this old; 0: rank each time
     public_url: str = "http://127.0.0.1:8080"
     secret_key: str = Field("dev-only-secret-change-me", min_length=16)
     smtp: SmtpSettings = SmtpSettings()

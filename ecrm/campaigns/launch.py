@@ -22,6 +22,7 @@ from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.sends import SendRef, mark_planned, open_send, replan, sends_of
 from ecrm.queue import JobQueue
 from ecrm.runtime import Runtime
+from ecrm.segments.rankings import rank_age, ranked
 from ecrm.segments.stream import stream_members
 from ecrm.types import RunStatus, SendSource
 
@@ -79,9 +80,10 @@ async def plan_run(runtime: Runtime, run_id: int) -> int:
     for send, count in zip(sends, counts, strict=True):
         for number in range(count):
             await _enqueue_batch(runtime, send.id, number, plan_no)
+    audience = await ranked(sessions, spec.audience, now, rank_age(runtime.settings))
     for index, send in enumerate(sends):
         others = [other.id for other in sends if other is not send]
-        query = channel_audience(spec.audience, spec.kinds, index, now, others)
+        query = channel_audience(audience, spec.kinds, index, now, others)
         counts[index] = await _plan_send(runtime, send, query, counts[index], plan_no)
     done = [await runtime.batches.close(send.id, None) for send in sends]
     if all(done):

@@ -7,18 +7,20 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
+from sqlalchemy import Select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm.db import session_factory
 from ecrm.segments.inspect import PreviewRow, count_members, explain_plan, preview_members, sql_text
 from ecrm.segments.library import NamedSegment, find_segment
 from ecrm.segments.members import member_query
+from ecrm.segments.rankings import rank_age, ranked
 from ecrm.settings import Settings
 from ecrm.types import ChannelKind
 
@@ -33,11 +35,17 @@ class SegmentQuestion:
     segment: NamedSegment
     channel: ChannelKind | None
     now: datetime
+    rank_age: timedelta = timedelta(0)
 
     @classmethod
     def load(cls, settings: Settings, ref: str, channel: str | None, now: datetime) -> SegmentQuestion:
         segment = find_segment(ref, settings.segments_dir, settings.money)
-        return cls(segment, ChannelKind(channel) if channel else None, now)
+        return cls(segment, ChannelKind(channel) if channel else None, now, rank_age(settings))
+
+    async def query(self, engine: AsyncEngine) -> Select[int]:
+        """The members' query, its RFM rules reading a stored ranking (ranked first if stale)."""
+        audience = await ranked(session_factory(engine), self.segment.audience, self.now, self.rank_age)
+        return member_query(audience, self.now, self.channel)
 
     def header(self) -> dict[str, Any]:
         return {"segment": self.segment.name, "channel": self.channel.value if self.channel else None,
@@ -45,7 +53,7 @@ class SegmentQuestion:
 
 
 async def segment_count(engine: AsyncEngine, question: SegmentQuestion, as_json: bool, out: Console) -> int:
-    query = member_query(question.segment.audience, question.now, question.channel)
+    query = await question.query(engine)
     count = await count_members(session_factory(engine), query)
     if as_json:
         _json(out, {**question.header(), "count": count})
@@ -56,7 +64,7 @@ async def segment_count(engine: AsyncEngine, question: SegmentQuestion, as_json:
 
 async def segment_preview(engine: AsyncEngine, question: SegmentQuestion, limit: int, as_json: bool,
                           out: Console) -> int:
-    query = member_query(question.segment.audience, question.now, question.channel)
+    query = await question.query(engine)
     rows = await preview_members(session_factory(engine), query, limit)
     if as_json:
         body = {**question.header(), "profiles": [row.as_json() for row in rows]}
@@ -89,7 +97,7 @@ def _traits(traits: dict[str, Any]) -> str:
 
 async def segment_explain(engine: AsyncEngine, question: SegmentQuestion, analyze: bool, as_json: bool,
                           out: Console) -> int:
-    query = member_query(question.segment.audience, question.now, question.channel)
+    query = await question.query(engine)
     sql = sql_text(query, engine.dialect)
     plan = await explain_plan(session_factory(engine), query, analyze)
     if as_json:

@@ -10,6 +10,7 @@ takes from its clock.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from datetime import datetime
 
 from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select, true
@@ -17,7 +18,7 @@ from sqlalchemy import ColumnElement, Select, and_, false, not_, or_, select, tr
 from ecrm.profiles.models import Profile
 from ecrm.segments.comparisons import compare, exact, json_compare, time_compare
 from ecrm.segments.compile_events import event_condition
-from ecrm.segments.compile_metrics import metric_condition
+from ecrm.segments.compile_metrics import grouped_members, metric_condition, order_group
 from ecrm.segments.reach import has_address, has_consent, reachable
 from ecrm.segments.rules import Audience, ConsentPolicy, Rule
 from ecrm.segments.values import Op
@@ -36,9 +37,9 @@ def compile_audience(audience: Audience, channel: ChannelKind, now: datetime) ->
 def compile_rule(rule: Rule, now: datetime, exact_: bool = False) -> ColumnElement[bool]:
     """`exact_`: the result must be true or false, never NULL (the rule sits under a `not:`)."""
     if rule.all_ is not None:
-        return and_(true(), *(compile_rule(child, now, exact_) for child in rule.all_))
+        return and_(true(), *_siblings(rule.all_, now, exact_, every=True))
     if rule.any_ is not None:
-        return or_(false(), *(compile_rule(child, now, exact_) for child in rule.any_))
+        return or_(false(), *_siblings(rule.any_, now, exact_, every=False))
     if rule.not_ is not None:
         return not_(compile_rule(rule.not_, now, exact_=True))
     if rule.segment is not None:
@@ -53,6 +54,22 @@ def compile_rule(rule: Rule, now: datetime, exact_: bool = False) -> ColumnEleme
         return reachable(rule.reachable)
     condition = _comparison(rule, now)
     return exact(condition) if exact_ else condition
+
+
+def _siblings(rules: list[Rule], now: datetime, exact_: bool, *, every: bool) -> list[ColumnElement[bool]]:
+    """The children of an `all` (`every`) or `any`, order metrics over the same orders joined
+    into one grouping: `orders_count >= 2` and `days_since_last_order > 90` read the orders once."""
+    conditions: list[ColumnElement[bool]] = []
+    groups: dict[Hashable, tuple[Rule, list[ColumnElement[bool]]]] = {}
+    for child in rules:
+        grouped = order_group(child, now)
+        if grouped is None:
+            conditions.append(compile_rule(child, now, exact_))
+        else:
+            groups.setdefault(grouped[0], (child, []))[1].append(grouped[1])
+    for first, tests in groups.values():
+        conditions.append(grouped_members(first, tests, now, every=every))
+    return conditions
 
 
 def _comparison(rule: Rule, now: datetime) -> ColumnElement[bool]:

@@ -13,11 +13,12 @@ count, never divided.
 from __future__ import annotations
 
 import math
+from collections.abc import Hashable
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import ColumnElement, Numeric, Select, and_, false, func, literal, not_, select, true, union_all
+from sqlalchemy import ColumnElement, Numeric, Select, and_, false, func, literal, not_, or_, select, true, union_all
 
 from ecrm.feedback.models import Response
 from ecrm.orders.models import Order
@@ -43,25 +44,61 @@ def metric_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
             return _recent(select(engaged.c.profile_id), engaged.c.at, rule.op, rule.value, now)
         return _grouped(select(engaged.c.profile_id), _days_since(func.max(engaged.c.at), rule.op, rule.value, now),
                         empty=rule.op is Op.NOT_EXISTS)
-    orders = _orders(rule, now)
     if rule.op in (Op.EXISTS, Op.NOT_EXISTS) and metric in (Metric.ORDERS_COUNT, Metric.TOTAL_SPENT):
         return true() if rule.op is Op.EXISTS else false()
+    orders = _orders(rule, now)
+    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
+        return _recent(orders, Order.placed_at, rule.op, rule.value, now)
+    test, empty = _order_test(rule, now)
+    return _grouped(orders, test, empty=empty)
+
+
+def order_group(rule: Rule, now: datetime) -> tuple[Hashable, ColumnElement[bool]] | None:
+    """A metric rule that is a test over the profile's counted orders which a profile without
+    orders fails, as (what its orders are, the test): siblings with the same orders are
+    tested in one grouping of them (`grouped_members`), one pass over the orders instead of
+    one per rule. None for any other rule."""
+    metric = rule.metric
+    if metric not in ORDER_METRICS or (rule.op in (Op.EXISTS, Op.NOT_EXISTS) and metric in _NEVER_EMPTY):
+        return None
+    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
+        return None
+    test, empty = _order_test(rule, now)
+    if empty:
+        return None
+    between = tuple(rule.between) if rule.between is not None else None
+    return (rule.within, between, rule.window, rule.currency), test
+
+
+def grouped_members(rule: Rule, tests: list[ColumnElement[bool]], now: datetime, *,
+                    every: bool) -> ColumnElement[bool]:
+    """Profiles whose counted orders (those of `rule`'s period and currency) pass every test
+    (`every`) or any of them."""
+    joined = and_(*tests) if every else or_(*tests)
+    return _grouped(_orders(rule, now), joined, empty=False)
+
+
+def _order_test(rule: Rule, now: datetime) -> tuple[ColumnElement[bool], bool]:
+    """The test of a metric over one profile's group of orders, and whether a profile with no
+    orders passes it."""
+    metric = rule.metric
     if metric is Metric.ORDERS_COUNT:
-        return _grouped(orders, compare(func.count(), rule.op, rule.value), empty=_holds(0, rule.op, rule.value))
+        return compare(func.count(), rule.op, rule.value), _holds(0, rule.op, rule.value)
     if metric is Metric.TOTAL_SPENT:
         units, scale = money_units(rule)
         total = func.coalesce(money_sum(units), 0)
-        return _grouped(orders, compare(total, rule.op, _scaled(rule.value, scale)),
-                        empty=_holds(0, rule.op, rule.value))
+        return compare(total, rule.op, _scaled(rule.value, scale)), _holds(0, rule.op, rule.value)
     if metric is Metric.AVERAGE_ORDER_VALUE:
-        return _grouped(orders, _average(rule), empty=rule.op is Op.NOT_EXISTS)
-    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
-        return _recent(orders, Order.placed_at, rule.op, rule.value, now)
+        return _average(rule), rule.op is Op.NOT_EXISTS
     if metric is Metric.DAYS_SINCE_LAST_ORDER:
-        return _grouped(orders, _days_since(func.max(Order.placed_at), rule.op, rule.value, now),
-                        empty=rule.op is Op.NOT_EXISTS)
+        return _days_since(func.max(Order.placed_at), rule.op, rule.value, now), rule.op is Op.NOT_EXISTS
     column = func.min(Order.placed_at) if metric is Metric.FIRST_ORDER_AT else func.max(Order.placed_at)
-    return _grouped(orders, time_compare(column, rule.op, rule.value, now), empty=rule.op is Op.NOT_EXISTS)
+    return time_compare(column, rule.op, rule.value, now), rule.op is Op.NOT_EXISTS
+
+
+_NEVER_EMPTY = (Metric.ORDERS_COUNT, Metric.TOTAL_SPENT)  # 0 for a profile without orders, never missing
+ORDER_METRICS = (Metric.ORDERS_COUNT, Metric.TOTAL_SPENT, Metric.AVERAGE_ORDER_VALUE, Metric.FIRST_ORDER_AT,
+                 Metric.LAST_ORDER_AT, Metric.DAYS_SINCE_LAST_ORDER)
 
 
 def _grouped(rows: Select[Any], condition: ColumnElement[bool], *, empty: bool) -> ColumnElement[bool]:

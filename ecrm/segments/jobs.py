@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
@@ -15,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.runtime import JobContext
 from ecrm.segments.catalog import catalog_for
 from ecrm.segments.library import NamedSegment
+from ecrm.segments.rankings import rank_age, ranked
 from ecrm.segments.refresh import Changes, refresh_segment, refresh_touched
 from ecrm.settings import Settings
 
@@ -52,7 +54,8 @@ async def refresh_all(settings: Settings, sessions: async_sessionmaker[AsyncSess
     """Every named segment, one after another, as of `now`."""
     total = 0
     for segment in await catalog_for(settings.segments_dir, settings.money).segments():
-        changes = await refresh_segment(sessions, segment, now)
+        audience = await ranked(sessions, segment.audience, now, rank_age(settings))
+        changes = await refresh_segment(sessions, replace(segment, audience=audience), now)
         _log(segment.name, None, changes)
         total += changes.total
     return total

@@ -57,7 +57,7 @@ class Resolver:
             return rule.model_copy(update={"any_": [self.rule(c, (*path, "any", i)) for i, c in enumerate(rule.any_)]})
         if rule.not_ is not None:
             return rule.model_copy(update={"not_": self.rule(rule.not_, (*path, "not"))})
-        for hidden in ("definition", "rates"):
+        for hidden in ("definition", "rates", "ranked"):
             if getattr(rule, hidden) is not None:
                 self.problems.append(self.doc.problem((*path, hidden), f"{hidden} is filled in by ecrm; remove it"))
                 return rule

@@ -23,7 +23,8 @@ or `traits.<name>`. A missing or null value fails every comparison (`ne` and `no
 
 `definition` (of a segment) and `rates` (of a money metric without a currency) are not written
 by hand: `ecrm.segments.resolve` fills them when a file is loaded, so a rule tree compiles
-without reading files or settings, and a stored run keeps the rules it was sent with.
+without reading files or settings, and a stored run keeps the rules it was sent with. Nor is
+`ranked` (an RFM rule read from the stored ranking, `ecrm.segments.rankings`).
 """
 
 from __future__ import annotations
@@ -84,6 +85,7 @@ class Rule(BaseModel):
     segment: str | None = Field(None, pattern=SEGMENT_NAME)
     definition: Rule | None = None
     rates: dict[str, Decimal] | None = None
+    ranked: bool | None = None
     all_: list[Rule] | None = Field(None, alias="all")
     any_: list[Rule] | None = Field(None, alias="any")
     not_: Rule | None = Field(None, alias="not")
@@ -186,12 +188,12 @@ class PropertyTest(BaseModel):
         return self
 
 
-HIDDEN = frozenset({"definition", "rates"})
+HIDDEN = frozenset({"definition", "rates", "ranked"})
 LABELS = {"field": "a comparison", "metric": "a metric rule", "event": "an event rule", "reachable": "reachable",
           "segment": "a segment rule", "all_": "all", "any_": "any", "not_": "not"}
 FORMS: dict[str, frozenset[str]] = {
     "field": frozenset({"field", "op", "value"}),
-    "metric": frozenset({"metric", "op", "value", "currency", "within", "between", "window", "rates"}),
+    "metric": frozenset({"metric", "op", "value", "currency", "within", "between", "window", "rates", "ranked"}),
     "event": frozenset({"event", "then_not", "within", "between", "window", "count", "where"}),
     "reachable": frozenset({"reachable"}),
     "segment": frozenset({"segment", "definition"}),

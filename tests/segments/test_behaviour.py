@@ -18,6 +18,7 @@ from ecrm.orders.models import Order
 from ecrm.profiles.models import Consent, Event, Profile
 from ecrm.push.models import PushSubscription
 from ecrm.segments.compile import compile_audience
+from ecrm.segments.rankings import ranked
 from ecrm.segments.rules import Audience, ConsentPolicy, Rule
 from ecrm.types import ChannelKind
 from tests.segments.evaluator import matches
@@ -172,9 +173,14 @@ def as_lived(profile: dict[str, Any], now: datetime) -> dict[str, Any]:
 
 
 async def selected(sessions: async_sessionmaker[AsyncSession], rule: Rule, now: datetime) -> set[str]:
+    """Whom the compiled rule selects; RFM rules both ranked in the query and read from a stored
+    ranking (`ecrm.segments.rankings`), which must agree."""
     audience = Audience(all_=[rule], consent=ConsentPolicy.IGNORE)
+    stored = await ranked(sessions, audience, now, timedelta(0))
     async with sessions() as session:
         ids = (await session.scalars(compile_audience(audience, ChannelKind.EMAIL, now))).all()
+        from_ranking = (await session.scalars(compile_audience(stored, ChannelKind.EMAIL, now))).all()
+        assert sorted(from_ranking) == sorted(ids)
         return set(await session.scalars(select(Profile.external_id).where(Profile.id.in_(ids))))
 
 

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.dialects import sqlite
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.feedback.models import Response
@@ -192,6 +193,31 @@ async def test_days_since_counts_whole_days_and_missing_fails(sessions: async_se
     lapsed = {"all": [{"metric": "orders_count", "op": "gte", "value": 2},
                       {"metric": "last_order_at", "op": "older_than", "value": "90d"}]}
     assert await members(sessions, lapsed) == set()
+
+
+
+async def test_sibling_order_metrics_are_one_grouping_with_the_same_answer(
+        sessions: async_sessionmaker[AsyncSession]) -> None:
+    day = timedelta(days=1)
+    await ordered(sessions, "lapsed", ("5", "EUR", NOW - 200 * day), ("7", "EUR", NOW - 100 * day))
+    await ordered(sessions, "lapsed-usd", ("5", "USD", NOW - 200 * day), ("7", "USD", NOW - 100 * day))
+    await ordered(sessions, "recent", ("5", "EUR", NOW - 200 * day), ("7", "EUR", NOW - 10 * day))
+    await ordered(sessions, "once", ("50", "EUR", NOW - 100 * day))
+    await ordered(sessions, "cancelled", ("5", "EUR", NOW - 200 * day), ("7", "EUR", NOW - 100 * day, "cancelled"))
+    await add_profile(sessions, external_id="never")
+    twice = {"metric": "orders_count", "op": "gte", "value": 2}
+    quiet = {"metric": "days_since_last_order", "op": "gt", "value": 90}
+    big = {"metric": "total_spent", "currency": "EUR", "op": "gte", "value": 12}
+    assert await members(sessions, {"all": [twice, quiet]}) == {"lapsed", "lapsed-usd"}
+    assert await members(sessions, {"any": [twice, quiet]}) == {"lapsed", "lapsed-usd", "recent", "once", "cancelled"}
+    assert await members(sessions, {"not": {"all": [twice, quiet]}}) == {"recent", "once", "cancelled", "never"}
+    # a currency (or period) of its own is another set of orders: not joined with the others
+    assert await members(sessions, {"all": [twice, quiet, big]}) == {"lapsed"}
+    either = {"any": [big, {"all": [twice, quiet]}]}
+    assert await members(sessions, either) == {"lapsed", "lapsed-usd", "recent", "once"}
+    audience = Audience.model_validate({"all": [twice, quiet, big], "consent": "ignore"})
+    sql = str(compile_audience(audience, ChannelKind.EMAIL, NOW).compile(dialect=sqlite.dialect()))
+    assert sql.count("GROUP BY") == 2  # the two rules over all orders share one; the EUR one has its own
 
 
 async def test_engagement_reads_responses_and_events(sessions: async_sessionmaker[AsyncSession]) -> None:
