@@ -133,6 +133,7 @@ async def prepare_postgres(data: Dataset, reload: bool) -> str:
     raw = url.replace("postgresql+asyncpg://", "postgresql://")
     if exists and not reload and await _loaded_key(raw) == data.key():
         print(f"postgresql: {DATABASE} already holds this data; loading skipped (--reload to load again)")
+        await _migrate(url)  # tables added since the load (the data stays)
         return url
     admin = await asyncpg.connect(PG_ADMIN)
     try:
@@ -185,6 +186,7 @@ async def prepare_sqlite(data: Dataset, reload: bool, path: Path) -> str:
     url = f"sqlite+aiosqlite:///{path}"
     if not reload and await asyncio.to_thread(_sqlite_holds, data, path):
         print(f"sqlite: {path} already holds this data; loading skipped (--reload to load again)")
+        await _migrate(url)
         return url
     await asyncio.to_thread(_sqlite_remove, path)
     await _migrate(url)

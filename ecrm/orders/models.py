@@ -30,7 +30,9 @@ class OrderStatus(StrEnum):
 class Order(Base):
     __tablename__ = "orders"
     # Leads with profile_id, so it also serves the foreign key's cascade and per-profile metrics.
-    __table_args__ = (Index("ix_orders_profile_id_placed_at", "profile_id", "placed_at"),)
+    # order metrics group a profile's orders by this index alone on PostgreSQL (an index-only scan)
+    __table_args__ = (Index("ix_orders_profile_id_placed_at", "profile_id", "placed_at",
+                            postgresql_include=["status", "currency", "total_e4"]),)
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     order_id: Mapped[str] = mapped_column(String(200), unique=True)

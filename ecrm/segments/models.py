@@ -8,7 +8,9 @@ everyone enter again.
 `rfm_rankings` and `rfm_ranks`: the stored RFM quintiles that RFM rules read
 (`ecrm.segments.rankings`).
 
-A row goes with its profile (the foreign keys cascade on erase).
+A membership goes with its profile (the foreign key cascades on erase). A ranking's rows have
+no foreign key: its row-by-row check made storing a ranking of 570,000 buyers several times
+slower; `ecrm.profiles.erase` deletes them.
 """
 
 from __future__ import annotations
@@ -49,8 +51,7 @@ class RfmRank(Base):
     __table_args__ = (Index("ix_rfm_ranks_basis_cell", "basis", "cell"),)
 
     basis: Mapped[str] = mapped_column(String(64), primary_key=True)
-    profile_id: Mapped[int] = mapped_column(Id, ForeignKey("profiles.id", ondelete="CASCADE"), primary_key=True,
-                                            index=True)
+    profile_id: Mapped[int] = mapped_column(Id, primary_key=True, index=True)  # no foreign key: see above
     recency: Mapped[int] = mapped_column(SmallInteger)
     frequency: Mapped[int] = mapped_column(SmallInteger)
     monetary: Mapped[int] = mapped_column(SmallInteger)

@@ -8,9 +8,10 @@ from datetime import timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.profiles.erase import erase_profile
 from ecrm.profiles.models import Profile
 from ecrm.segments.compile import compile_audience
 from ecrm.segments.models import RfmRank, RfmRanking
@@ -105,6 +106,8 @@ async def test_an_erased_profile_leaves_the_ranking(sessions: async_sessionmaker
     await ten_buyers(sessions)
     await ranked(sessions, audience_of({**RFM, "op": "eq", "value": "5-5-5"}), NOW, HOUR)
     async with sessions.begin() as session:
-        await session.execute(delete(Profile).where(Profile.external_id == "p10"))
+        gone = await session.scalar(select(Profile.id).where(Profile.external_id == "p10"))
+        assert gone is not None
+        await erase_profile(session, gone)
     async with sessions() as session:
         assert await session.scalar(select(func.count()).select_from(RfmRank)) == 9

@@ -37,8 +37,6 @@ def upgrade() -> None:
         sa.Column("frequency", sa.SmallInteger(), nullable=False),
         sa.Column("monetary", sa.SmallInteger(), nullable=False),
         sa.Column("cell", sa.SmallInteger(), nullable=False),
-        sa.ForeignKeyConstraint(["profile_id"], ["profiles.id"], name=op.f("fk_rfm_ranks_profile_id_profiles"),
-                                ondelete="CASCADE"),
         sa.PrimaryKeyConstraint("basis", "profile_id", name=op.f("pk_rfm_ranks")),
     )
     op.create_index("ix_rfm_ranks_profile_id", "rfm_ranks", ["profile_id"], unique=False)
