@@ -3,9 +3,9 @@
 --   wrk -t T -c C -d Ns -s bench/ingest_wrk.lua URL -- PREFIX
 --
 -- Thread i (from 1) cycles through the requests of the file PREFIX.i, which bench/wrk.py wrote:
---   a first line naming the header whose value must never repeat ("-": none), then per request
---   its path, its header count, each header's name and value (one a line), the body's length in
---   bytes and the body itself. Every request is a POST.
+--   a first line naming the header whose value must never repeat ("-": none) and the number of
+--   requests, then per request its path, its header count, each header's name and value (one a
+--   line), the body's length in bytes and the body itself. Every request is a POST.
 -- Past the end of its file a thread starts again, appending "-r<round>" to the unique header's
 -- value, so a webhook id is still never sent twice (the body is then sent again).
 -- Each thread counts what it sent and its answers by status and keeps the first few non-2xx
@@ -21,51 +21,47 @@ function setup(thread)
    thread:set("id", #threads)
 end
 
-local function read_requests(path)
-   local file = assert(io.open(path, "rb"))
-   local unique = file:read("*l")
-   local found = {}
-   while true do
-      local target = file:read("*l")
-      if target == nil or target == "" then
-         break
-      end
-      local headers = {}
-      for _ = 1, tonumber(file:read("*l")) do
-         local name = file:read("*l")
-         headers[name] = file:read("*l")
-      end
-      local length = tonumber(file:read("*l"))
-      local body = length > 0 and file:read(length) or ""
-      found[#found + 1] = {target, headers, body}
-   end
-   file:close()
-   if unique == "-" then
-      unique = nil
-   end
-   return unique, found
-end
-
 function init(args)
-   unique, pool = read_requests(args[1] .. "." .. id)
-   count = #pool
+   local file = assert(io.open(args[1] .. "." .. id, "rb"))
+   data = file:read("*a")
+   file:close()
+   local first = string.find(data, "\n", 1, true)
+   local header, size = string.match(string.sub(data, 1, first - 1), "^(%S+) (%d+)$")
+   unique = header ~= "-" and header or nil
+   count = tonumber(size)
+   assert(count > 0, "no requests in " .. args[1] .. "." .. id)
+   start, pos, round = first + 1, first + 1, 0
    sent = 0
    statuses = {}
    samples = {}
 end
 
+-- The file is read whole at init and each request parsed when it is sent, so that a thread
+-- starts sending right away: wrk starts a thread as soon as its init() returns, before the
+-- next thread's, and counts its answers from then on.
+local function line()
+   local stop = string.find(data, "\n", pos, true)
+   local text = string.sub(data, pos, stop - 1)
+   pos = stop + 1
+   return text
+end
+
 function request()
-   local index = sent % count + 1
-   local round = math.floor(sent / count)
+   if pos > #data then
+      pos, round = start, round + 1
+   end
    sent = sent + 1
-   local target, headers, body = unpack(pool[index])
+   local target = line()
+   local headers = {}
+   for _ = 1, tonumber(line()) do
+      local name = line()
+      headers[name] = line()
+   end
+   local length = tonumber(line())
+   local body = string.sub(data, pos, pos + length - 1)
+   pos = pos + length
    if round > 0 and unique and headers[unique] then
-      local fresh = {}
-      for name, value in pairs(headers) do
-         fresh[name] = value
-      end
-      fresh[unique] = headers[unique] .. "-r" .. round
-      headers = fresh
+      headers[unique] = headers[unique] .. "-r" .. round
    end
    return wrk.format("POST", target, headers, body)
 end

@@ -18,7 +18,7 @@ import asyncio
 import random
 import resource
 import shutil
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -64,10 +64,9 @@ def draw_requests(draw: Draw, rng: random.Random, count: int, headers: dict[str,
         yield request
 
 
-def write_requests(file: BinaryIO, requests: Iterable[Request], unique: str | None = None) -> int:
-    """Write the file one thread of `ingest_wrk.lua` reads; the number of requests written."""
-    file.write(f"{unique or '-'}\n".encode())
-    written = 0
+def write_requests(file: BinaryIO, requests: Sequence[Request], unique: str | None = None) -> None:
+    """Write the file one thread of `ingest_wrk.lua` reads."""
+    file.write(f"{unique or '-'} {len(requests)}\n".encode())
     for request in requests:
         lines = [request.path, str(len(request.headers))]
         for name, value in request.headers.items():
@@ -76,8 +75,6 @@ def write_requests(file: BinaryIO, requests: Iterable[Request], unique: str | No
         if any("\n" in line or "\r" in line or not line for line in lines):
             raise ValueError(f"a path, header name or value is empty or holds a line break: {lines!r}")
         file.write("\n".join(lines).encode() + b"\n" + request.body)
-        written += 1
-    return written
 
 
 @dataclass
