@@ -7,9 +7,14 @@ back. Install it with `apt-get install wrk` (Debian bookworm has 4.1.0).
 The requests are built in Python by the scenario's body function (the same one the Python
 client calls, so the same bodies, headers and signatures), written to one file per wrk thread
 (`write_requests`), and `bench/ingest_wrk.lua` makes each thread cycle through its file and
-count the answers by status. `parse_summary` reads what the script's `done()` prints. `run`
-starts wrk and tells its caller when the load starts (after every thread read its file), so
-that CPU is measured over the load alone; the CPU wrk spent loading its files is not counted.
+count the answers by status; when the load's time is over they send nothing more, and once
+every answer is in `run` stops wrk. `parse_summary` reads what the script's `done()` prints.
+`run` tells its caller when the load starts (after every thread read its file), so that CPU is
+measured over the load alone; the CPU wrk spent loading its files is not counted.
+
+wrk's latency percentiles are its own: it "corrects" its histogram for coordinated omission
+(each answer slower than twice the mean time a connection takes per request adds samples), so
+its p99 is somewhat above the Python client's plain p99 when the tail is long.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import asyncio
 import random
 import resource
 import shutil
+import signal
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,6 +33,8 @@ import psutil
 
 SCRIPT = Path(__file__).with_name("ingest_wrk.lua")
 MARK = "ecrm-wrk "
+DRAINED = MARK + "drained "
+DRAIN_LIMIT = 30  # seconds wrk may wait for the requests in flight when the load ends
 Draw = Callable[[random.Random], tuple[str, bytes, dict[str, str]]]  # path, body, extra headers
 
 
@@ -83,7 +91,7 @@ class WrkSummary:
 
     seconds: float
     answered: int
-    sent: int  # request() calls: the answered ones, those in flight when wrk stopped (and one check call)
+    sent: int  # requests sent: the answered ones and any still in flight when wrk stopped
     pool: int  # distinct requests in the files
     p50_ms: float
     p99_ms: float
@@ -150,27 +158,27 @@ def children_cpu() -> float:
 
 
 def command(url: str, prefix: Path, threads: int, connections: int, seconds: int) -> list[str]:
-    """wrk with line-buffered output (stdbuf), so the "Running" line arrives when the load starts.
+    """wrk with line-buffered output (stdbuf), so that its lines arrive as they are printed.
     The timeout is wrk's latency histogram's limit too: a longer answer would leave it uncounted."""
-    binary = wrk_binary()
-    if binary is None:
-        raise WrkFailed("no wrk on PATH: apt-get install wrk")
-    stdbuf = shutil.which("stdbuf")
-    return [*([stdbuf, "-oL"] if stdbuf else []), binary, "-t", str(threads), "-c", str(connections),
-            "-d", f"{seconds}s", "--timeout", "10s", "-s", str(SCRIPT), url, "--", str(prefix)]
+    binary, stdbuf = wrk_binary(), shutil.which("stdbuf")
+    if binary is None or stdbuf is None:
+        raise WrkFailed("no wrk (apt-get install wrk) or no stdbuf (coreutils) on PATH")
+    return [stdbuf, "-oL", binary, "-t", str(threads), "-c", str(connections), "-d", f"{seconds + DRAIN_LIMIT}s",
+            "--timeout", "10s", "-s", str(SCRIPT), url, "--", str(prefix), str(seconds)]
 
 
 async def run(url: str, prefix: Path, threads: int, connections: int, seconds: int,
               started: Callable[[], None] = lambda: None) -> WrkRun:
-    """Run wrk over the request files `prefix.1` .. `prefix.<threads>`; `started()` is called
-    when its threads have read their files and the load begins. The caller must have no other
-    child process exit meanwhile (wrk's CPU is read from this process's children's usage)."""
+    """Run wrk over the request files `prefix.1` .. `prefix.<threads>` for `seconds`, then until
+    the requests in flight are answered; `started()` is called when its threads have read their
+    files and the load begins. The caller must have no other child process exit meanwhile
+    (wrk's CPU is read from this process's children's usage)."""
     before = children_cpu()
     process = await asyncio.create_subprocess_exec(*command(url, prefix, threads, connections, seconds),
                                                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
     assert process.stdout is not None and process.stderr is not None
     errors = asyncio.create_task(process.stderr.read())
-    lines, loading_cpu = [], 0.0
+    lines, loading_cpu, drained = [], 0.0, 0
     async for raw in process.stdout:
         line = raw.decode(errors="replace")
         lines.append(line)
@@ -178,6 +186,10 @@ async def run(url: str, prefix: Path, threads: int, connections: int, seconds: i
             times = psutil.Process(process.pid).cpu_times()
             loading_cpu = times.user + times.system
             started()
+        elif line.startswith(DRAINED):
+            drained += 1
+            if drained == threads:
+                process.send_signal(signal.SIGINT)  # wrk stops, prints its summary and runs done()
     stderr = (await errors).decode(errors="replace")
     returncode = await process.wait()
     cpu = children_cpu() - before - loading_cpu
