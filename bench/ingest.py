@@ -563,8 +563,8 @@ async def count_rows(name: str, query: str) -> int:
 
 
 async def settled_count(name: str, query: str, wait: float = 5.0) -> int:
-    """The count once two readings 0.2 s apart agree: requests wrk left in flight when it
-    stopped may still be committing."""
+    """The count once two readings 0.2 s apart agree: a request wrk gave up waiting for (30 s)
+    may still be committing."""
     deadline = time.perf_counter() + wait
     count = await count_rows(name, query)
     while time.perf_counter() < deadline:

@@ -24,13 +24,3 @@ async def test_the_quick_mode_runs_events_profiles_and_the_import_without_errors
     assert isinstance(imported, ImportResult)
     assert (imported.returncode, imported.stored) == (0, 300)
 
-
-async def test_the_python_client_stores_what_it_was_answered() -> None:
-    args = parse(["--quick", "--client", "python", "--database", f"ecrm_bench_test_{uuid.uuid4().hex[:8]}",
-                  "--only", "events"])
-    args.seconds = 0.5
-    [results] = await main_async(args)
-    load = results["events"]
-    assert isinstance(load, LoadResult) and load.client == "python"
-    assert load.requests > 0 and load.errors == 0, load.samples
-    assert load.check is not None and load.check.ok and load.check.slack == 0, load.check

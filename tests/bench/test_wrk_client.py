@@ -12,11 +12,12 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import psutil
 import pytest
 from aiohttp import web
 
 from bench import wrk
-from bench.ingest import LoadResult, shopify_body, store_check
+from bench.ingest import LoadResult, load_python, parse, shopify_body, store_check
 
 SECRET = "benchsecret"
 KEY = {"Authorization": "Bearer key-1", "Content-Type": "application/json"}
@@ -156,3 +157,19 @@ async def test_wrk_replays_the_drawn_requests_with_fresh_webhook_ids_and_counts_
     assert summary.errors == summary.statuses[500]
     assert 0 < summary.p50_ms <= summary.p99_ms
     assert run.cpu_seconds > 0
+
+
+async def test_the_python_client_counts_every_answer_by_status(recorder: tuple[Recorder, str]) -> None:
+    server, base = recorder
+    args = parse(["--client", "python", "--clients", "3", "--seconds", "0.3"])
+
+    def draw(rng: random.Random) -> tuple[str, bytes, dict[str, str]]:
+        return "/v1/events", b'{"bad": 1}' if rng.random() < 0.2 else b"{}", {}
+
+    result = await load_python(base, "key-1", "events", draw, args, psutil.Process(), 100)
+
+    assert result.client == "python" and result.unanswered == 0
+    assert result.answered == server.answers  # the warm-up's answers too
+    assert result.requests < sum(server.answers.values()) and result.items == 100 * result.requests
+    assert result.errors > 0 and result.samples[0].startswith('500 /v1/events: {"error": "bad\\nbody"}')
+    assert {headers["Authorization"] for _, headers, _ in server.seen} == {"Bearer key-1"}
