@@ -103,7 +103,8 @@ class StoreCheck:
 
     what: str  # "events", "new profiles", "webhooks"
     stored: int
-    expected: int  # from the 2xx answers, the warm-up's included
+    expected: int  # from the answers, the warm-up's included
+    answers: str = "2xx"  # the answers that say an item was stored ("201": a profile created)
     slack: int = 0  # items of requests unanswered when the client stopped (wrk): each may be stored or not
 
     @property
@@ -113,7 +114,7 @@ class StoreCheck:
     def line(self) -> str:
         verdict = "ok" if self.ok else "MISMATCH"
         slack = f" (+ up to {self.slack} of requests unanswered at the stop)" if self.slack else ""
-        return f"stored {self.stored:,} {self.what} for {self.expected:,} answered{slack}: {verdict}"
+        return f"stored {self.stored:,} {self.what}, {self.expected:,} by the {self.answers} answers{slack}: {verdict}"
 
 
 @dataclass
@@ -579,8 +580,9 @@ async def settled_count(name: str, query: str, wait: float = 5.0) -> int:
 def store_check(scenario: str, what: str, result: LoadResult, items: int, stored: int) -> StoreCheck:
     """A profile upsert stores a new row only when it answers 201 (200: an update); every other
     2xx stores `items` rows."""
-    answered = result.answered[201] if scenario == "profiles" else _ok(result.answered) * items
-    return StoreCheck(what, stored, answered, result.unanswered * items)
+    if scenario == "profiles":
+        return StoreCheck(what, stored, result.answered[201], "201", result.unanswered)
+    return StoreCheck(what, stored, _ok(result.answered) * items, "2xx", result.unanswered * items)
 
 
 # ---- the runs ----
