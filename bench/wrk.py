@@ -179,19 +179,25 @@ async def run(url: str, prefix: Path, threads: int, connections: int, seconds: i
     assert process.stdout is not None and process.stderr is not None
     errors = asyncio.create_task(process.stderr.read())
     lines, loading_cpu, drained = [], 0.0, 0
-    async for raw in process.stdout:
-        line = raw.decode(errors="replace")
-        lines.append(line)
-        if line.startswith("Running"):
-            times = psutil.Process(process.pid).cpu_times()
-            loading_cpu = times.user + times.system
-            started()
-        elif line.startswith(DRAINED):
-            drained += 1
-            if drained == threads:
-                process.send_signal(signal.SIGINT)  # wrk stops, prints its summary and runs done()
-    stderr = (await errors).decode(errors="replace")
-    returncode = await process.wait()
+    try:
+        async for raw in process.stdout:
+            line = raw.decode(errors="replace")
+            lines.append(line)
+            if line.startswith("Running"):
+                times = psutil.Process(process.pid).cpu_times()
+                loading_cpu = times.user + times.system
+                started()
+            elif line.startswith(DRAINED):
+                drained += 1
+                if drained == threads:
+                    process.send_signal(signal.SIGINT)  # wrk stops, prints its summary and runs done()
+        stderr = (await errors).decode(errors="replace")
+        returncode = await process.wait()
+    except BaseException:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        raise
     cpu = children_cpu() - before - loading_cpu
     if returncode or stderr.strip():
         raise WrkFailed(f"wrk exited with {returncode}: {stderr[-2000:]}{''.join(lines)[-2000:]}")
