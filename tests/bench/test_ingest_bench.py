@@ -1,6 +1,6 @@
 """The ingest benchmark's quick mode, briefly: it starts `ecrm serve --workers 2` on a bench
-database of its own, every request it sends is answered 2xx, and the import loads every row.
-(Speed is a benchmark figure, not a test.)"""
+database of its own, every request it sends is answered 2xx and stored, and the import loads
+every row. (Speed is a benchmark figure, not a test.)"""
 
 from __future__ import annotations
 
@@ -19,6 +19,8 @@ async def test_the_quick_mode_runs_events_profiles_and_the_import_without_errors
         assert isinstance(load, LoadResult)
         assert load.requests > 0 and load.errors == 0, load.samples
         assert load.cpu_seconds > 0
+        assert load.check is not None and load.check.ok, load.check
     imported = results["import"]
     assert isinstance(imported, ImportResult)
     assert (imported.returncode, imported.stored) == (0, 300)
+
