@@ -652,14 +652,17 @@ async def upsert_profiles_in_order(target: AsyncSession | ProfileWrites, writes:
     db = SessionProfileWrites(target) if isinstance(target, AsyncSession) else target
     external_ids = sorted({data.external_id for data, _ in writes})
     stored = await _stored_states(db, external_ids)
+    created: dict[str, int] = {}
     while True:
         outcomes, final = _apply_in_order(writes, stored, max_traits_bytes)
-        new = {ext: values for ext, (values, _) in final.items() if ext not in stored}
-        created = await db.insert_profiles([new[ext] for ext in sorted(new)]) if new else {}
-        if len(created) == len(new):
+        new = {ext: values for ext, (values, _) in final.items() if ext not in stored and ext not in created}
+        inserted = await db.insert_profiles([new[ext] for ext in sorted(new)]) if new else {}
+        created |= inserted
+        if len(inserted) == len(new):
             break
-        # another transaction created some of them meanwhile: lock those and merge again
-        stored |= await _stored_states(db, [ext for ext in new if ext not in created])
+        # another transaction created some of them meanwhile: lock those and merge again (the
+        # ones this call inserted stay created: inserting them again would answer them as updates)
+        stored |= await _stored_states(db, [ext for ext in new if ext not in inserted])
     await _write_changes(db, stored, final, created, writes[-1][1])
     ids = created | {ext: pid for ext, (pid, _) in stored.items()}
     return [replace(o, profile_id=ids[data.external_id]) if isinstance(o, StoredProfile) else o

@@ -4,18 +4,30 @@ request after another)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.profiles import ingest_pg
 from ecrm.profiles.erase import erase_profile
-from ecrm.profiles.ingest import EventIn, find_profile, record_events, upsert_profiles_in_order
+from ecrm.profiles.ingest import (
+    EventIn,
+    ProfileIn,
+    SessionProfileWrites,
+    StoredConsent,
+    StoredProfile,
+    find_profile,
+    record_events,
+    upsert_profiles_in_order,
+)
 from ecrm.profiles.ingest_pg import PgEventWrites, PgIngest
 from ecrm.profiles.models import Profile
 from tests.conftest import T0
+from tests.factories import add_profile
 from tests.profiles.test_in_order import LIMIT, _answers, _events, _rows, _seed, _wipe, _writes
 from tests.rows import count_rows
 
@@ -119,3 +131,31 @@ async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_s
     [(_, recreated)], stored = await pg.store_events([(EventIn(external_id="c-1", name="page.viewed"), T0)])
     assert stored == 1 and recreated != erased.id
     assert await count_rows(sessions, Profile) == 4
+
+
+class _CreatedMeanwhile(SessionProfileWrites):
+    """Another transaction commits profile `b` right after this one read what was stored."""
+
+    def __init__(self, session: AsyncSession, others: async_sessionmaker[AsyncSession]) -> None:
+        super().__init__(session)
+        self.others, self.raced = others, False
+
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        found = await super().stored_profiles(external_ids)
+        if not self.raced:
+            self.raced = True
+            await add_profile(self.others, external_id="b")
+        return found
+
+
+async def test_a_profile_created_meanwhile_leaves_the_others_answered_created(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    writes = [(ProfileIn(external_id=ext, traits={"n": n}), T0) for n, ext in enumerate(["a", "b", "c"])]
+    async with sessions.begin() as session:
+        answers = await upsert_profiles_in_order(_CreatedMeanwhile(session, sessions), writes, LIMIT)
+    assert [(a.values["external_id"], a.created) for a in answers if isinstance(a, StoredProfile)] == \
+        [("a", True), ("b", False), ("c", True)]
+    async with sessions() as session:
+        rows = await session.execute(select(Profile.external_id, Profile.traits))
+        stored = {row.external_id: row.traits for row in rows}
+    assert stored == {"a": {"n": 0}, "b": {"n": 1}, "c": {"n": 2}}
