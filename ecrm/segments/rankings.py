@@ -74,6 +74,8 @@ async def _rank(session: AsyncSession, rule: Rule, key: str, now: datetime) -> N
         ["basis", "profile_id", "recency", "frequency", "monetary", "cell"],
         select(literal(key), columns.profile_id, columns.recency, columns.frequency, columns.monetary, cell)))
     buyers = await session.scalar(select(func.count()).select_from(RfmRank).where(RfmRank.basis == key))
+    if session.get_bind().dialect.name == "postgresql":  # the planner's idea of a cell's size, before autovacuum's
+        await session.execute(text("ANALYZE rfm_ranks"))
     await session.merge(RfmRanking(basis=key, described=describe(rule), ranked_at=now, buyers=buyers or 0))
 
 
