@@ -58,9 +58,11 @@ _EVENTS = (
 # returns its id, where DO NOTHING would return nothing. An event whose client id its profile
 # already has (stored before, or earlier in the list) is skipped. Ids ascend in the events' order.
 _EVENTS_AND_PROFILES = (
-    "WITH u AS (SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], "
-    "$6::text[]) WITH ORDINALITY AS u(external_id, name, properties, occurred_at, received_at, client_id, n)), "
-    "known AS (SELECT p.external_id, p.id FROM profiles AS p WHERE p.external_id = ANY($1::text[])), "
+    "WITH u AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (external_id text, name text, "
+    "properties jsonb, occurred_at timestamptz, received_at timestamptz, client_id text)) WITH ORDINALITY "
+    "AS u(external_id, name, properties, occurred_at, received_at, client_id, n)), "
+    "known AS (SELECT p.external_id, p.id FROM profiles AS p "
+    "WHERE p.external_id = ANY(ARRAY(SELECT DISTINCT u.external_id FROM u))), "
     "fresh AS (INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
     "SELECT f.external_id, 'en', 'UTC', '{}'::jsonb, f.received_at, f.received_at FROM ("
     "SELECT DISTINCT ON (u.external_id) u.external_id, u.received_at FROM u "
@@ -69,7 +71,7 @@ _EVENTS_AND_PROFILES = (
     "RETURNING external_id, id), "
     "ids AS (SELECT external_id, id FROM known UNION ALL SELECT external_id, id FROM fresh) "
     "INSERT INTO events (profile_id, name, properties, occurred_at, received_at, client_id) "
-    "SELECT ids.id, u.name, u.properties::jsonb, u.occurred_at, u.received_at, u.client_id "
+    "SELECT ids.id, u.name, u.properties, u.occurred_at, u.received_at, u.client_id "
     "FROM u JOIN ids ON ids.external_id = u.external_id ORDER BY u.n "
     "ON CONFLICT (profile_id, client_id) DO NOTHING RETURNING id, profile_id")
 
@@ -111,6 +113,18 @@ def json_text(value: object) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+def events_json(events: Sequence[tuple[EventIn, datetime]]) -> str:
+    """Events received each at its `now` as one JSON array of `_EVENTS_AND_PROFILES`' records: one
+    parameter, serialized by orjson in a fraction of what encoding six arrays costs asyncpg
+    (`json.dumps` for what orjson does not take, integers past 64 bits)."""
+    rows = [{"external_id": data.external_id, "name": data.name, "properties": data.properties,
+             "occurred_at": data.occurred_at or now, "received_at": now, "client_id": data.id} for data, now in events]
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:
+        return json.dumps(rows, default=datetime.isoformat)
 
 
 @dataclass
@@ -218,10 +232,7 @@ class PgIngest:
 
     async def _events_and_profiles(self, events: Sequence[tuple[EventIn, datetime]]) -> list[asyncpg.Record]:
         """(event id, profile id) of each event stored."""
-        rows: list[asyncpg.Record] = await (await self._pool.get()).fetch(
-            _EVENTS_AND_PROFILES, [data.external_id for data, _ in events], [data.name for data, _ in events],
-            [json_text(data.properties) for data, _ in events], [data.occurred_at or now for data, now in events],
-            [now for _, now in events], [data.id for data, _ in events])
+        rows: list[asyncpg.Record] = await (await self._pool.get()).fetch(_EVENTS_AND_PROFILES, events_json(events))
         return rows
 
     async def upsert_profiles_in_order(self, writes: Sequence[tuple[ProfileIn, datetime]], max_traits_bytes: int
