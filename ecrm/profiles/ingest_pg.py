@@ -26,13 +26,16 @@ from ecrm.pg_pool import LazyPool
 from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
+    ConsentWrite,
     EventIn,
     EventRow,
     ProfileIn,
+    ProfilesRaced,
     StoredConsent,
     StoredProfile,
     TraitsOverCap,
     store_events,
+    upsert_profiles_at_once,
     upsert_profiles_in_order,
 )
 
@@ -102,6 +105,30 @@ _WRITE_CONSENTS = (
     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) "
     "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
     "updated_at = excluded.updated_at")
+_PROFILE_RECORD = ("external_id text, email text, phone text, first_name text, last_name text, locale text, "
+                   "time_zone text, traits jsonb, created_at timestamptz, updated_at timestamptz")
+# A flush's profile writes in one statement, each list one jsonb parameter: the new profiles (in
+# external id order, as `_INSERT_PROFILES`), the changed ones, and the consents that changed (a
+# new profile's found by its external id among those inserted). Returns the profiles inserted.
+_WRITE_ALL = (
+    "WITH ins AS (INSERT INTO profiles (external_id, email, phone, first_name, last_name, locale, time_zone, "
+    "traits, created_at, updated_at) SELECT r.external_id, r.email, r.phone, r.first_name, r.last_name, r.locale, "
+    "r.time_zone, r.traits, r.created_at, r.updated_at "
+    f"FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS ({_PROFILE_RECORD})) WITH ORDINALITY AS r(external_id, email, "
+    "phone, first_name, last_name, locale, time_zone, traits, created_at, updated_at, n) "
+    "ORDER BY r.n ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id), "
+    "upd AS (UPDATE profiles AS p SET external_id = r.external_id, email = r.email, phone = r.phone, "
+    "first_name = r.first_name, last_name = r.last_name, locale = r.locale, time_zone = r.time_zone, "
+    "traits = r.traits, created_at = r.created_at, updated_at = r.updated_at "
+    f"FROM jsonb_to_recordset($2::jsonb) AS r(id bigint, {_PROFILE_RECORD}) WHERE p.id = r.id), "
+    "con AS (INSERT INTO consents (profile_id, channel, state, source, updated_at) "
+    "SELECT coalesce(c.profile_id, ins.id), c.channel, c.state, c.source, c.updated_at "
+    "FROM jsonb_to_recordset($3::jsonb) AS c(profile_id bigint, external_id text, channel text, state text, "
+    "source text, updated_at timestamptz) LEFT OUTER JOIN ins ON c.profile_id IS NULL "
+    "AND ins.external_id = c.external_id WHERE coalesce(c.profile_id, ins.id) IS NOT NULL "
+    "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
+    "updated_at = excluded.updated_at) "
+    "SELECT external_id, id FROM ins")
 _COLUMNS = ("external_id", "email", "phone", "first_name", "last_name", "locale", "time_zone", "traits",
             "created_at", "updated_at")  # ingest._STATE_COLUMNS, in the statements' order
 
@@ -115,16 +142,22 @@ def json_text(value: object) -> str:
         return json.dumps(value)
 
 
+def json_array(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as a JSON array for a jsonb parameter (`jsonb_to_recordset`), times in ISO 8601: orjson,
+    or `json.dumps` for what orjson does not take (integers past 64 bits)."""
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:
+        return json.dumps(rows, default=datetime.isoformat)
+
+
 def events_json(events: Sequence[tuple[EventIn, datetime]]) -> str:
     """Events received each at its `now` as one JSON array of `_EVENTS_AND_PROFILES`' records: one
     parameter, serialized by orjson in a fraction of what encoding six arrays costs asyncpg
     (`json.dumps` for what orjson does not take, integers past 64 bits)."""
     rows = [{"external_id": data.external_id, "name": data.name, "properties": data.properties,
              "occurred_at": data.occurred_at or now, "received_at": now, "client_id": data.id} for data, now in events]
-    try:
-        return orjson.dumps(rows).decode()
-    except TypeError:
-        return json.dumps(rows, default=datetime.isoformat)
+    return json_array(rows)
 
 
 @dataclass
@@ -185,6 +218,13 @@ class PgProfileWrites:
     async def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
         await self.connection.execute(_UPDATE_PROFILES, [row["id"] for row in rows], *_columns(rows))
 
+    async def write_all(self, new: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]],
+                        consents: Sequence[ConsentWrite]) -> dict[str, int]:
+        consent_rows = [{"profile_id": pid, "external_id": ext, "channel": channel, "state": state, "source": source,
+                         "updated_at": at} for pid, ext, channel, state, source, at in consents]
+        return dict(await self.connection.fetch(_WRITE_ALL, json_array(new), json_array(updates),
+                                                json_array(consent_rows)))
+
     async def write_consents(self, changes: Sequence[ConsentChange], now: datetime) -> None:
         latest = {(c.profile_id, c.channel): c for c in changes}  # as set_consents: the last one wins
         await self.connection.execute(
@@ -237,7 +277,14 @@ class PgIngest:
 
     async def upsert_profiles_in_order(self, writes: Sequence[tuple[ProfileIn, datetime]], max_traits_bytes: int
                                        ) -> list[StoredProfile | TraitsOverCap]:
-        """`ingest.upsert_profiles_in_order` in one transaction of its own."""
+        """`ingest.upsert_profiles_in_order` in one transaction of its own: a read and one write
+        (`upsert_profiles_at_once`), or, when another transaction created one of the new profiles
+        meanwhile, that rolled back and the long way."""
+        try:
+            async with self.transaction() as connection:
+                return await upsert_profiles_at_once(PgProfileWrites(connection), writes, max_traits_bytes)
+        except ProfilesRaced:
+            pass
         async with self.transaction() as connection:
             return await upsert_profiles_in_order(PgProfileWrites(connection), writes, max_traits_bytes)
 

@@ -15,9 +15,16 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.profiles import bulk, ingest_pg
 from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.erase import erase_profile
-from ecrm.profiles.ingest import EventIn, find_profile, record_events, upsert_profiles_in_order
+from ecrm.profiles.ingest import (
+    EventIn,
+    ProfileIn,
+    StoredProfile,
+    find_profile,
+    record_events,
+    upsert_profiles_in_order,
+)
 from ecrm.profiles.ingest_pg import PgEventWrites, PgIngest
-from ecrm.profiles.models import Profile
+from ecrm.profiles.models import Consent, Profile
 from tests.conftest import T0
 from tests.profiles.test_in_order import LIMIT, _answers, _events, _rows, _seed, _wipe, _writes
 from tests.rows import count_rows
@@ -157,3 +164,28 @@ async def test_a_batch_stores_each_client_id_once_per_profile_as_sqlalchemy_does
     assert got == counts == [EventCounts(7, 1), EventCounts(2, 6)]
     assert [row[1:] for row in await _events(sessions)] == expected
     assert await count_rows(sessions, Profile) == 2
+
+
+async def test_a_new_profile_another_transaction_creates_meanwhile_is_updated_the_long_way(
+        db_url: str, sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    """The one-write upsert finds its INSERT skipped by a profile committed since its read: it
+    rolls back (the other new profile is not left half-written) and applies the upserts again."""
+    upserts = [(ProfileIn.model_validate({"external_id": ext, "email": f"{ext}@example.com",
+                                          "consent": {"email": {"state": "granted"}}}), T0)
+               for ext in ("c-other", "c-race")]
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async with other.transaction():
+            theirs = await other.fetchval(
+                "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+                "VALUES ('c-race', 'en', 'UTC', '{}', $1, $1) RETURNING id", T0)
+            ours = asyncio.create_task(pg.upsert_profiles_in_order(upserts, LIMIT))
+            await asyncio.sleep(0.3)
+            assert not ours.done()  # waiting on the uncommitted profile
+    finally:
+        await other.close()
+    answers = await ours
+    assert [(o.created, o.profile_id == theirs) for o in answers if isinstance(o, StoredProfile)] == [
+        (True, False), (False, True)]
+    assert await count_rows(sessions, Profile) == 2
+    assert await count_rows(sessions, Consent) == 2
