@@ -61,17 +61,18 @@ def _stamp(paths: list[Path]) -> Stamp:
 
 
 _CATALOGS: dict[Path, SegmentCatalog] = {}  # by resolved directory
-_AS_GIVEN: dict[Path, SegmentCatalog] = {}  # by directory as callers name it
+_AS_GIVEN: dict[Path, SegmentCatalog] = {}  # by directory as callers name it, made absolute
 
 
 def catalog_for(directory: Path, money: MoneySettings | None = None) -> SegmentCatalog:
     """The process's catalog of `directory`, so every job shares its cache. The API asks once
     per batch of touched profiles: a path seen before is not resolved again (a syscall per
     component, in the event loop)."""
-    catalog = _AS_GIVEN.get(directory)
+    given = directory if directory.is_absolute() else directory.absolute()  # relative: one getcwd
+    catalog = _AS_GIVEN.get(given)
     if catalog is None:
         key = directory.resolve()
         if key not in _CATALOGS:
             _CATALOGS[key] = SegmentCatalog(directory, money)
-        catalog = _AS_GIVEN[directory] = _CATALOGS[key]
+        catalog = _AS_GIVEN[given] = _CATALOGS[key]
     return catalog

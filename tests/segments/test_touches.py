@@ -74,3 +74,6 @@ def test_the_catalog_of_a_directory_is_one_however_it_is_named(tmp_path: Path, m
     assert catalog_for(tmp_path / "segments") is catalog
     assert catalog_for(Path("segments")) is catalog
     assert catalog_for(tmp_path / "other") is not catalog
+    (tmp_path / "elsewhere" / "segments").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same relative name, another directory now
+    assert catalog_for(Path("segments")) is catalog_for(tmp_path / "elsewhere" / "segments") is not catalog
