@@ -189,3 +189,33 @@ async def test_a_new_profile_another_transaction_creates_meanwhile_is_updated_th
         (True, False), (False, True)]
     assert await count_rows(sessions, Profile) == 2
     assert await count_rows(sessions, Consent) == 2
+
+
+async def test_statements_prepared_on_an_empty_database_keep_to_index_scans_as_it_grows(db_url: str) -> None:
+    """A plan cached while profiles was empty must not become a sequential scan per flush once it
+    holds thousands (PostgreSQL's generic plan after five executions; no ANALYZE in between)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("asyncpg: PostgreSQL only")
+    ingest = PgIngest(db_url, pool_size=1)
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for n in range(8):  # the statement is planned for good while the tables are empty
+            await ingest.store_events([(EventIn(external_id=f"c-{n}", name="page.viewed"), T0)])
+        await other.execute(
+            "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+            "SELECT 'bulk-' || n, 'en', 'UTC', '{}', $1, $1 FROM generate_series(1, 5000) AS n", T0)
+        before = await _profile_seq_scans(ingest, other)
+        for n in range(3):
+            await ingest.store_events([(EventIn(external_id=f"bulk-{n + 1}", name="page.viewed"), T0),
+                                       (EventIn(external_id=f"new-{n}", name="page.viewed"), T0)])
+        assert await _profile_seq_scans(ingest, other) == before
+    finally:
+        await other.close()
+        await ingest.close()
+
+
+async def _profile_seq_scans(ingest: PgIngest, other: asyncpg.Connection) -> int:
+    async with ingest.transaction() as connection:  # the pool's one backend reports its counts
+        await connection.execute("SELECT pg_stat_force_next_flush()")
+    await other.execute("SELECT pg_stat_clear_snapshot()")
+    return int(await other.fetchval("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'profiles'"))
