@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from decimal import Decimal
-from functools import cache
+from functools import cache, lru_cache
 
 from babel.numbers import get_currency_precision, list_currencies
 
@@ -30,7 +30,9 @@ def is_currency(code: str) -> bool:
     return code in currencies()
 
 
+@lru_cache(maxsize=1024)
 def decimals(currency: str) -> int:
+    # babel's lookup costs ~3 us, and a cart or order asks it for each amount
     return int(get_currency_precision(currency))
 
 
@@ -50,5 +52,11 @@ def from_stored(units: int) -> Decimal:
 
 def format_amount(amount: Decimal, currency: str) -> str:
     """`amount` with its currency's decimals ("20.00" THB, "500" JPY), never rounded."""
-    exact = amount.quantize(Decimal(1).scaleb(-max(decimals(currency), places(amount))))
+    exact = amount.quantize(_unit(max(decimals(currency), places(amount))))
     return f"{exact:f}"
+
+
+@lru_cache(maxsize=64)
+def _unit(places: int) -> Decimal:
+    """10 ** -places, the quantum of an amount with that many decimals."""
+    return Decimal(1).scaleb(-places)

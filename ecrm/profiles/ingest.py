@@ -669,7 +669,48 @@ async def upsert_profiles_in_order(target: AsyncSession | ProfileWrites, writes:
             for o, (data, _) in zip(outcomes, writes, strict=True)]
 
 
-async def _stored_states(db: ProfileWrites, external_ids: Sequence[str]) -> dict[str, tuple[int, _State]]:
+ConsentWrite = tuple[int | None, str, str, str, str, datetime]  # profile id (None: new), external id, channel, ...
+
+
+class ProfilesRaced(Exception):
+    """Another transaction created a profile this write meant to create, after it read them:
+    what was written must be rolled back, and the writes tried again the long way."""
+
+
+class ProfileWritesAtOnce(Protocol):
+    """The statements `upsert_profiles_at_once` runs: `ingest_pg.PgProfileWrites`."""
+
+    async def stored_profiles(self, external_ids: Sequence[str]) -> tuple[list[dict[str, Any]], list[StoredConsent]]:
+        """As `ProfileWrites.stored_profiles`."""
+
+    async def write_all(self, new: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]],
+                        consents: Sequence[ConsentWrite]) -> dict[str, int]:
+        """Insert `new` (unless their external id exists), update `updates`, upsert `consents`
+        (a new profile's by its external id); the ids of the profiles inserted."""
+
+
+async def upsert_profiles_at_once(db: ProfileWritesAtOnce, writes: Sequence[tuple[ProfileIn, datetime]],
+                                  max_traits_bytes: int) -> list[StoredProfile | TraitsOverCap]:
+    """`upsert_profiles_in_order` in two statements: the rows locked and read, then every
+    change written by one `write_all`. Raises `ProfilesRaced` when another transaction created
+    one of the new profiles meanwhile (the caller rolls back and takes `upsert_profiles_in_order`)."""
+    stored = await _stored_states(db, sorted({data.external_id for data, _ in writes}))
+    outcomes, final = _apply_in_order(writes, stored, max_traits_bytes)
+    new = sorted(ext for ext in final if ext not in stored)
+    updates = [{"id": pid, **final[ext][0]} for ext, (pid, (values, _)) in stored.items() if final[ext][0] != values]
+    consents = [(stored[ext][0] if ext in stored else None, ext, channel, state, source, at)
+                for ext, (_, states) in final.items() for channel, (state, source, at) in states.items()
+                if ext not in stored or stored[ext][1][1].get(channel) != (state, source, at)]
+    created = await db.write_all([final[ext][0] for ext in new], updates, consents)
+    if len(created) != len(new):
+        raise ProfilesRaced(f"{len(new) - len(created)} of {len(new)} new profiles were created meanwhile")
+    ids = created | {ext: pid for ext, (pid, _) in stored.items()}
+    return [replace(o, profile_id=ids[data.external_id]) if isinstance(o, StoredProfile) else o
+            for o, (data, _) in zip(outcomes, writes, strict=True)]
+
+
+async def _stored_states(db: ProfileWrites | ProfileWritesAtOnce, external_ids: Sequence[str]
+                         ) -> dict[str, tuple[int, _State]]:
     rows, stored_consents = await db.stored_profiles(external_ids)
     profiles = {row["external_id"]: (row.pop("id"), row) for row in rows}
     consents: dict[int, _Consents] = {}

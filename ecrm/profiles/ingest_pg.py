@@ -1,6 +1,6 @@
 """The API's ingest writes on a raw asyncpg pool, for PostgreSQL: `store_events` (single events
-group-committed) and `upsert_profiles_in_order` (single profile upserts
-group-committed) without SQLAlchemy's execution layer.
+group-committed), `record_events` (a batch route's events) and `upsert_profiles_in_order`
+(single profile upserts group-committed) without SQLAlchemy's execution layer.
 
 A small transaction through SQLAlchemy's async engine costs the client about three times what
 it costs on asyncpg (`python -m bench.txn_overhead`), and the API's server shares its cores with
@@ -22,21 +22,31 @@ import asyncpg
 import orjson
 
 from ecrm import jsontext
-from ecrm.lru import LruCache
 from ecrm.pg_pool import LazyPool
+from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
+    ConsentWrite,
     EventIn,
     EventRow,
     ProfileIn,
+    ProfilesRaced,
     StoredConsent,
     StoredProfile,
     TraitsOverCap,
     store_events,
+    upsert_profiles_at_once,
     upsert_profiles_in_order,
 )
 
-SEEN = 50_000  # external ids remembered per process as having a profile (a hint for `insert_known`)
+# Every statement on this pool finds rows by a key (external id, id, profile and client id): index
+# scans only. A pool opened on a new database (a fresh install, a benchmark) otherwise settles,
+# after five executions of a statement, on a generic plan made while the tables were nearly empty,
+# and keeps it until the next ANALYZE: a sequential scan of profiles comparing each row with the
+# whole external id array cost PostgreSQL 33-39 ms per 100-event batch at 20,000 profiles instead
+# of 4-5 (the reverted 58ac305's unexplained ~30 ms). `plan_cache_mode=force_custom_plan` fixes it
+# too, but planning each execution cost ~1.5 ms more per batch.
+SESSION_SETTINGS = {"enable_seqscan": "off"}
 POOL_SIZE = 10  # group-commit flushes (a few per writer) and batch requests, each holding a connection briefly
 
 _PROFILE_IDS = "SELECT external_id, id FROM profiles WHERE external_id = ANY($1::text[])"
@@ -52,19 +62,29 @@ _EVENTS = (
     "FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[], $6::text[]) "
     "WITH ORDINALITY AS u(profile_id, name, properties, occurred_at, received_at, client_id, n) ORDER BY u.n "
     "ON CONFLICT (profile_id, client_id) DO NOTHING RETURNING id, profile_id, client_id")
-# Events without client ids whose profiles all exist (the usual flush): one statement, or none
-# inserted when a profile is missing (then `store_events` creates it). The statement's one
-# snapshot serves the check and the lookups; ids ascend in the events' order, as `store_events`'.
-# Each profile id is a subquery, not a join: a hash join read the whole table for 100 events.
-_KNOWN_EVENTS = (
-    "INSERT INTO events (profile_id, name, properties, occurred_at, received_at) "
-    "SELECT (SELECT p.id FROM profiles AS p WHERE p.external_id = u.external_id), u.name, u.properties::jsonb, "
-    "u.occurred_at, u.received_at "
-    "FROM unnest($1::text[], $2::text[], $3::text[], $4::timestamptz[], $5::timestamptz[]) WITH ORDINALITY "
-    "AS u(external_id, name, properties, occurred_at, received_at, n) "
-    "WHERE (SELECT count(*) FROM profiles WHERE external_id = ANY($1::text[])) "
-    "= (SELECT count(DISTINCT e) FROM unnest($1::text[]) AS e) "
-    "ORDER BY u.n RETURNING id, profile_id")
+# Events and the bare profiles they need, in one statement (autocommit: no BEGIN or COMMIT round
+# trip). `known` reads the profiles that exist; `fresh` creates the others, each at the `now` of
+# its first event, in external id order (one order everywhere: no deadlock). A profile another
+# transaction created since the statement's snapshot is a conflict there: DO UPDATE (a no-op)
+# returns its id, where DO NOTHING would return nothing. An event whose client id its profile
+# already has (stored before, or earlier in the list) is skipped. Ids ascend in the events' order.
+_EVENTS_AND_PROFILES = (
+    "WITH u AS (SELECT * FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS (external_id text, name text, "
+    "properties jsonb, occurred_at timestamptz, received_at timestamptz, client_id text)) WITH ORDINALITY "
+    "AS u(external_id, name, properties, occurred_at, received_at, client_id, n)), "
+    "known AS (SELECT p.external_id, p.id FROM profiles AS p "
+    "WHERE p.external_id = ANY(ARRAY(SELECT DISTINCT u.external_id FROM u))), "
+    "fresh AS (INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+    "SELECT f.external_id, 'en', 'UTC', '{}'::jsonb, f.received_at, f.received_at FROM ("
+    "SELECT DISTINCT ON (u.external_id) u.external_id, u.received_at FROM u "
+    "WHERE NOT EXISTS (SELECT FROM known WHERE known.external_id = u.external_id) ORDER BY u.external_id, u.n) AS f "
+    "ORDER BY f.external_id ON CONFLICT (external_id) DO UPDATE SET external_id = excluded.external_id "
+    "RETURNING external_id, id), "
+    "ids AS (SELECT external_id, id FROM known UNION ALL SELECT external_id, id FROM fresh) "
+    "INSERT INTO events (profile_id, name, properties, occurred_at, received_at, client_id) "
+    "SELECT ids.id, u.name, u.properties, u.occurred_at, u.received_at, u.client_id "
+    "FROM u JOIN ids ON ids.external_id = u.external_id ORDER BY u.n "
+    "ON CONFLICT (profile_id, client_id) DO NOTHING RETURNING id, profile_id")
 
 _STORED_PROFILES = (  # with their consents, a row each (or one row of NULLs), in one round trip
     "SELECT p.id, p.external_id, p.email, p.phone, p.first_name, p.last_name, p.locale, p.time_zone, "
@@ -93,6 +113,30 @@ _WRITE_CONSENTS = (
     "SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) "
     "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
     "updated_at = excluded.updated_at")
+_PROFILE_RECORD = ("external_id text, email text, phone text, first_name text, last_name text, locale text, "
+                   "time_zone text, traits jsonb, created_at timestamptz, updated_at timestamptz")
+# A flush's profile writes in one statement, each list one jsonb parameter: the new profiles (in
+# external id order, as `_INSERT_PROFILES`), the changed ones, and the consents that changed (a
+# new profile's found by its external id among those inserted). Returns the profiles inserted.
+_WRITE_ALL = (
+    "WITH ins AS (INSERT INTO profiles (external_id, email, phone, first_name, last_name, locale, time_zone, "
+    "traits, created_at, updated_at) SELECT r.external_id, r.email, r.phone, r.first_name, r.last_name, r.locale, "
+    "r.time_zone, r.traits, r.created_at, r.updated_at "
+    f"FROM ROWS FROM (jsonb_to_recordset($1::jsonb) AS ({_PROFILE_RECORD})) WITH ORDINALITY AS r(external_id, email, "
+    "phone, first_name, last_name, locale, time_zone, traits, created_at, updated_at, n) "
+    "ORDER BY r.n ON CONFLICT (external_id) DO NOTHING RETURNING external_id, id), "
+    "upd AS (UPDATE profiles AS p SET external_id = r.external_id, email = r.email, phone = r.phone, "
+    "first_name = r.first_name, last_name = r.last_name, locale = r.locale, time_zone = r.time_zone, "
+    "traits = r.traits, created_at = r.created_at, updated_at = r.updated_at "
+    f"FROM jsonb_to_recordset($2::jsonb) AS r(id bigint, {_PROFILE_RECORD}) WHERE p.id = r.id), "
+    "con AS (INSERT INTO consents (profile_id, channel, state, source, updated_at) "
+    "SELECT coalesce(c.profile_id, ins.id), c.channel, c.state, c.source, c.updated_at "
+    "FROM jsonb_to_recordset($3::jsonb) AS c(profile_id bigint, external_id text, channel text, state text, "
+    "source text, updated_at timestamptz) LEFT OUTER JOIN ins ON c.profile_id IS NULL "
+    "AND ins.external_id = c.external_id WHERE coalesce(c.profile_id, ins.id) IS NOT NULL "
+    "ON CONFLICT (profile_id, channel) DO UPDATE SET state = excluded.state, source = excluded.source, "
+    "updated_at = excluded.updated_at) "
+    "SELECT external_id, id FROM ins")
 _COLUMNS = ("external_id", "email", "phone", "first_name", "last_name", "locale", "time_zone", "traits",
             "created_at", "updated_at")  # ingest._STATE_COLUMNS, in the statements' order
 
@@ -104,6 +148,24 @@ def json_text(value: object) -> str:
         return orjson.dumps(value).decode()
     except TypeError:
         return json.dumps(value)
+
+
+def json_array(rows: Sequence[dict[str, Any]]) -> str:
+    """Rows as a JSON array for a jsonb parameter (`jsonb_to_recordset`), times in ISO 8601: orjson,
+    or `json.dumps` for what orjson does not take (integers past 64 bits)."""
+    try:
+        return orjson.dumps(rows).decode()
+    except TypeError:
+        return json.dumps(rows, default=datetime.isoformat)
+
+
+def events_json(events: Sequence[tuple[EventIn, datetime]]) -> str:
+    """Events received each at its `now` as one JSON array of `_EVENTS_AND_PROFILES`' records: one
+    parameter, serialized by orjson in a fraction of what encoding six arrays costs asyncpg
+    (`json.dumps` for what orjson does not take, integers past 64 bits)."""
+    rows = [{"external_id": data.external_id, "name": data.name, "properties": data.properties,
+             "occurred_at": data.occurred_at or now, "received_at": now, "client_id": data.id} for data, now in events]
+    return json_array(rows)
 
 
 @dataclass
@@ -136,15 +198,6 @@ class PgEventWrites:
                                             list(columns[5]))
         return [tuple(row) for row in found]
 
-    async def insert_known(self, events: Sequence[tuple[EventIn, datetime]]) -> list[tuple[int, int]] | None:
-        """Events without client ids, in one statement: (event id, profile id) each, in order,
-        or None (nothing stored) when one of their profiles does not exist yet."""
-        found = await self.connection.fetch(
-            _KNOWN_EVENTS, [data.external_id for data, _ in events], [data.name for data, _ in events],
-            [json_text(data.properties) for data, _ in events], [data.occurred_at or now for data, now in events],
-            [now for _, now in events])
-        return sorted((event_id, profile_id) for event_id, profile_id in found) if found else None
-
     async def finish(self, committed: bool) -> None:
         """Commit (or roll back) the transaction a write started, if any."""
         if self.transaction is not None:
@@ -173,6 +226,13 @@ class PgProfileWrites:
     async def update_profiles(self, rows: Sequence[dict[str, Any]]) -> None:
         await self.connection.execute(_UPDATE_PROFILES, [row["id"] for row in rows], *_columns(rows))
 
+    async def write_all(self, new: Sequence[dict[str, Any]], updates: Sequence[dict[str, Any]],
+                        consents: Sequence[ConsentWrite]) -> dict[str, int]:
+        consent_rows = [{"profile_id": pid, "external_id": ext, "channel": channel, "state": state, "source": source,
+                         "updated_at": at} for pid, ext, channel, state, source, at in consents]
+        return dict(await self.connection.fetch(_WRITE_ALL, json_array(new), json_array(updates),
+                                                json_array(consent_rows)))
+
     async def write_consents(self, changes: Sequence[ConsentChange], now: datetime) -> None:
         latest = {(c.profile_id, c.channel): c for c in changes}  # as set_consents: the last one wins
         await self.connection.execute(
@@ -192,8 +252,7 @@ class PgIngest:
     """A lazily opened asyncpg pool on the app's database, and the writes that run on it."""
 
     def __init__(self, database_url: str, pool_size: int = POOL_SIZE) -> None:
-        self._pool = LazyPool(database_url, pool_size, reset=_keep_session)
-        self._seen: LruCache[str, bool] = LruCache(SEEN)  # external ids events were stored for
+        self._pool = LazyPool(database_url, pool_size, reset=_keep_session, server_settings=SESSION_SETTINGS)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
@@ -201,21 +260,39 @@ class PgIngest:
             yield connection
 
     async def store_events(self, events: Sequence[tuple[EventIn, datetime]]) -> tuple[list[tuple[int, int]], int]:
-        """`ingest.store_events`, committed (in one transaction, or one statement: `PgEventWrites`).
-        The one-statement try is made when this process stored events for every profile named
-        before (a hint: the statement checks), so a flush with a newcomer costs no wasted try."""
-        async with self._events() as writes:
-            known = None
-            if all(data.id is None and self._seen.get(data.external_id) for data, _ in events):
-                known = await writes.insert_known(events)
-            stored = (known, len(known)) if known is not None else await store_events(writes, events)
-        for data, _ in events:
-            self._seen.put(data.external_id, True)
-        return stored
+        """`ingest.store_events`, committed. Events without client ids (the usual flush) are one
+        statement whatever profiles they name (`_EVENTS_AND_PROFILES`); a flush with client ids
+        answers a retry with the stored event's id, so it takes `store_events`' few statements in
+        one transaction (`PgEventWrites`)."""
+        if any(data.id is not None for data, _ in events):
+            async with self._events() as writes:
+                return await store_events(writes, events)
+        found = await self._events_and_profiles(events)
+        if len(found) != len(events):
+            raise RuntimeError(f"{len(events)} events without client ids, {len(found)} stored")
+        return sorted((event_id, profile_id) for event_id, profile_id in found), len(found)
+
+    async def record_events(self, events: Sequence[EventIn], now: datetime) -> EventCounts:
+        """`bulk.record_events` in one statement: a batch route's events received at `now`,
+        each client id stored once per profile."""
+        stored = len(await self._events_and_profiles([(data, now) for data in events]))
+        return EventCounts(stored, len(events) - stored)
+
+    async def _events_and_profiles(self, events: Sequence[tuple[EventIn, datetime]]) -> list[asyncpg.Record]:
+        """(event id, profile id) of each event stored."""
+        rows: list[asyncpg.Record] = await (await self._pool.get()).fetch(_EVENTS_AND_PROFILES, events_json(events))
+        return rows
 
     async def upsert_profiles_in_order(self, writes: Sequence[tuple[ProfileIn, datetime]], max_traits_bytes: int
                                        ) -> list[StoredProfile | TraitsOverCap]:
-        """`ingest.upsert_profiles_in_order` in one transaction of its own."""
+        """`ingest.upsert_profiles_in_order` in one transaction of its own: a read and one write
+        (`upsert_profiles_at_once`), or, when another transaction created one of the new profiles
+        meanwhile, that rolled back and the long way."""
+        try:
+            async with self.transaction() as connection:
+                return await upsert_profiles_at_once(PgProfileWrites(connection), writes, max_traits_bytes)
+        except ProfilesRaced:
+            pass
         async with self.transaction() as connection:
             return await upsert_profiles_in_order(PgProfileWrites(connection), writes, max_traits_bytes)
 

@@ -60,12 +60,19 @@ def _stamp(paths: list[Path]) -> Stamp:
     return tuple(stamp)
 
 
-_CATALOGS: dict[Path, SegmentCatalog] = {}
+_CATALOGS: dict[Path, SegmentCatalog] = {}  # by resolved directory
+_AS_GIVEN: dict[Path, SegmentCatalog] = {}  # by directory as callers name it, made absolute
 
 
 def catalog_for(directory: Path, money: MoneySettings | None = None) -> SegmentCatalog:
-    """The process's catalog of `directory`, so every job shares its cache."""
-    key = directory.resolve()
-    if key not in _CATALOGS:
-        _CATALOGS[key] = SegmentCatalog(directory, money)
-    return _CATALOGS[key]
+    """The process's catalog of `directory`, so every job shares its cache. The API asks once
+    per batch of touched profiles: a path seen before is not resolved again (a syscall per
+    component, in the event loop)."""
+    given = directory if directory.is_absolute() else directory.absolute()  # relative: one getcwd
+    catalog = _AS_GIVEN.get(given)
+    if catalog is None:
+        key = directory.resolve()
+        if key not in _CATALOGS:
+            _CATALOGS[key] = SegmentCatalog(directory, money)
+        catalog = _AS_GIVEN[given] = _CATALOGS[key]
+    return catalog

@@ -123,8 +123,14 @@ async def test_a_failure_after_the_profile_is_written_leaves_nothing_stored(
     async def broken(*_args: object) -> None:
         raise RuntimeError("consent table on fire")
 
-    for writes in (ingest.SessionProfileWrites, ingest_pg.PgProfileWrites):  # SQLAlchemy, asyncpg (PostgreSQL)
-        monkeypatch.setattr(writes, "write_consents", broken)
+    write_all = ingest_pg.PgProfileWrites.write_all
+
+    async def written_then_broken(self: ingest_pg.PgProfileWrites, *args: Any) -> None:
+        await write_all(self, *args)  # the profile and its consent are written, in the transaction
+        raise RuntimeError("consent table on fire")
+
+    monkeypatch.setattr(ingest.SessionProfileWrites, "write_consents", broken)  # SQLAlchemy
+    monkeypatch.setattr(ingest_pg.PgProfileWrites, "write_all", written_then_broken)  # asyncpg (PostgreSQL)
     resp = await api.post("/v1/profiles", json=ANA, headers=auth)
     assert resp.status == 500
     assert "consent table on fire" in caplog.text

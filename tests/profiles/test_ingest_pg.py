@@ -4,15 +4,18 @@ request after another)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import asyncpg
 import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.profiles import ingest_pg
+from ecrm.profiles import bulk, ingest_pg
+from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.erase import erase_profile
 from ecrm.profiles.ingest import (
     EventIn,
@@ -25,7 +28,7 @@ from ecrm.profiles.ingest import (
     upsert_profiles_in_order,
 )
 from ecrm.profiles.ingest_pg import PgEventWrites, PgIngest
-from ecrm.profiles.models import Profile
+from ecrm.profiles.models import Consent, Profile
 from tests.conftest import T0
 from tests.factories import add_profile
 from tests.profiles.test_in_order import LIMIT, _answers, _events, _rows, _seed, _wipe, _writes
@@ -84,25 +87,27 @@ def _same(expected_ids: list[tuple[int, int]], got: list[tuple[object, ...]], in
     return got[ordered.index(expected_ids[index][0])][0]
 
 
-async def test_events_whose_insert_fails_leave_no_bare_profile_behind(
+async def test_events_with_client_ids_whose_insert_fails_leave_no_bare_profile_behind(
         sessions: async_sessionmaker[AsyncSession], pg: PgIngest, monkeypatch: pytest.MonkeyPatch) -> None:
     async def broken(*_args: object) -> None:
         raise RuntimeError("events table on fire")
 
+    event = EventIn(external_id="c-new", name="page.viewed", id="e-1")  # a client id: the long way
     monkeypatch.setattr(PgEventWrites, "insert_events", broken)
     with pytest.raises(RuntimeError, match="on fire"):
-        await pg.store_events([(EventIn(external_id="c-new", name="page.viewed"), T0)])
+        await pg.store_events([(event, T0)])
     assert await count_rows(sessions, Profile) == 0
     monkeypatch.undo()
-    assert (await pg.store_events([(EventIn(external_id="c-new", name="page.viewed"), T0)]))[1] == 1
+    assert (await pg.store_events([(event, T0)]))[1] == 1
     assert await count_rows(sessions, Profile) == 1
 
 
-async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_stores(
+async def test_events_without_client_ids_are_one_statement_and_store_what_sqlalchemy_stores(
         sessions: async_sessionmaker[AsyncSession], pg: PgIngest, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The usual flush (no client ids, every profile stored) is `insert_known`'s one statement;
-    a flush naming a new profile stores nothing there and goes the long way."""
-    writes = [(EventIn(external_id=f"c-{n % 3}", name="page.viewed", properties={"n": n},
+    """A flush without client ids is `_EVENTS_AND_PROFILES`' one statement, whether its profiles
+    exist or not: the same events, bare profiles (created at their first event's `now`) and ids
+    in order as the SQLAlchemy path."""
+    writes = [(EventIn(external_id=f"c-{n % 3}", name="page.viewed", properties={"n": n, "big": 2**70},
                        occurred_at=T0 if n % 2 else None), T0 + timedelta(seconds=n)) for n in range(7)]
     newcomer = [(EventIn(external_id="c-new", name="page.viewed"), T0), writes[0]]
     async with sessions.begin() as session:
@@ -111,20 +116,17 @@ async def test_events_of_known_profiles_in_one_statement_store_what_sqlalchemy_s
     await _wipe(sessions)
 
     async def long_way(*_args: object) -> None:
-        raise AssertionError("every profile is stored: one statement")
+        raise AssertionError("no client ids: one statement")
 
-    got_ids = [(await pg.store_events(writes))[0]]  # new profiles: the long way, no one-statement try
     monkeypatch.setattr(ingest_pg, "store_events", long_way)
-    got_ids.append((await pg.store_events(writes))[0])
-    monkeypatch.undo()
-    got_ids.append((await pg.store_events(newcomer))[0])
+    got_ids = [(await pg.store_events(batch))[0] for batch in (writes, writes, newcomer)]
     got = await _events(sessions)
     assert [row[1:] for row in got] == expected
     ranks = sorted(event_id for batch in expected_ids for event_id, _ in batch)
     assert [[got[ranks.index(event_id)][0] for event_id, _ in batch] for batch in expected_ids] == [
         [event_id for event_id, _ in batch] for batch in got_ids]
     assert await count_rows(sessions, Profile) == 4
-    async with sessions.begin() as session:  # erased since: the hint is wrong, the statement's check is not
+    async with sessions.begin() as session:  # erased since: a new bare profile
         erased = await find_profile(session, "c-1")
         assert erased is not None
         await erase_profile(session, erased.id)
@@ -159,3 +161,94 @@ async def test_a_profile_created_meanwhile_leaves_the_others_answered_created(
         rows = await session.execute(select(Profile.external_id, Profile.traits))
         stored = {row.external_id: row.traits for row in rows}
     assert stored == {"a": {"n": 0}, "b": {"n": 1}, "c": {"n": 2}}
+
+
+async def test_a_profile_another_transaction_creates_meanwhile_is_used_not_duplicated(
+        db_url: str, sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    """The statement's snapshot misses a profile inserted by a transaction still open; its
+    INSERT waits on that one's commit and then takes the profile's id."""
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async with other.transaction():
+            theirs = await other.fetchval(
+                "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+                "VALUES ('c-race', 'en', 'UTC', '{}', $1, $1) RETURNING id", T0)
+            ours = asyncio.create_task(pg.store_events([(EventIn(external_id="c-race", name="page.viewed"), T0),
+                                                        (EventIn(external_id="c-other", name="page.viewed"), T0)]))
+            await asyncio.sleep(0.3)
+            assert not ours.done()  # waiting on the uncommitted profile
+    finally:
+        await other.close()
+    [(_, race_profile), (_, other_profile)], stored = await ours
+    assert (race_profile, stored) == (theirs, 2) and other_profile != theirs
+    assert await count_rows(sessions, Profile) == 2
+
+
+async def test_a_batch_stores_each_client_id_once_per_profile_as_sqlalchemy_does(
+        sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    events = [EventIn(external_id=f"c-{n % 2}", name="page.viewed", id=f"e-{n % 3}" if n % 4 else None)
+              for n in range(8)]  # the last repeats c-1's e-1; two have no client id
+    counts = []
+    async with sessions.begin() as session:
+        counts += [await bulk.record_events(session, events, T0), await bulk.record_events(session, events, T0)]
+    expected = [row[1:] for row in await _events(sessions)]
+    await _wipe(sessions)
+    got = [await pg.record_events(events, T0), await pg.record_events(events, T0)]  # the second: a retry
+    assert got == counts == [EventCounts(7, 1), EventCounts(2, 6)]
+    assert [row[1:] for row in await _events(sessions)] == expected
+    assert await count_rows(sessions, Profile) == 2
+
+
+async def test_a_new_profile_another_transaction_creates_meanwhile_is_updated_the_long_way(
+        db_url: str, sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
+    """The one-write upsert finds its INSERT skipped by a profile committed since its read: it
+    rolls back (the other new profile is not left half-written) and applies the upserts again."""
+    upserts = [(ProfileIn.model_validate({"external_id": ext, "email": f"{ext}@example.com",
+                                          "consent": {"email": {"state": "granted"}}}), T0)
+               for ext in ("c-other", "c-race")]
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async with other.transaction():
+            theirs = await other.fetchval(
+                "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+                "VALUES ('c-race', 'en', 'UTC', '{}', $1, $1) RETURNING id", T0)
+            ours = asyncio.create_task(pg.upsert_profiles_in_order(upserts, LIMIT))
+            await asyncio.sleep(0.3)
+            assert not ours.done()  # waiting on the uncommitted profile
+    finally:
+        await other.close()
+    answers = await ours
+    assert [(o.created, o.profile_id == theirs) for o in answers if isinstance(o, StoredProfile)] == [
+        (True, False), (False, True)]
+    assert await count_rows(sessions, Profile) == 2
+    assert await count_rows(sessions, Consent) == 2
+
+
+async def test_statements_prepared_on_an_empty_database_keep_to_index_scans_as_it_grows(db_url: str) -> None:
+    """A plan cached while profiles was empty must not become a sequential scan per flush once it
+    holds thousands (PostgreSQL's generic plan after five executions; no ANALYZE in between)."""
+    if not db_url.startswith("postgresql"):
+        pytest.skip("asyncpg: PostgreSQL only")
+    ingest = PgIngest(db_url, pool_size=1)
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        for n in range(8):  # the statement is planned for good while the tables are empty
+            await ingest.store_events([(EventIn(external_id=f"c-{n}", name="page.viewed"), T0)])
+        await other.execute(
+            "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+            "SELECT 'bulk-' || n, 'en', 'UTC', '{}', $1, $1 FROM generate_series(1, 5000) AS n", T0)
+        before = await _profile_seq_scans(ingest, other)
+        for n in range(3):
+            await ingest.store_events([(EventIn(external_id=f"bulk-{n + 1}", name="page.viewed"), T0),
+                                       (EventIn(external_id=f"new-{n}", name="page.viewed"), T0)])
+        assert await _profile_seq_scans(ingest, other) == before
+    finally:
+        await other.close()
+        await ingest.close()
+
+
+async def _profile_seq_scans(ingest: PgIngest, other: asyncpg.Connection) -> int:
+    async with ingest.transaction() as connection:  # the pool's one backend reports its counts
+        await connection.execute("SELECT pg_stat_force_next_flush()")
+    await other.execute("SELECT pg_stat_clear_snapshot()")
+    return int(await other.fetchval("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'profiles'"))

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from ecrm.segments.catalog import catalog_for
 from ecrm.segments.touches import Touches
 
 
@@ -64,3 +65,15 @@ async def test_workers_refresh_whole_segments_on_a_cron_every_configured_minutes
     worker: Worker = make_worker(settings, burst=True, handle_signals=False)
     assert [(job.name, job.minute) for job in worker.cron_jobs] == [("segments_refresh", {0, 20, 40})]
     assert "segments_touched" in worker.functions
+
+
+def test_the_catalog_of_a_directory_is_one_however_it_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "segments").mkdir()
+    monkeypatch.chdir(tmp_path)
+    catalog = catalog_for(Path("segments"))
+    assert catalog_for(tmp_path / "segments") is catalog
+    assert catalog_for(Path("segments")) is catalog
+    assert catalog_for(tmp_path / "other") is not catalog
+    (tmp_path / "elsewhere" / "segments").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "elsewhere")  # the same relative name, another directory now
+    assert catalog_for(Path("segments")) is catalog_for(tmp_path / "elsewhere" / "segments") is not catalog
