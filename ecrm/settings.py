@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ecrm.errors import ConfigError, SpecError
 from ecrm.orders.money import is_currency
+from ecrm.priority import Policy
 from ecrm.push.settings_checks import push_pair, push_private_key, push_public_key, push_subject
 from ecrm.site.origins import site_origin
 from ecrm.yamlfile import dotted, load_yaml
@@ -85,6 +86,12 @@ class SendSettings(_Section):
     # contention the API, the transactional worker and PostgreSQL run first, so a receipt or an
     # entry event does not queue behind bulk sends; alone on the cores, a campaign runs as fast.
     campaign_nice: int = Field(5, ge=0, le=19)
+    # ... and its Linux scheduling policy (`ecrm.priority`): normal, batch (SCHED_BATCH) or idle
+    # (SCHED_IDLE: it runs only on cores nothing else wants, so a message preempts it at once).
+    campaign_policy: Policy = Policy.NORMAL
+    # The nice `ecrm serve` and `ecrm worker --transactional` raise themselves to (below 0 needs
+    # root or CAP_SYS_NICE; without it they log one line and keep theirs).
+    urgent_nice: int = Field(0, ge=-20, le=0)
 
 
 class ApiSettings(_Section):

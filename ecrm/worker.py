@@ -6,7 +6,6 @@ in-process queue when no Redis is configured.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
@@ -15,7 +14,7 @@ from arq.connections import RedisSettings
 from arq.cron import CronJob
 from arq.worker import Function
 
-from ecrm import heap
+from ecrm import heap, priority
 from ecrm.campaigns.jobs import finish_run_job, plan_run_job
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.deliveries.jobs import send_batch_job
@@ -101,9 +100,10 @@ def make_transactional_worker(settings: Settings, **options: Any) -> Worker:
 
 
 def yield_cores(settings: Settings) -> int:
-    """Lower this process's CPU priority by `send.campaign_nice` (the campaigns' worker does, so
-    bulk sends yield the cores to the API and the transactional worker); the new niceness."""
-    return os.nice(settings.send.campaign_nice)
+    """Lower this process's CPU priority by `send.campaign_nice` and to `send.campaign_policy`
+    (the campaigns' worker does, so bulk sends yield the cores to the API and the transactional
+    worker); the new niceness."""
+    return priority.yield_cores(settings.send.campaign_nice, settings.send.campaign_policy)
 
 
 def in_process_queue(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> InProcessQueue:
