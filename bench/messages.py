@@ -39,7 +39,6 @@ from arq import ArqRedis, create_pool
 from arq.connections import RedisSettings
 from arq.jobs import Job
 
-from bench.batch_ingest import wait_up
 from bench.send import CAMPAIGN, PG_ADMIN, ROOT, fresh_postgres, seed, settings_env
 from ecrm.api.apikeys import create_api_key
 from ecrm.campaigns.launch import create_run, enqueue_plan
@@ -154,7 +153,7 @@ async def run(args: argparse.Namespace, work: Path) -> None:
     processes.append(start(["serve", "--dev", "--port", str(args.port)], settings, work / "serve.log", env))
     try:
         base = f"http://127.0.0.1:{args.port}"
-        await wait_up(base)
+        await wait_up(base, 120)
         engine = create_engine(url)
         spec = load_campaign(CAMPAIGN, settings)
         ref = await create_run(session_factory(engine), spec, str(CAMPAIGN))
@@ -177,6 +176,17 @@ async def run(args: argparse.Namespace, work: Path) -> None:
                 process.wait(30)
         await redis.aclose()
         await sink.close()
+
+
+async def wait_up(base: str, seconds: float) -> None:
+    """Until `ecrm serve` answers /health (slow to start on a busy machine)."""
+    async with aiohttp.ClientSession() as http, asyncio.timeout(seconds):
+        while True:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with http.get(f"{base}/health") as resp:
+                    if resp.status == 200:
+                        return
+            await asyncio.sleep(0.1)
 
 
 async def until(condition: Callable[[], bool]) -> None:
