@@ -161,6 +161,8 @@ async def run(args: argparse.Namespace, work: Path) -> None:
         await enqueue_plan(ArqQueue(redis), ref, spec)
         async with asyncio.timeout(120):
             await until(lambda: sink.messages >= min(1000, args.n // 10))  # the campaign is sending
+            while not await redis.exists(f"{TRANSACTIONAL_QUEUE}:health-check"):  # noqa: ASYNC110  # its worker has started
+                await asyncio.sleep(0.05)
         campaign_before, began = sink.messages, time.perf_counter()
         posted, answered = await post_messages(base, key, args)
         async with asyncio.timeout(60):
@@ -243,6 +245,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rate", type=float, default=20.0, help="messages posted per second")
     parser.add_argument("--campaign-workers", type=int, default=1)
     parser.add_argument("--port", type=int, default=8792)
+    parser.add_argument("--keep", action="store_true", help="keep the processes' logs")
     parser.add_argument("--database", default="ecrm_bench_messages", help="PostgreSQL database to (re)create")
     parser.add_argument("--campaign-nice", type=int, help="send.campaign_nice for the campaign workers")
     parser.add_argument("--env", nargs=2, action="append", default=[], metavar=("SETTING", "VALUE"),
@@ -250,7 +253,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="ecrm-bench-messages-"))
     asyncio.run(run(args, work))
-    shutil.rmtree(work)
+    if args.keep:
+        print(f"logs kept in {work}")
+    else:
+        shutil.rmtree(work)
     return 0
 
 
