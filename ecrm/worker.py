@@ -48,6 +48,7 @@ async def send_done_job(ctx: JobContext, source_kind: str, source_id: int) -> An
 JOBS: dict[str, JobFunction] = {"plan_run": plan_run_job, "send_batch": send_batch_job, "send_done": send_done_job,
                                 "segments_touched": segments_touched_job, MAP_JOB: map_webhooks_job,
                                 "map_webhook": map_webhook_job}  # one webhook: jobs queued by an older API
+TRANSACTIONAL_MAX_JOBS = 16
 TRANSACTIONAL_WAKE_WAIT = 0.25  # seconds the transactional worker waits to be woken before it polls anyway
 # Our jobs decide when to stop retrying (settings.send.max_tries); arq's cap only backstops it.
 ARQ_MAX_TRIES = 1000
@@ -129,8 +130,11 @@ class WokenWorker(Worker):
 
 
 def make_transactional_worker(settings: Settings, **options: Any) -> Worker:
-    """A worker for transactional messages only: their own queue, woken as each is queued."""
+    """A worker for transactional messages only: their own queue, woken as each is queued, with
+    `TRANSACTIONAL_MAX_JOBS` at once (a job is one message, waiting on the database and SMTP
+    most of its time: four at once queued messages behind each other under load)."""
     options.setdefault("poll_delay", 0)
+    options.setdefault("max_jobs", TRANSACTIONAL_MAX_JOBS)
     return make_worker(settings, TRANSACTIONAL_QUEUE, worker_class=WokenWorker, **options)
 
 
