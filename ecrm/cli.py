@@ -495,8 +495,6 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         preflight.check(settings, args.dev, listen_host=args.host)
     if args.workers < 1 or (args.workers > 1 and args.port == 0):
         raise EcrmError("--workers takes a number from 1 up, and more than 1 needs a fixed --port")
-    if not args.worker:  # --workers' processes inherit it
-        priority.claim_cores(settings.send.urgent_nice)
     if args.workers == 1 or args.worker:
         serve(settings, args.host, args.port, reuse_port=args.worker, quiet=args.worker)
         return 0
@@ -514,7 +512,7 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
     if args.transactional:
-        priority.claim_cores(settings.send.urgent_nice)
+        priority.claim_cores(settings.send.transactional_nice)
     else:
         yield_cores(settings)
     worker = (make_transactional_worker if args.transactional else make_worker)(settings, burst=args.burst)

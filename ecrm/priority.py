@@ -1,10 +1,11 @@
 """CPU priority of ecrm's own processes: bulk work yields the cores, urgent work takes them.
 
 The campaigns' worker (`ecrm worker`) lowers its priority: a higher nice (`send.campaign_nice`)
-and, optionally, Linux's SCHED_BATCH or SCHED_IDLE policy (`send.campaign_policy`). The API
-(`ecrm serve`) and the transactional worker (`ecrm worker --transactional`) may raise theirs
-(`send.urgent_nice`, below 0), which needs root or CAP_SYS_NICE; without it they log one line
-and run at their nice as before.
+and, optionally, Linux's SCHED_BATCH or SCHED_IDLE policy (`send.campaign_policy`). The
+transactional worker (`ecrm worker --transactional`) raises its own (`send.transactional_nice`,
+below 0), which needs root or CAP_SYS_NICE; without it, it logs one line and runs at its nice
+as before. The API keeps its priority: above PostgreSQL's backends it could slow ingest, and a
+message's accept is one statement.
 """
 
 from __future__ import annotations

@@ -89,9 +89,10 @@ class SendSettings(_Section):
     # ... and its Linux scheduling policy (`ecrm.priority`): normal, batch (SCHED_BATCH) or idle
     # (SCHED_IDLE: it runs only on cores nothing else wants, so a message preempts it at once).
     campaign_policy: Policy = Policy.NORMAL
-    # The nice `ecrm serve` and `ecrm worker --transactional` raise themselves to (below 0 needs
-    # root or CAP_SYS_NICE; without it they log one line and keep theirs).
-    urgent_nice: int = Field(0, ge=-20, le=0)
+    # The nice `ecrm worker --transactional` raises itself to, so a message's job runs as soon as
+    # it is woken, ahead of the campaigns (below 0 needs root or CAP_SYS_NICE; without it, it logs
+    # one line and keeps its own).
+    transactional_nice: int = Field(-10, ge=-20, le=0)
 
 
 class ApiSettings(_Section):

@@ -73,8 +73,9 @@ def test_the_campaigns_worker_can_yield_the_cores_as_sched_idle_or_sched_batch()
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root or CAP_SYS_NICE")
-def test_serve_and_the_transactional_worker_raise_their_priority_to_urgent_nice_when_allowed() -> None:
-    printed = _in_child("print(priority.claim_cores(s.send.urgent_nice), os.nice(0))", ECRM_SEND__URGENT_NICE="-3")
+def test_the_transactional_worker_raises_its_priority_to_transactional_nice_when_allowed() -> None:
+    printed = _in_child("print(priority.claim_cores(s.send.transactional_nice), os.nice(0))",
+                        ECRM_SEND__TRANSACTIONAL_NICE="-3")
     assert printed.split() == ["-3", "-3"]
 
 
