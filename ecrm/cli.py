@@ -495,6 +495,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         preflight.check(settings, args.dev, listen_host=args.host)
     if args.workers < 1 or (args.workers > 1 and args.port == 0):
         raise EcrmError("--workers takes a number from 1 up, and more than 1 needs a fixed --port")
+    if not args.worker:  # --workers' processes inherit it
+        priority.claim_cores(settings.api.nice)
     if args.workers == 1 or args.worker:
         serve(settings, args.host, args.port, reuse_port=args.worker, quiet=args.worker)
         return 0

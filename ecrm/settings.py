@@ -96,6 +96,9 @@ class SendSettings(_Section):
 
 
 class ApiSettings(_Section):
+    # The nice `ecrm serve` raises itself to (0: its own; below 0 needs root or CAP_SYS_NICE).
+    # Off by default: above PostgreSQL's backends on the same cores, a busy API could slow ingest.
+    nice: int = Field(0, ge=-20, le=0)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger request bodies get 413
     max_traits_bytes: int = Field(64 * 1024, ge=256)  # a profile's traits as JSON, after a merge: 422 beyond
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # a batch route's body (1,000 items): 413 beyond
