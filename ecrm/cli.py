@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ecrm import heap, loop, preflight
+from ecrm import heap, loop, preflight, priority
 from ecrm.api.scopes import DEFAULT_SCOPES, Scope, describe
 from ecrm.campaigns.launch import RunRef, create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
@@ -495,6 +495,8 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
         preflight.check(settings, args.dev, listen_host=args.host)
     if args.workers < 1 or (args.workers > 1 and args.port == 0):
         raise EcrmError("--workers takes a number from 1 up, and more than 1 needs a fixed --port")
+    if not args.worker:  # --workers' processes inherit it
+        priority.claim_cores(settings.api.nice)
     if args.workers == 1 or args.worker:
         serve(settings, args.host, args.port, reuse_port=args.worker, quiet=args.worker)
         return 0
@@ -511,7 +513,9 @@ def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:
     preflight.check(settings, args.dev)
     loop.use_fast_loop()
     asyncio.set_event_loop(asyncio.new_event_loop())
-    if not args.transactional:
+    if args.transactional:
+        priority.claim_cores(settings.send.transactional_nice)
+    else:
         yield_cores(settings)
     worker = (make_transactional_worker if args.transactional else make_worker)(settings, burst=args.burst)
     heap.settle()

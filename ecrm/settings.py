@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, f
 
 from ecrm.errors import ConfigError, SpecError
 from ecrm.orders.money import is_currency
+from ecrm.priority import Policy
 from ecrm.push.settings_checks import push_pair, push_private_key, push_public_key, push_subject
 from ecrm.site.origins import site_origin
 from ecrm.yamlfile import dotted, load_yaml
@@ -85,9 +86,19 @@ class SendSettings(_Section):
     # contention the API, the transactional worker and PostgreSQL run first, so a receipt or an
     # entry event does not queue behind bulk sends; alone on the cores, a campaign runs as fast.
     campaign_nice: int = Field(5, ge=0, le=19)
+    # ... and its Linux scheduling policy (`ecrm.priority`): normal, batch (SCHED_BATCH) or idle
+    # (SCHED_IDLE: it runs only on cores nothing else wants, so a message preempts it at once).
+    campaign_policy: Policy = Policy.NORMAL
+    # The nice `ecrm worker --transactional` raises itself to, so a message's job runs as soon as
+    # it is woken, ahead of the campaigns (below 0 needs root or CAP_SYS_NICE; without it, it logs
+    # one line and keeps its own).
+    transactional_nice: int = Field(-10, ge=-20, le=0)
 
 
 class ApiSettings(_Section):
+    # The nice `ecrm serve` raises itself to (0: its own; below 0 needs root or CAP_SYS_NICE).
+    # Off by default: above PostgreSQL's backends on the same cores, a busy API could slow ingest.
+    nice: int = Field(0, ge=-20, le=0)
     max_body_bytes: int = Field(1024 * 1024, ge=1024)  # larger request bodies get 413
     max_traits_bytes: int = Field(64 * 1024, ge=256)  # a profile's traits as JSON, after a merge: 422 beyond
     max_batch_bytes: int = Field(16 * 1024 * 1024, ge=1024)  # a batch route's body (1,000 items): 413 beyond

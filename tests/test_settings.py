@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import logging
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
+from ecrm import priority
 from ecrm.errors import ConfigError
 from ecrm.settings import load_settings
 
@@ -50,3 +53,40 @@ def test_the_campaigns_worker_lowers_its_cpu_priority_by_campaign_nice() -> None
         done = subprocess.run([sys.executable, "-c", script.replace("{n}", str(nice))], capture_output=True,
                               text=True, check=True)
         assert done.stdout.strip() == str(nice)
+
+
+def _in_child(script: str, **environ: str) -> str:
+    """What a child process prints (priorities only go one way in a process; tests keep theirs)."""
+    prelude = ("import logging, os, sys; from pathlib import Path; from ecrm import priority; "
+               "from ecrm.settings import load_settings; "
+               "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='%(message)s'); "
+               f"s = load_settings(Path('/nonexistent'), environ={environ!r}); ")
+    return subprocess.run([sys.executable, "-c", prelude + script], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_the_campaigns_worker_can_yield_the_cores_as_sched_idle_or_sched_batch() -> None:
+    for policy, expected in (("idle", os.SCHED_IDLE), ("batch", os.SCHED_BATCH), ("normal", os.SCHED_OTHER)):
+        printed = _in_child("from ecrm.worker import yield_cores; yield_cores(s); print(os.sched_getscheduler(0))",
+                            ECRM_SEND__CAMPAIGN_POLICY=policy)
+        assert printed.split()[-1] == str(expected), policy
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="raising a priority needs root or CAP_SYS_NICE")
+def test_the_transactional_worker_raises_its_priority_to_transactional_nice_when_allowed() -> None:
+    printed = _in_child("print(priority.claim_cores(s.send.transactional_nice), os.nice(0))",
+                        ECRM_SEND__TRANSACTIONAL_NICE="-3")
+    assert printed.split() == ["-3", "-3"]
+
+
+def test_without_permission_to_raise_it_the_priority_stays_and_one_line_says_why(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def refuse(which: int, who: int, value: int) -> None:
+        raise PermissionError(1, "Operation not permitted")  # what the kernel answers without CAP_SYS_NICE
+
+    monkeypatch.setattr(os, "setpriority", refuse)
+    with caplog.at_level(logging.INFO, logger="ecrm.priority"):
+        assert priority.claim_cores(-5) == os.nice(0)
+    assert [r.getMessage() for r in caplog.records] == [
+        f"not allowed to raise the CPU priority to nice -5 (needs root or CAP_SYS_NICE); running at nice {os.nice(0)}"]

@@ -11,6 +11,7 @@ a message is accepted in the database and answered 503 (a retry with its key sen
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import AsyncIterator
 
@@ -26,6 +27,7 @@ from ecrm.queue import TRANSACTIONAL_QUEUE, JobQueue, LazyArqQueue
 from ecrm.render.environment import TemplateCatalog
 from ecrm.runtime import open_runtime
 from ecrm.transactional.accept import IdempotencyKey, MessageIn, MessageOut, request_hash, submit
+from ecrm.transactional.accept_pg import PgMessages
 from ecrm.transactional.models import KEY_MAX
 from ecrm.worker import in_process_queue
 
@@ -34,6 +36,7 @@ routes = web.RouteTableDef()
 SHUTDOWN_WAIT = 10.0  # seconds the in-process sends get when the API stops
 MESSAGE_QUEUE: web.AppKey[JobQueue] = web.AppKey("message_queue")
 CATALOG = web.AppKey("catalog", TemplateCatalog)
+PG_MESSAGES: web.AppKey[PgMessages | None] = web.AppKey("pg_messages")
 IDEMPOTENCY_KEY = "Idempotency-Key"
 KEYS = TypeAdapter(IdempotencyKey)
 
@@ -48,8 +51,11 @@ async def post_message(request: web.Request) -> web.Response:
     key = _idempotency_key(request)
     document = await read_json(request)
     message = MessageIn.model_validate(document)
-    sessions, now = request.app[SESSIONS], request.app[CLOCK].now()
-    answer = await submit(sessions, request.app[CATALOG], key, request_hash(document), message, now)
+    now, store = request.app[CLOCK].now(), request.app[PG_MESSAGES]
+    if store is not None:  # PostgreSQL: one statement on the messages' own pool
+        answer = await store.submit(request.app[CATALOG], key, request_hash(document), message, now)
+    else:
+        answer = await submit(request.app[SESSIONS], request.app[CATALOG], key, request_hash(document), message, now)
     if answer.send_id is not None:
         await _enqueue(request.app[MESSAGE_QUEUE], answer.send_id)
     headers = {"Idempotent-Replayed": "true"} if answer.replayed else None
@@ -83,7 +89,21 @@ async def message_queue(app: web.Application) -> AsyncIterator[None]:
     """The queue messages go on (a cleanup context, after the database's): arq's transactional
     queue with Redis; without it, an in-process queue with this app's runtime. At shutdown the
     in-process sends get `SHUTDOWN_WAIT` seconds; then they stop, recording what was handed
-    over, and what is left stays queued (a retry with the same Idempotency-Key sends it)."""
+    over, and what is left stays queued (a retry with the same Idempotency-Key sends it). On
+    PostgreSQL messages are accepted on their own pool (`transactional.accept_pg`)."""
+    settings = app[SETTINGS]
+    store = app[PG_MESSAGES] = PgMessages(settings.database_url) if settings.database_url.startswith(
+        "postgresql") else None
+    try:
+        async with _queue(app):
+            yield
+    finally:
+        if store is not None:
+            await store.close()
+
+
+@contextlib.asynccontextmanager
+async def _queue(app: web.Application) -> AsyncIterator[None]:
     settings = app[SETTINGS]
     if settings.redis_url:
         queue = LazyArqQueue(settings.redis_url, TRANSACTIONAL_QUEUE)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from ecrm.deliveries.claims import Owner
+from ecrm.deliveries.sends import SendRef
 from ecrm.deliveries.states import DeliveryStatus, Reason, State
 from ecrm.deliveries.store import Change
 from ecrm.render.recipient import Recipient
@@ -45,6 +46,9 @@ def span(chunk: Sequence[Recipient] | None) -> Span | None:
 
 
 class BatchStore(Protocol):
+    async def send(self, send_id: int) -> SendRef:
+        """What a send job needs to know of its send (one read; a job of a new send does it first)."""
+
     async def queue_members(self, send_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
         """Queue a delivery in `batch` for each profile not yet in the send, and open the batch if
         any was queued; return how many. Profiles erased since the audience was read are left out."""

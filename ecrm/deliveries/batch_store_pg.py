@@ -19,11 +19,12 @@ from ecrm.clock import Clock
 from ecrm.deliveries.batch_store import ERASED, GONE, Span, Started, span
 from ecrm.deliveries.claims import IN_DOUBT, IN_DOUBT_SQL, INTERRUPTED, Owner
 from ecrm.deliveries.queued import split_erased
+from ecrm.deliveries.sends import SendRef
 from ecrm.deliveries.states import DeliveryStatus, State, sql_guard
 from ecrm.deliveries.store import Change, assignments, counts_parts, group, timed
 from ecrm.pg_pool import LazyPool
 from ecrm.push.targets import PG_TARGETS, attach
-from ecrm.types import ChannelKind
+from ecrm.types import ChannelKind, SendSource
 
 POOL_SIZE = 8  # a worker runs a few send jobs and a plan at once, each holding a connection briefly
 
@@ -48,6 +49,7 @@ _SEND_STATE = """SELECT s.planned_at IS NOT NULL,
        EXISTS (SELECT 1 FROM send_batches AS b WHERE b.send_id = s.id AND b.done_at IS NULL)
 FROM sends AS s WHERE s.id = $1"""
 _DONE = "UPDATE sends SET done_at = $2 WHERE id = $1"
+_SEND = "SELECT source_kind, source_id, channel, template, label, data FROM sends WHERE id = $1"
 
 
 class PgBatchStore:
@@ -57,6 +59,14 @@ class PgBatchStore:
 
     async def pool(self) -> asyncpg.Pool:
         return await self._pool.get()
+
+    async def send(self, send_id: int) -> SendRef:
+        async with (await self.pool()).acquire() as connection:
+            row = await connection.fetchrow(_SEND, send_id)
+        if row is None:
+            raise LookupError(f"no send {send_id}")
+        return SendRef(send_id, SendSource(row["source_kind"]), row["source_id"], ChannelKind(row["channel"]),
+                       row["template"], row["label"], row["data"])
 
     async def queue_members(self, send_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
         async with (await self.pool()).acquire() as connection, connection.transaction():

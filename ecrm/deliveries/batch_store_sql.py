@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, insert, literal, select
+from sqlalchemy.exc import NoResultFound
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from ecrm.clock import Clock
@@ -15,6 +16,7 @@ from ecrm.deliveries.batches import close_batch
 from ecrm.deliveries.claims import Owner, mark_in_flight, still_owner, take_over
 from ecrm.deliveries.models import DELIVERIES, SEND_BATCHES
 from ecrm.deliveries.queued import read_queued
+from ecrm.deliveries.sends import SendRef, load_send
 from ecrm.deliveries.store import Change, write_changes
 from ecrm.profiles.models import Profile
 from ecrm.push.targets import read_targets
@@ -27,6 +29,13 @@ class SqlBatchStore:
     def __init__(self, engine: AsyncEngine, clock: Clock) -> None:
         self.engine, self.clock = engine, clock
         self._sessions = session_factory(engine)
+
+    async def send(self, send_id: int) -> SendRef:
+        async with self._sessions() as session:
+            try:
+                return await load_send(session, send_id)
+            except NoResultFound:
+                raise LookupError(f"no send {send_id}") from None
 
     async def queue_members(self, send_id: int, batch: int, profile_ids: Sequence[int], channel: str) -> int:
         """One INSERT ... SELECT (rows are built in SQL); the (profile, send, channel) key skips

@@ -22,7 +22,7 @@ from arq.worker import Retry
 from ecrm.channels.registry import PAIRINGS, Pairing
 from ecrm.deliveries.claims import SupersededError
 from ecrm.deliveries.send import BatchOutcome, Sender, send_batch
-from ecrm.deliveries.sends import SendRef, load_send
+from ecrm.deliveries.sends import SendRef
 from ecrm.render.composer import WithData, send_stream
 from ecrm.runtime import JobContext, Runtime
 
@@ -34,8 +34,7 @@ M = TypeVar("M")
 async def send_of(runtime: Runtime, send_id: int) -> SendRef:
     send = runtime.sends.get(send_id)
     if send is None:
-        async with runtime.sessions() as session:
-            send = runtime.sends.put(send_id, await load_send(session, send_id))
+        send = runtime.sends.put(send_id, await runtime.batches.send(send_id))
     return send
 
 

@@ -76,21 +76,37 @@ async def submit(sessions: async_sessionmaker[AsyncSession], catalog: TemplateCa
     async with sessions.begin() as session:
         message_id = await _claim(session, key, digest, now)
         if message_id is None:
-            return _replay(await session.scalar(select(TransactionalMessage).where(
-                TransactionalMessage.idempotency_key == key)), digest)
+            stored = await session.scalar(select(TransactionalMessage).where(
+                TransactionalMessage.idempotency_key == key))
+            if stored is None:  # not seen: rows commit answered
+                raise ApiError(409, "a request with this Idempotency-Key is being handled; retry in a moment",
+                               field="Idempotency-Key")
+            return replay(stored.request_hash, stored.response_status, stored.response, stored.send_id, digest)
         try:
             profile_id, transactional = await _check(session, catalog, message)
             if not transactional and not await _consented(session, profile_id, message.channel):
-                raise ApiError(409, f"profile {message.external_id!r} has not agreed to {message.channel} messages, "
-                                    f"and template {message.template!r} is not marked transactional "
-                                    "(`transactional: true` in its template.yaml)", field="external_id")
+                raise unconsented(message)
         except ApiError as refused:  # nothing written but the claim: the refusal is its answer
-            answer = Answer(refused.status, {"error": str(refused),
-                                             **({"field": refused.field} if refused.field else {})})
+            answer = Answer(refused.status, refusal(refused))
         else:
             answer = await _plan(session, message_id, profile_id, message, now)
         await _store(session, message_id, answer)
     return answer
+
+
+def refusal(refused: ApiError) -> dict[str, Any]:
+    """A refusal's stored answer."""
+    return {"error": str(refused), **({"field": refused.field} if refused.field else {})}
+
+
+def unconsented(message: MessageIn) -> ApiError:
+    return ApiError(409, f"profile {message.external_id!r} has not agreed to {message.channel} messages, "
+                         f"and template {message.template!r} is not marked transactional "
+                         "(`transactional: true` in its template.yaml)", field="external_id")
+
+
+def unknown_profile(message: MessageIn) -> ApiError:
+    return ApiError(404, f"no profile has external_id {message.external_id!r}", field="external_id")
 
 
 async def _claim(session: AsyncSession, key: str | None, digest: str, now: datetime) -> int | None:
@@ -103,14 +119,16 @@ async def _claim(session: AsyncSession, key: str | None, digest: str, now: datet
     return message_id
 
 
-def _replay(stored: TransactionalMessage | None, digest: str) -> Answer:
-    if stored is None or stored.response_status is None or stored.response is None:  # not seen: rows commit answered
+def replay(request_hash: str, status: int | None, response: dict[str, Any] | None, send_id: int | None,
+           digest: str) -> Answer:
+    """The stored answer to a retry with a key seen before, if its body is the same."""
+    if status is None or response is None:  # not answered: rows commit answered
         raise ApiError(409, "a request with this Idempotency-Key is being handled; retry in a moment",
                        field="Idempotency-Key")
-    if stored.request_hash != digest:
+    if request_hash != digest:
         raise ApiError(422, "this Idempotency-Key was used with another request body; use a new key for a new "
                             "message", field="Idempotency-Key")
-    return Answer(stored.response_status, stored.response, stored.send_id, replayed=True)
+    return Answer(status, response, send_id, replayed=True)
 
 
 async def _store(session: AsyncSession, message_id: int, answer: Answer) -> None:
@@ -120,13 +138,20 @@ async def _store(session: AsyncSession, message_id: int, answer: Answer) -> None
 
 async def _check(session: AsyncSession, catalog: TemplateCatalog, message: MessageIn) -> tuple[int, bool]:
     """The profile's id and whether the template is transactional, or a refusal naming the field."""
+    transactional = precheck(catalog, message)
+    profile = await find_profile(session, message.external_id)
+    if profile is None:
+        raise unknown_profile(message)
+    return profile.id, transactional
+
+
+def precheck(catalog: TemplateCatalog, message: MessageIn) -> bool:
+    """What this process can check without the database: whether the template is transactional,
+    or a refusal naming the template or the channel."""
     transactional = _template_kind(catalog, message.template)
     if message.channel not in PAIRINGS:
         raise ApiError(422, f"channel {message.channel} cannot send messages yet", field="channel")
-    profile = await find_profile(session, message.external_id)
-    if profile is None:
-        raise ApiError(404, f"no profile has external_id {message.external_id!r}", field="external_id")
-    return profile.id, transactional
+    return transactional
 
 
 async def _plan(session: AsyncSession, message_id: int, profile_id: int, message: MessageIn,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from typing import Any
 
@@ -81,3 +82,21 @@ async def test_no_server_is_transient_and_a_refused_recipient_is_permanent() -> 
     assert isinstance(outcomes[0], PermanentSendError) and "550" in outcomes[0].reason
     assert not isinstance(outcomes[1], Exception)
     assert handler.per_recipient() == {"here@example.com": 1}
+
+
+async def test_a_pooled_connection_the_server_closed_while_idle_is_replaced_not_failed() -> None:
+    """The server's idle timeout (aiosmtpd's `timeout`) closes the pooled connection; the next
+    message opens a new one instead of failing transiently (which would wait for a retry)."""
+    handler, port = CapturingHandler(), free_port()
+    controller = Controller(handler, hostname="127.0.0.1", port=port, timeout=0.2)
+    controller.start()
+    channel = SmtpEmail(SmtpSettings(port=port, connections=1))
+    try:
+        await channel.send(email("first@example.com"))
+        await asyncio.sleep(0.6)  # the server has closed the idle connection
+        result = await channel.send(email("second@example.com"))
+    finally:
+        await channel.close()
+        controller.stop()
+    assert result.provider_message_id == "<1@x>"
+    assert sorted(handler.per_recipient()) == ["first@example.com", "second@example.com"]

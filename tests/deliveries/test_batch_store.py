@@ -200,3 +200,14 @@ async def test_a_send_is_done_once_planned_and_its_last_batch_has_nothing_queued
         send = await session.get_one(Send, send_id)
         batch = await session.get_one(SendBatch, (send_id, 0))
     assert send.done_at == CLOCK.now() and batch.done_at == CLOCK.now()
+
+
+async def test_a_send_is_read_with_what_its_jobs_compose_from(
+    store: BatchStore, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    async with sessions.begin() as session:
+        opened = await open_send(session, SendSource.TRANSACTIONAL, 7, ChannelKind.EMAIL, "receipt", "receipt",
+                                 CLOCK.now(), {"order_id": "#1001", "lines": [{"sku": "a", "qty": 2}]})
+    assert await store.send(opened.id) == opened
+    with pytest.raises(LookupError):
+        await store.send(opened.id + 1000)

@@ -1,9 +1,9 @@
 """Email over SMTP (RFC 5321) with aiosmtplib: a small pool of persistent connections.
 
-Connections open lazily, are reused across batches, and are replaced after an error. When the
-server advertises PIPELINING (RFC 2920), aiosmtplib only sets the session up and
-`pipelining.PipelinedSmtp` streams messages, one write and one round trip per message instead
-of four round trips.
+Connections open lazily, are reused across batches, and are replaced after an error or when
+the server closed them while idle. When the server advertises PIPELINING (RFC 2920),
+aiosmtplib only sets the session up and `pipelining.PipelinedSmtp` streams messages, one write
+and one round trip per message instead of four round trips.
 Replies to a message map to our errors by their class (RFC 5321 4.2.1): 4xx and dropped
 connections are transient, 5xx are permanent. Failing to connect, to start TLS or to log in is
 always transient: it says nothing about the message, so the message waits for the server (or
@@ -168,8 +168,12 @@ class SmtpEmail:
             await session.close()
 
     async def _acquire(self) -> _Session:
-        if not self._idle.empty():
-            return self._idle.get_nowait()
+        while not self._idle.empty():  # a pooled connection the server closed meanwhile (idle timeout) is dropped
+            session = self._idle.get_nowait()
+            if session.usable:
+                return session
+            self._open.discard(session)
+            session.abort()
         if self._down is not None and time.monotonic() < self._down[0]:
             raise self._down[1]
         client = smtp_client(self.config)
