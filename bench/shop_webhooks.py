@@ -18,7 +18,8 @@ Where the mapping runs:
   mapping alone.
 
 It prints req/s, p50/p99 of the acknowledgements and the CPU milliseconds per request of the
-API processes (and of PostgreSQL, all of the machine's, so noisy when others use it); then
+API processes and of the PostgreSQL backends serving its database (not PostgreSQL's shared
+WAL writer and checkpointer; a backend that exits meanwhile is missed); then
 the mapping: how many were mapped when the load ended, the webhooks mapped per second from
 the first mapped one until none is left, and the CPU per webhook of whoever mapped them. It
 checks that every acknowledged webhook is stored once and ended up an order (exit 1 otherwise).
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import signal
 import socket
@@ -92,8 +94,18 @@ def tree_of(pid: int) -> Callable[[], list[psutil.Process]]:
     return lister
 
 
-def postgres() -> list[psutil.Process]:
-    return [p for p in psutil.process_iter(["name"]) if p.info["name"] in ("postgres", "postmaster")]
+def backends(database: str) -> Callable[[], list[psutil.Process]]:
+    """PostgreSQL's backends serving `database` (not the server's shared processes, nor other
+    databases': the machine's PostgreSQL is shared), as `pg_stat_activity` lists them."""
+    def lister() -> list[psutil.Process]:
+        query = f"SELECT pid FROM pg_stat_activity WHERE datname = '{database}'"
+        pids = subprocess.run(["psql", PG_ADMIN, "-Atc", query], capture_output=True, text=True, check=True).stdout
+        found = []
+        for pid in pids.split():
+            with contextlib.suppress(psutil.NoSuchProcess):
+                found.append(psutil.Process(int(pid)))
+        return found
+    return lister
 
 
 def deliveries(n: int) -> list[tuple[bytes, dict[str, str]]]:
@@ -232,7 +244,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
             await post_all(session, url, requests[:args.warmup], args.concurrency)  # connections opened
             if args.profile:
                 profilers.append(profile(serve, args.profile / f"serve-{args.mapping}.txt"))
-            serve_cpu, pg_cpu = Cpu.of(tree_of(serve.pid)), Cpu.of(postgres)
+            serve_cpu, pg_cpu = Cpu.of(tree_of(serve.pid)), Cpu.of(backends(args.database))
             first = asyncio.create_task(watch_mapping(args.database, tree_of(worker.pid) if args.mapping == "worker"
                                                       else list))
             seconds, latencies = await post_all(session, url, requests[args.warmup:], args.concurrency)
@@ -264,7 +276,7 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     else:
         cpu = f"worker CPU {worker_cpu * 1000 / max(n - drain.first_seen, 1):.3f} ms/webhook mapped"
     print(f"  mapping: {drain.mapped_at_end} mapped when the load ended; {drain.rate(n):,.0f} webhooks/s from the "
-          f"first mapped until none left ({drain.seconds:.2f} s); {cpu}; postgres (load and mapping) "
+          f"first mapped until none left ({drain.seconds:.2f} s); {cpu}; postgres backends (load and mapping) "
           f"{pg_all * 1000 / timed:.3f} ms/webhook")
     print(f"  stored {drain.stored}, orders {drain.orders}")
     ok = drain.stored == drain.orders == n

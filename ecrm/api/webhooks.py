@@ -19,7 +19,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_CONNECTORS, SHOP_JOBS, SHOP_WEBHOOKS
-from ecrm.api.raw_json import json_object
+from ecrm.api.raw_json import json_object_text
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.api.webhook_writer import KICK_INTERVAL, WebhookWriter
 from ecrm.errors import ApiError, WebhookPayloadError, WebhookSignatureError
@@ -52,7 +52,7 @@ async def post_webhook(request: web.Request) -> web.Response:
         raise ApiError(401, str(exc)) from None
     except WebhookPayloadError as exc:
         raise ApiError(400, str(exc), field=exc.field) from None
-    body, _ = json_object(raw, request.charset)
+    body = json_object_text(raw, request.charset)
     write = WebhookWrite(connector.provider, delivery, body, request.app[CLOCK].now())
     webhook_id = await request.app[SHOP_WEBHOOKS].submit(write)
     if webhook_id is None:
