@@ -50,7 +50,6 @@ from arq import create_pool
 from arq.connections import RedisSettings
 
 from bench.send import fresh_postgres
-from ecrm.db import create_engine, migrate
 from tests.shops.payloads import SHOPIFY_SECRET, shopify_customer, shopify_order, shopify_request
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -219,9 +218,6 @@ async def wait_mapped(connection: asyncpg.Connection, first: asyncio.Task[tuple[
 
 async def run(args: argparse.Namespace, work: Path) -> int:
     database_url = await fresh_postgres(args.database)
-    engine = create_engine(database_url)
-    await migrate(engine)
-    await engine.dispose()
     redis = args.mapping != "serve"
     if redis:
         flush = await create_pool(RedisSettings.from_dsn(REDIS_URL))
@@ -231,6 +227,8 @@ async def run(args: argparse.Namespace, work: Path) -> int:
     port = free_port()
     env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": database_url,
            "ECRM_SHOPS__SHOPIFY_SECRET": SHOPIFY_SECRET, "ECRM_REDIS_URL": REDIS_URL if redis else ""}
+    if start(["init"], env, work / "init.log", args.tree).wait() != 0:  # the schema of the tree's migrations
+        raise SystemExit(f"ecrm init failed: see {work / 'init.log'}")
     serve = start(["serve", "--dev", "--port", str(port), "--workers", str(args.workers)], env, work / "serve.log",
                   args.tree)
     processes, profilers = [serve], []
