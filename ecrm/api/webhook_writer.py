@@ -9,8 +9,8 @@ later flush finds the committed row, copies in one flush are told apart by `reco
 and either way only the first is stored and the others are duplicates.
 
 The mapping job is not queued per commit: the job maps everything still `received`, so
-`MapKicker` queues one at once after a quiet spell, then at most one per `interval` while
-commits go on (always one after the last commit). Under load the mapping runs in big batches
+`MapKicker` queues `mappers` at once after a quiet spell, then at most once per `interval`
+while commits go on (always once after the last commit). Under load the mapping runs in big batches
 now and then instead of small ones all the time, beside the acknowledgements.
 """
 
@@ -30,7 +30,9 @@ from ecrm.shops.store import WebhookWrite, record_webhooks
 from ecrm.shops.store_pg import PgWebhookStore
 
 logger = logging.getLogger(__name__)
-KICK_INTERVAL = 0.2  # seconds between two mapping jobs queued to arq while webhooks arrive
+KICK_INTERVAL = 0.2  # seconds between two kicks of the mapping on arq while webhooks arrive
+MAPPERS = 2  # mapping jobs queued per kick on arq: they split a backlog (SKIP LOCKED), one waits on
+# PostgreSQL while the other maps (one alone mapped ~1/3 slower than a job per commit did)
 
 
 class MapKicker:
@@ -69,8 +71,8 @@ class MapKicker:
 
 class WebhookWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue,
-                 pg: PgWebhookStore | None = None, kick_interval: float = KICK_INTERVAL) -> None:
-        self._sessions, self._jobs, self._pg = sessions, jobs, pg
+                 pg: PgWebhookStore | None = None, kick_interval: float = KICK_INTERVAL, mappers: int = 1) -> None:
+        self._sessions, self._jobs, self._pg, self._mappers = sessions, jobs, pg, mappers
         self.writes: GroupCommit[WebhookWrite, int | None] = GroupCommit(self._flush, key=lambda write: write.key)
         self.kicker = MapKicker(self._enqueue, kick_interval)
 
@@ -100,6 +102,7 @@ class WebhookWriter:
 
     async def _enqueue(self) -> None:
         try:
-            await self._jobs.enqueue(MAP_JOB)
+            for _ in range(self._mappers):
+                await self._jobs.enqueue(MAP_JOB)
         except Exception:  # stored already (never raise after the commit): `ecrm shop retry` maps what no job did
             logger.exception("webhooks stored but no job queued to map them")
