@@ -1,6 +1,13 @@
 """A raw body (kept as bytes for a signature, or bounded by hand) read as a UTF-8 JSON object:
 400 for bytes that are not UTF-8 or not JSON (NaN and Infinity included), 415 for another
-charset, 422 for a document that is not an object, too deep, or holding a lone surrogate."""
+charset, 422 for a document that is not an object, too deep, or holding a lone surrogate.
+
+`json_object_text` is for a body stored as text and read later (a shop's webhook): orjson
+checks it first (a few times faster, and it refuses what the standard library is told to refuse
+here: NaN, Infinity, bytes that are not UTF-8); what orjson refuses, the standard library reads
+again, to accept what orjson alone refuses (a number beyond a double) and to name the problem as
+it always did. Its document is only checked, never used: orjson reads an integer beyond 64 bits
+as a float, which `json_object`, whose document is used, must not."""
 
 from __future__ import annotations
 
@@ -8,17 +15,30 @@ import codecs
 import json
 from typing import Any
 
+import orjson
+
 from ecrm.api.body import MAX_DEPTH, check_document
 from ecrm.errors import ApiError
 
 
 def json_object(raw: bytes, charset: str | None) -> tuple[str, dict[str, Any]]:
     """The body's text and its document, once both are known to be storable."""
+    return _read(raw, charset, fast=False)
+
+
+def json_object_text(raw: bytes, charset: str | None) -> str:
+    """The body's text, once it is known to be a storable JSON object (as `json_object` knows it)."""
+    return _read(raw, charset, fast=True)[0]
+
+
+def _read(raw: bytes, charset: str | None, fast: bool) -> tuple[str, dict[str, Any]]:
     if charset is not None and _codec(charset) != "utf-8":
         raise ApiError(415, f"charset {charset!r} is not accepted: send UTF-8 JSON")
     try:
         text = raw.decode("utf-8")
-        document = json.loads(text, parse_constant=_refuse_constant)
+        document = _fast(raw) if fast else None
+        if document is None:
+            document = json.loads(text, parse_constant=_refuse_constant)
     except UnicodeDecodeError as exc:
         raise ApiError(400, f"the body is not UTF-8 (byte {exc.start} is invalid)") from None
     except RecursionError:
@@ -30,6 +50,15 @@ def json_object(raw: bytes, charset: str | None) -> tuple[str, dict[str, Any]]:
     if b"\\u" in raw or not _depth_within(document):  # else nothing for the full walk to find
         check_document(document)
     return text, document
+
+
+def _fast(raw: bytes) -> dict[str, Any] | None:
+    """The body's object by orjson, or None when orjson refuses it or it is not an object."""
+    try:
+        document = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        return None
+    return document if isinstance(document, dict) else None
 
 
 def _depth_within(document: dict[str, Any]) -> bool:

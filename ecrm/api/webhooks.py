@@ -5,9 +5,11 @@ signature is checked over the raw body before anything is parsed, the body must 
 JSON object within the depth limit, and the row is committed before the 2xx, so a shop never
 hears "received" for something not stored. Concurrent deliveries share that commit (the group
 commit of `webhook_writer`). A redelivery (same delivery id), even one in the same commit, is
-answered 200 and not stored again. Mapping runs as one `map_webhooks` job per commit: on the
-worker with Redis, in this process without it. A job lost with a dead process, or never queued
-(Redis down), is mapped by `ecrm shop retry`.
+answered 200 and not stored again. Mapping runs as `map_webhooks` jobs, at most one per
+`webhook_writer.MapKicker` interval: on the worker with Redis, in this process without it, less
+often and in bigger batches (`IN_PROCESS_KICK`, `IN_PROCESS_BATCH`), so that the mapping, which
+shares the loop with the acknowledgements, interrupts them seldom. A job lost with a dead
+process, or never queued (Redis down), is mapped by `ecrm shop retry`.
 """
 
 from __future__ import annotations
@@ -17,9 +19,9 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_CONNECTORS, SHOP_JOBS, SHOP_WEBHOOKS
-from ecrm.api.raw_json import json_object
+from ecrm.api.raw_json import json_object_text
 from ecrm.api.spec import ErrorOut, operation
-from ecrm.api.webhook_writer import WebhookWriter
+from ecrm.api.webhook_writer import KICK_INTERVAL, MAPPERS, WebhookWriter
 from ecrm.errors import ApiError, WebhookPayloadError, WebhookSignatureError
 from ecrm.queue import InProcessQueue, JobQueue, LazyArqQueue
 from ecrm.runtime import open_runtime
@@ -27,8 +29,11 @@ from ecrm.shops.base import ShopConnector
 from ecrm.shops.jobs import MAP_JOB, map_webhooks_job
 from ecrm.shops.registry import CONNECTORS
 from ecrm.shops.store import WebhookWrite
+from ecrm.shops.store_pg import PgWebhookStore
 
 routes = web.RouteTableDef()
+IN_PROCESS_KICK = 1.0  # seconds between two mapping jobs in this process while webhooks arrive
+IN_PROCESS_BATCH = 500  # webhooks mapped per transaction in this process
 
 
 @routes.post("/webhooks/{provider}")
@@ -47,7 +52,7 @@ async def post_webhook(request: web.Request) -> web.Response:
         raise ApiError(401, str(exc)) from None
     except WebhookPayloadError as exc:
         raise ApiError(400, str(exc), field=exc.field) from None
-    body, _ = json_object(raw, request.charset)
+    body = json_object_text(raw, request.charset)
     write = WebhookWrite(connector.provider, delivery, body, request.app[CLOCK].now())
     webhook_id = await request.app[SHOP_WEBHOOKS].submit(write)
     if webhook_id is None:
@@ -78,21 +83,24 @@ async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
     app[SHOP_CONNECTORS] = {provider: factory(settings) for provider, factory in CONNECTORS.items()}
     if settings.redis_url:
         redis = LazyArqQueue(settings.redis_url)
-        writer = _writer(app, redis)
+        writer = _writer(app, redis, KICK_INTERVAL, MAPPERS)
         yield
         await writer.close()
         await redis.close()
         return
     queue = InProcessQueue({MAP_JOB: map_webhooks_job}, max_tries=1, clock=app[CLOCK])
     queue.ctx["runtime"] = runtime = open_runtime(settings, queue, engine=app[ENGINE], clock=app[CLOCK])
-    writer = _writer(app, queue)
+    queue.ctx["map_batch"] = IN_PROCESS_BATCH
+    writer = _writer(app, queue, IN_PROCESS_KICK, 1)
     yield
     await writer.close()
     await queue.join()
     await runtime.close()
 
 
-def _writer(app: web.Application, jobs: JobQueue) -> WebhookWriter:
+def _writer(app: web.Application, jobs: JobQueue, kick_interval: float, mappers: int) -> WebhookWriter:
+    url = app[SETTINGS].database_url
+    pg = PgWebhookStore(url) if url.startswith("postgresql") else None
     app[SHOP_JOBS] = jobs
-    app[SHOP_WEBHOOKS] = writer = WebhookWriter(app[SESSIONS], jobs)
+    app[SHOP_WEBHOOKS] = writer = WebhookWriter(app[SESSIONS], jobs, pg, kick_interval, mappers)
     return writer

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime
 from enum import StrEnum
 
-from sqlalchemy import Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import Index, Integer, String, Text, UniqueConstraint, text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ecrm.db import Base, Id, UtcDateTime
@@ -26,7 +26,10 @@ class WebhookStatus(StrEnum):
 class ReceivedWebhook(Base):
     __tablename__ = "received_webhooks"
     __table_args__ = (UniqueConstraint("provider", "delivery_id"),
-                      Index("ix_received_webhooks_status_received_at", "status", "received_at"))
+                      Index("ix_received_webhooks_status_received_at", "status", "received_at"),
+                      # the mapping's claim: the oldest still received (migration 0017)
+                      Index("ix_received_webhooks_received", "id", postgresql_where=text("status = 'received'"),
+                            sqlite_where=text("status = 'received'")))
 
     id: Mapped[int] = mapped_column(Id, primary_key=True)
     provider: Mapped[str] = mapped_column(String(32))

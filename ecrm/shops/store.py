@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import cast
@@ -50,15 +50,21 @@ async def record_webhook(session: AsyncSession, provider: str, delivery: Deliver
 async def record_webhooks(session: AsyncSession, writes: Sequence[WebhookWrite]) -> list[int | None]:
     """Store `writes` in one statement; for each, its new row's id, or None when its delivery was
     stored before, by another transaction or earlier in `writes` (the first copy is the one kept)."""
+    return answers(writes, await _insert(session, first_copies(writes)))
+
+
+def first_copies(writes: Sequence[WebhookWrite]) -> list[WebhookWrite]:
+    """`writes` without the later copies of a delivery, in order."""
     rows: dict[tuple[str, str], WebhookWrite] = {}
     for write in writes:
         rows.setdefault(write.key, write)
-    stored = {(provider, delivery_id): webhook_id
-              for provider, delivery_id, webhook_id in await _insert(session, list(rows.values()))}
-    answers: list[int | None] = []
-    for write in writes:  # a key's id goes to its first copy only
-        answers.append(stored.pop(write.key, None))
-    return answers
+    return list(rows.values())
+
+
+def answers(writes: Sequence[WebhookWrite], inserted: Iterable[tuple[str, str, int]]) -> list[int | None]:
+    """For each of `writes`, the id `inserted` gives its key, to its first copy only."""
+    stored = {(provider, delivery_id): webhook_id for provider, delivery_id, webhook_id in inserted}
+    return [stored.pop(write.key, None) for write in writes]
 
 
 async def _insert(session: AsyncSession, writes: list[WebhookWrite]) -> Sequence[tuple[str, str, int]]:

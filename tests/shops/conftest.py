@@ -12,7 +12,7 @@ from pydantic import SecretStr
 from pytest_aiohttp import AiohttpClient
 
 from ecrm.api.app import create_app
-from ecrm.api.keys import SHOP_JOBS
+from ecrm.api.keys import SHOP_JOBS, SHOP_WEBHOOKS
 from ecrm.clock import FrozenClock
 from ecrm.queue import InProcessQueue
 from ecrm.settings import Settings, ShopSettings
@@ -33,5 +33,6 @@ async def shop_api(aiohttp_client: AiohttpClient, shop_settings: Settings, clock
 
 
 async def mapped(client: Client) -> None:
-    """Wait until every mapping job the requests so far queued has run."""
+    """Wait until every mapping job the requests so far queued, or will queue, has run."""
+    await client.app[SHOP_WEBHOOKS].settle()
     await cast(InProcessQueue, client.app[SHOP_JOBS]).join()
