@@ -3,8 +3,8 @@ claim (without it PostgreSQL walked the primary key through every mapped row, ke
 redeliveries, on each claim of 200); on PostgreSQL the body compressed with lz4 where the server
 has it (a third of pglz's CPU to store and read a ~3 KB body)
 
-Revision ID: 0017
-Revises: 0016
+Revision ID: 0019
+Revises: 0018
 
 """
 
@@ -13,8 +13,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0017"
-down_revision: str | Sequence[str] | None = "0016"
+revision: str = "0019"
+down_revision: str | Sequence[str] | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
