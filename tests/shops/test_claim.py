@@ -1,5 +1,5 @@
 """The mapping's claim on PostgreSQL reads the webhooks still `received` from their partial index
-(migration 0017), not by walking the primary key through every mapped row kept for redeliveries;
+(migration 0019), not by walking the primary key through every mapped row kept for redeliveries;
 and it claims the oldest received ones."""
 
 from __future__ import annotations
