@@ -45,11 +45,13 @@ _CREATE = (
     "state text NOT NULL, source text NOT NULL) ON COMMIT DROP",
     f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text PRIMARY KEY, line integer NOT NULL) ON COMMIT DROP",
 )
-# A batch's few thousand rows meet profiles by external_id, on its unique index. Without this
-# the planner took a profiles table of 100,000 rows for cheaper to scan whole than to probe 5,000
-# times, for every batch: an import grew quadratic. For this transaction only.
-_PROBE = ("SET LOCAL enable_hashjoin = off", "SET LOCAL enable_mergejoin = off")
-_KEEP_LINES = text(f"INSERT INTO {STAGE_LINES} (external_id, line) SELECT external_id, line FROM {STAGE_PROFILES}")
+# A batch's few thousand rows meet stored profiles by external_id, on its unique index. Without
+# this the planner took a profiles table of 100,000 rows for cheaper to scan whole than to probe
+# 5,000 times, for every batch: an import grew quadratic. Set around the statements that join
+# the staged rows with profiles (`_merge_stored`), then back: `_NEW` joins a batch with its own
+# written rows, a hash join of two small sets.
+_PROBE = (text("SET LOCAL enable_hashjoin = off"), text("SET LOCAL enable_mergejoin = off"))
+_UNPROBE = (text("SET LOCAL enable_hashjoin = on"), text("SET LOCAL enable_mergejoin = on"))
 _LINES = text(f"SELECT external_id, line FROM {STAGE_LINES} WHERE external_id = ANY(:ids)")
 _CANDIDATES = text(
     f"SELECT s.external_id, s.line, s.traits, p.traits::text FROM {STAGE_PROFILES} s "
@@ -79,11 +81,27 @@ def _insert(source: str) -> TextClause:
         "SELECT count(*) FILTER (WHERE created) FROM written")
 
 
-_INSERT, _INSERT_ALL = _insert(_NEW_ONLY), _insert(f"FROM {STAGE_PROFILES} s")
-# Whether any staged row names a stored profile: when none does (a first import), the batch is
-# only inserted, and the cap check and the UPDATE, which would probe profiles for each row
-# again, are left out.
-_ANY_STORED = text(f"SELECT EXISTS (SELECT 1 FROM {STAGE_PROFILES} s JOIN profiles p USING (external_id))")
+_INSERT = _insert(_NEW_ONLY)
+# Every staged row inserted first, in one statement with its line kept and its consents written:
+# a new profile has no consents yet, so they are inserted from the ids the INSERT returns, with
+# no second lookup by external id. A row naming a stored profile is left (DO NOTHING): when any
+# is (a count below the batch's), the ids of the written ones come back, so that the rest can
+# be merged as `_merge_stored` says.
+_NEW = text(
+    f"WITH kept AS (INSERT INTO {STAGE_LINES} (external_id, line) SELECT external_id, line FROM {STAGE_PROFILES}), "
+    f"written AS (INSERT INTO profiles AS p (external_id, {', '.join(PROFILE_COLUMNS)}, traits, created_at, "
+    "updated_at) SELECT s.external_id, s.email, s.phone, s.first_name, s.last_name, coalesce(s.locale, 'en'), "
+    "coalesce(s.time_zone, 'UTC'), s.traits::jsonb, CAST(:at AS timestamptz), CAST(:at AS timestamptz) "
+    f"FROM {STAGE_PROFILES} s ON CONFLICT (external_id) DO NOTHING RETURNING p.id, p.external_id), "
+    "consented AS (INSERT INTO consents (profile_id, channel, state, source, updated_at) "
+    "SELECT w.id, c.channel, c.state, c.source, CAST(:at AS timestamptz) "
+    f"FROM {STAGE_CONSENTS} c JOIN written w ON w.external_id = c.external_id) "
+    "SELECT count(*), CASE WHEN count(*) < :staged THEN coalesce(array_agg(external_id::text), '{}') END "
+    "FROM written")
+_FORGET = (text(f"DELETE FROM {STAGE_PROFILES} s USING unnest(CAST(:ids AS text[])) AS w(external_id) "
+                "WHERE s.external_id = w.external_id"),
+           text(f"DELETE FROM {STAGE_CONSENTS} c USING unnest(CAST(:ids AS text[])) AS w(external_id) "
+                "WHERE c.external_id = w.external_id"))
 _CONSENTS = text(
     "INSERT INTO consents (profile_id, channel, state, source, updated_at) "
     "SELECT p.id, c.channel, c.state, c.source, CAST(:at AS timestamptz) "
@@ -110,7 +128,7 @@ class StagedImport:
         self._turn = asyncio.Lock()  # one statement at a time on the session's connection
 
     async def open(self) -> None:
-        for statement in (*_PROBE, *_CREATE):
+        for statement in _CREATE:
             await self._session.execute(text(statement))
 
     async def merge(self, rows: StagingRows, now: datetime, max_traits_bytes: int | None) -> Merged:
@@ -123,19 +141,30 @@ class StagedImport:
             await connection.copy_records_to_table(STAGE_PROFILES, columns=_PROFILE_STAGE, records=rows.profiles)
             if rows.consents:
                 await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=rows.consents)
-            await self._session.execute(_KEEP_LINES)
-            created, oversized = await self._write(now, max_traits_bytes)
-            if rows.consents:
-                await self._session.execute(_CONSENTS, {"at": now})
+            created, written = (await self._session.execute(_NEW, {"at": now, "staged": len(rows.profiles)})).one()
+            oversized: dict[str, int] = {}
+            if written is not None:
+                stored_created, oversized = await self._merge_stored(written, now, max_traits_bytes)
+                created += stored_created
             await self._session.execute(_EMPTY)
-        return Merged(created, oversized)
+        return Merged(int(created), oversized)
 
-    async def _write(self, now: datetime, max_traits_bytes: int | None) -> tuple[int, dict[str, int]]:
-        if not (await self._session.execute(_ANY_STORED)).scalar_one():
-            return int((await self._session.execute(_INSERT_ALL, {"at": now})).scalar_one()), {}
+    async def _merge_stored(self, written: list[str], now: datetime, max_traits_bytes: int | None
+                            ) -> tuple[int, dict[str, int]]:
+        """Merge the staged rows `_NEW` left, those naming stored profiles, once the `written`
+        ones are taken out of the staging tables; the profiles created (one deleted meanwhile),
+        and the rows left out for their size."""
+        for statement in _FORGET:
+            await self._session.execute(statement, {"ids": written})
+        for statement in _PROBE:
+            await self._session.execute(statement)
         oversized = await self._drop_oversized(max_traits_bytes) if max_traits_bytes is not None else {}
         await self._session.execute(_UPDATE, {"at": now})
-        return int((await self._session.execute(_INSERT, {"at": now})).scalar_one()), oversized
+        created = int((await self._session.execute(_INSERT, {"at": now})).scalar_one())
+        await self._session.execute(_CONSENTS, {"at": now})
+        for statement in _UNPROBE:
+            await self._session.execute(statement)
+        return created, oversized
 
     async def lines_of(self, external_ids: Sequence[str]) -> dict[str, int]:
         """The lines of the staged rows naming any of `external_ids`."""
