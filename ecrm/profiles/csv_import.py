@@ -83,6 +83,22 @@ class _Chunk:
     last: bool = False
 
 
+@dataclass
+class _Checked:
+    """One read's records validated one by one, before repeated external ids are refused."""
+
+    chunk: _Chunk  # with the lines that are not UTF-8 counted
+    outcomes: list[Rejection | _Outcome]
+    failure: Rejection | None  # the CSV error that ended the file, if one did
+
+    def valid(self) -> list[tuple[int, ProfileIn]]:
+        return [outcome for outcome in self.outcomes if isinstance(outcome, tuple)]
+
+    def named(self) -> list[str]:
+        """The external ids the valid rows name, each once."""
+        return sorted({profile.external_id for _, profile in self.valid()})
+
+
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
                      progress: Callable[[int], None] | None = None, batch_size: int | None = None,
                      errors_file: Path | None = None, show: int = 50,
@@ -155,23 +171,21 @@ async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _Cs
     """PostgreSQL: COPY each batch into staging tables and merge it (ecrm.profiles.copy_import),
     all in one transaction. Reading the next batch and building its staging rows (in a thread)
     overlap the merge of this one."""
-    loop = asyncio.get_running_loop()
-
-    def read() -> tuple[_Chunk, StagingRows]:
-        chunk = reader.read(batch_size)
-        if max_traits_bytes is not None:
-            reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
-        return chunk, staging_rows(chunk.profiles, chunk.lines)
+    def read() -> tuple[_Checked, StagingRows]:
+        checked = reader.check(batch_size)
+        valid = checked.valid()
+        return checked, staging_rows([profile for _, profile in valid], {p.external_id: line for line, p in valid})
 
     async with sessions.begin() as session:
         staged = StagedImport(session)
         await staged.open()
-        reader.look_up_earlier_rows(
-            lambda ids: asyncio.run_coroutine_threadsafe(staged.lines_of(ids), loop).result())
-        chunk, rows = await asyncio.to_thread(read)
+        checked, rows = await asyncio.to_thread(read)
         while True:
-            following = None if chunk.last else asyncio.create_task(asyncio.to_thread(read))
+            following = None if checked.chunk.last else asyncio.create_task(asyncio.to_thread(read))
             try:
+                chunk = await _settle(staged, reader, checked, max_traits_bytes)
+                if len(chunk.profiles) < len(rows.profiles):  # some refused: the rows built for them dropped
+                    rows = staging_rows(chunk.profiles, chunk.lines)
                 await _merge(staged, reader, chunk, rows, clock, totals, progress, max_traits_bytes)
             except BaseException:
                 if following is not None:  # let the reading thread finish before the file closes
@@ -179,8 +193,19 @@ async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _Cs
                 raise
             if following is None:
                 break
-            chunk, rows = await following
+            checked, rows = await following
     return totals.report()
+
+
+async def _settle(staged: StagedImport, reader: _CsvProfiles, checked: _Checked,
+                  max_traits_bytes: int | None) -> _Chunk:
+    """A checked read as a chunk, refusing the rows that repeat an external id staged before
+    (asked once the batch before is merged) or whose traits alone pass the cap."""
+    named = checked.named()
+    chunk = reader.settle(checked, await staged.lines_of(named) if named else {})
+    if max_traits_bytes is not None:
+        reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
+    return chunk
 
 
 async def _merge(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, rows: StagingRows, clock: Clock,
@@ -271,7 +296,7 @@ class _CsvProfiles:
     on its own instead of ending the import.
     """
 
-    def __init__(self, path: Path, lookup: Callable[[list[str]], dict[str, int]] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.name = str(path)
         try:
             self._file: BinaryIO = path.open("rb")
@@ -283,8 +308,7 @@ class _CsvProfiles:
         self._reader = csv.reader(self._lines())
         self._done = False
         self._first_line: dict[str, int] = {}  # external id -> the line of its first row
-        self._lookup = lookup
-        self._refused: dict[str, int] = {}  # with a lookup: rows left out for their size, by external id
+        self._refused: dict[str, int] = {}  # rows left out for their size, by external id
         self._events: list[tuple[int, list[str]] | Rejection] = []  # a read's records and bad lines, in order
         try:
             self.columns = self._header()
@@ -330,11 +354,13 @@ class _CsvProfiles:
         return columns
 
     def read(self, limit: int) -> _Chunk:
-        """The next `limit` records (blank ones included); `last` once the file is exhausted.
+        """The next `limit` records (blank ones included) checked and settled, remembering every
+        external id read (`check`, then `settle` without earlier lines)."""
+        return self.settle(self.check(limit))
 
-        With a `lookup` (the staged rows' lines by external id), only the previous read's
-        external ids are kept in memory: a file of any size is read in flat memory. Rows are
-        validated before the lookup, which waits for the batch being staged."""
+    def check(self, limit: int) -> _Checked:
+        """The next `limit` records (blank ones included), each validated on its own; `last`
+        once the file is exhausted. Whether a row repeats an earlier one is `settle`'s part."""
         chunk = self._chunk = _Chunk()
         self._events, records, failure = [], 0, None
         try:
@@ -347,22 +373,24 @@ class _CsvProfiles:
             failure = Rejection(self.name, self._line, "", f"{exc}; the rest of the file was not read")
         outcomes = [event if isinstance(event, Rejection) else self._checked(*event) for event in self._events]
         self._events = []
-        if self._lookup is not None:
-            self._first_line = self._earlier_lines(
-                {outcome[1].external_id for outcome in outcomes if isinstance(outcome, tuple)})
-        for outcome in outcomes:
-            self._add(chunk, outcome)
-        if failure is not None:
-            chunk.errors.append(failure)
         chunk.last = self._done = self._done or records < limit
-        return chunk
+        return _Checked(chunk, outcomes, failure)
 
-    def _earlier_lines(self, named: set[str]) -> dict[str, int]:
-        """Lines of earlier rows naming the external ids of this read: staged, refused for their
-        size, or in the previous read (being staged meanwhile)."""
-        assert self._lookup is not None
-        return {**self._lookup(sorted(named)), **self._refused,
-                **{ext: line for ext, line in self._first_line.items() if ext in named}}
+    def settle(self, checked: _Checked, earlier: dict[str, int] | None = None) -> _Chunk:
+        """A checked read as a chunk, a row naming an external id an earlier row named refused.
+
+        Without `earlier`, every external id read is remembered. With it (the lines of the
+        staged rows naming the external ids of this read, `_Checked.named`), only this read's
+        and the rows refused for their size are: a file of any size is read in flat memory."""
+        if earlier is not None:
+            named = set(checked.named())
+            self._first_line = {**earlier, **self._refused,
+                                **{ext: line for ext, line in self._first_line.items() if ext in named}}
+        for outcome in checked.outcomes:
+            self._add(checked.chunk, outcome)
+        if checked.failure is not None:
+            checked.chunk.errors.append(checked.failure)
+        return checked.chunk
 
     def _checked(self, line: int, cells: list[str]) -> _Outcome:
         """A record as a profile from its line, or its problems; None for a blank one."""
@@ -399,15 +427,10 @@ class _CsvProfiles:
         chunk.lines[profile.external_id] = line
         return []
 
-    def look_up_earlier_rows(self, lookup: Callable[[list[str]], dict[str, int]]) -> None:
-        """From now on ask `lookup` (blocking) for the lines of earlier rows instead of keeping them all."""
-        self._lookup = lookup
-
     def reject_oversized(self, chunk: _Chunk, external_ids: Sequence[str], limit: int | None) -> None:
         """The rows the upsert left out because their traits would pass the cap, as rejections."""
         for ext in external_ids:
-            if self._lookup is not None:
-                self._refused[ext] = chunk.lines[ext]
+            self._refused[ext] = chunk.lines[ext]
             chunk.errors.append(Rejection(self.name, chunk.lines[ext], "", f"the profile's traits would take more "
                                           f"than {limit} bytes (api.max_traits_bytes); it was left as it was", ext))
         chunk.skipped += len(external_ids)
