@@ -23,6 +23,7 @@ import asyncio
 import csv
 import gc
 import itertools
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -116,7 +117,7 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
         rejected = await asyncio.to_thread(RejectionFile, errors_file, path) if errors_file else None
         try:
             totals = _Totals(show, rejected)
-            with _fewer_collections():
+            with _fewer_collections(), _prompt_switches():
                 report = await _import(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes)
         finally:
             if rejected is not None:
@@ -142,6 +143,22 @@ def _fewer_collections() -> Iterator[None]:
         gc.set_threshold(*threshold)
         if not frozen:
             gc.unfreeze()
+
+
+SWITCH_INTERVAL = 0.0005  # seconds: how long the reading thread may keep the GIL from the loop
+
+
+@contextmanager
+def _prompt_switches() -> Iterator[None]:
+    """Let the event loop take the GIL from the reading thread sooner. When an answer from the
+    database arrives, the loop waits for the GIL, by default up to 5 ms while the reading thread
+    validates rows, and the database waits with it, for each of a batch's statements."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
 
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
