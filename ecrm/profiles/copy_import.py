@@ -24,12 +24,14 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from operator import itemgetter
 from typing import Any
 
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, compact_json, traits_size
+from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn, traits_size
+from ecrm.profiles.ingest_pg import json_text
 
 STAGE_PROFILES = "import_profiles"
 STAGE_CONSENTS = "import_consents"
@@ -201,7 +203,15 @@ def staging_rows(profiles: Sequence[ProfileIn], lines: dict[str, int]) -> Stagin
                         for p in profiles for channel, c in p.consent.items()])
 
 
+# The columns whose default is None: a row that does not name one stages None either way.
+_NULL_BY_DEFAULT = ("email", "phone", "first_name", "last_name")
+_DEFAULTED = ("locale", "time_zone")  # staged only when the row names them (their defaults are not None)
+_PLAIN = itemgetter("external_id", *_NULL_BY_DEFAULT)
+
+
 def _profile_record(profile: ProfileIn, line: int) -> tuple[Any, ...]:
-    given = profile.model_fields_set  # the columns the row names, as `changes()` has them
-    return (profile.external_id, *[getattr(profile, name) if name in given else None for name in PROFILE_COLUMNS],
-            compact_json(profile.traits), line)
+    """The columns the row names (as `changes()` has them), None for the others; traits as
+    JSON text (orjson's, ~1 us a row less than `compact_json`: the database stores either the same)."""
+    values, given = profile.__dict__, profile.model_fields_set
+    return (*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
+            json_text(values["traits"]), line)
