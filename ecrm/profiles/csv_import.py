@@ -95,9 +95,9 @@ class _Checked:
     def valid(self) -> list[tuple[int, ProfileIn]]:
         return [outcome for outcome in self.outcomes if isinstance(outcome, tuple)]
 
-    def named(self) -> list[str]:
-        """The external ids the valid rows name, each once."""
-        return sorted({profile.external_id for _, profile in self.valid()})
+    def named(self) -> set[str]:
+        """The external ids the valid rows name."""
+        return {outcome[1].external_id for outcome in self.outcomes if isinstance(outcome, tuple)}
 
 
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
@@ -219,7 +219,7 @@ async def _settle(staged: StagedImport, reader: _CsvProfiles, checked: _Checked,
     """A checked read as a chunk, refusing the rows that repeat an external id staged before
     (asked once the batch before is merged) or whose traits alone pass the cap."""
     named = checked.named()
-    chunk = reader.settle(checked, await staged.lines_of(named) if named else {})
+    chunk = reader.settle(checked, await staged.lines_of(list(named)) if named else {}, named)
     if max_traits_bytes is not None:
         reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
     return chunk
@@ -393,14 +393,16 @@ class _CsvProfiles:
         chunk.last = self._done = self._done or records < limit
         return _Checked(chunk, outcomes, failure)
 
-    def settle(self, checked: _Checked, earlier: dict[str, int] | None = None) -> _Chunk:
+    def settle(self, checked: _Checked, earlier: dict[str, int] | None = None, named: set[str] | None = None
+               ) -> _Chunk:
         """A checked read as a chunk, a row naming an external id an earlier row named refused.
 
         Without `earlier`, every external id read is remembered. With it (the lines of the
         staged rows naming the external ids of this read, `_Checked.named`), only this read's
-        and the rows refused for their size are: a file of any size is read in flat memory."""
+        and the rows refused for their size are: a file of any size is read in flat memory.
+        `named` is `checked.named()`, when the caller has it."""
         if earlier is not None:
-            named = set(checked.named())
+            named = checked.named() if named is None else named
             self._first_line = {**earlier, **self._refused,
                                 **{ext: line for ext, line in self._first_line.items() if ext in named}}
         for outcome in checked.outcomes:
