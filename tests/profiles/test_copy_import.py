@@ -13,7 +13,8 @@ from ecrm.profiles.ingest import PROFILE_COLUMNS, ProfileIn
 
 PROFILES = [
     {"external_id": "c-1"},
-    {"external_id": "c-2", "email": "a@example.com", "locale": "th", "traits": {"tier": "gold", "é": "x\u2028\x1f\"\\"}},
+    {"external_id": "c-2", "email": "a@example.com", "locale": "th",
+     "traits": {"tier": "gold", "é": "x\u2028\x1f\"\\"}},
     {"external_id": "c-3", "phone": "+66812345678", "first_name": "Ana", "last_name": "Silva", "time_zone": "UTC",
      "traits": {"n": 2**70, "nested": {"a": [1, None]}}, "consent": {"email": {"state": "granted", "source": "csv:x"},
                                                                       "sms": {"state": "withdrawn"}}},
