@@ -3,6 +3,11 @@ and merged at once into `profiles` and `consents` in a few set-based statements,
 transaction (an import that fails half-way stores nothing). Merging batch by batch lets the
 database work while the importer reads the next batch, instead of one long merge at the end.
 
+A batch is inserted first, in one statement (`_NEW`): its lines kept, its rows inserted into
+`profiles` (a row naming a stored profile left alone), and the consents of the rows inserted
+written from the ids the INSERT returns. Only when some rows name stored profiles (a re-import)
+do those go through the probing merge below (`_merge_stored`), with hash and merge joins off.
+
 The merge does what `upsert_profile_batch` does row by row: an existing profile gets the
 columns its row names (an empty cell names nothing) and its traits merged shallowly
 (`jsonb ||`), `updated_at` set to the row's batch time; a new one is created with that time;
