@@ -54,6 +54,7 @@ import json
 import math
 import os
 import random
+import resource
 import socket
 import statistics
 import subprocess
@@ -169,14 +170,19 @@ class ImportResult:
     peak_rss_mb: float
     returncode: int
     stored: int = 0  # profiles in the database afterwards
+    cpu_seconds: float = 0.0  # the importer's user + system time
+    postgres_cpu_seconds: float = 0.0  # the import's database backends (sampled every 0.1 s)
 
     @property
     def rate(self) -> float:
         return self.rows / self.seconds
 
     def line(self) -> str:
+        per_row = 1e6 / max(1, self.rows)
         return (f"import    {self.rate:8,.0f} rows/s, {self.rows} rows in {self.seconds:.1f} s, "
-                f"peak RSS {self.peak_rss_mb:.0f} MB, {self.stored} profiles stored, exit code {self.returncode}")
+                f"peak RSS {self.peak_rss_mb:.0f} MB, CPU {self.cpu_seconds * per_row:.1f} us/row "
+                f"(postgres {self.postgres_cpu_seconds * per_row:.1f}), {self.stored} profiles stored, "
+                f"exit code {self.returncode}")
 
 
 Results = dict[str, LoadResult | ImportResult]
@@ -514,9 +520,12 @@ def write_csv(path: Path, rows: int) -> None:
                              ("gold", "silver", "bronze")[i % 3], "Bangkok"])
 
 
-def run_import(tree: Path, url: str, path: Path, rows: int) -> ImportResult:
+def run_import(tree: Path, url: str, path: Path, rows: int, database: str) -> ImportResult:
+    """Run the import; its CPU is this process's children's (the importer is the only one)."""
     command = [sys.executable, "-m", "ecrm", "profiles", "import", str(path)]
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
+    backends: dict[int, float] = {}
     with tempfile.TemporaryFile() as log, subprocess.Popen(
             command, env=tree_env(tree, url, {"COLUMNS": "100"}), cwd=tree, stdout=subprocess.DEVNULL,
             stderr=log) as process:
@@ -526,12 +535,28 @@ def run_import(tree: Path, url: str, path: Path, rows: int) -> ImportResult:
                 peak = max(peak, watched.memory_info().rss)
             except psutil.NoSuchProcess:
                 break
+            backends.update(cpu_of(backends_of(database)))
             time.sleep(0.1)
         seconds = time.perf_counter() - started
         if process.returncode:
             log.seek(0)
             sys.stderr.write(log.read().decode()[-2000:])
-    return ImportResult(rows, seconds, peak / 2**20, process.returncode)
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return ImportResult(rows, seconds, peak / 2**20, process.returncode, cpu_seconds=cpu,
+                        postgres_cpu_seconds=sum(backends.values()))
+
+
+def backends_of(database: str) -> list[psutil.Process]:
+    """The PostgreSQL backends connected to `database` (by their process title)."""
+    found = []
+    for process in postgres_processes():
+        try:
+            if f" {database} " in " ".join(process.cmdline()):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
 
 
 async def webhook_statuses(name: str) -> dict[str, int]:
@@ -627,7 +652,7 @@ async def run_tree(tree: Path, args: argparse.Namespace, csv_path: Path | None) 
                 results[scenario] = await run_scenario(base, key, scenario, body, items, args, root)
     if csv_path is not None:
         url, _ = await fresh_database(args.database)
-        result_import = await asyncio.to_thread(run_import, tree, url, csv_path, args.rows)
+        result_import = await asyncio.to_thread(run_import, tree, url, csv_path, args.rows, args.database)
         result_import.stored = await count_rows(args.database, STORED["profiles"][1])
         print(result_import.line())
         results["import"] = result_import

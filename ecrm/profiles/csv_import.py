@@ -23,6 +23,7 @@ import asyncio
 import csv
 import gc
 import itertools
+import sys
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -48,7 +49,7 @@ from ecrm.profiles.ingest import (
 from ecrm.profiles.rejections import Rejection, RejectionFile
 
 CONSENT_HELP = "expected yes, no, true, false, 1, 0, granted or withdrawn"
-BATCH = {"sqlite": 1000, "postgresql": 5000}  # rows per write (per COPY on PostgreSQL) unless told
+BATCH = {"sqlite": 1000, "postgresql": 10_000}  # rows per write (per COPY on PostgreSQL) unless told
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,22 @@ class _Chunk:
     last: bool = False
 
 
+@dataclass
+class _Checked:
+    """One read's records validated one by one, before repeated external ids are refused."""
+
+    chunk: _Chunk  # with the lines that are not UTF-8 counted
+    outcomes: list[Rejection | _Outcome]
+    failure: Rejection | None  # the CSV error that ended the file, if one did
+
+    def valid(self) -> list[tuple[int, ProfileIn]]:
+        return [outcome for outcome in self.outcomes if isinstance(outcome, tuple)]
+
+    def named(self) -> set[str]:
+        """The external ids the valid rows name."""
+        return {outcome[1].external_id for outcome in self.outcomes if isinstance(outcome, tuple)}
+
+
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
                      progress: Callable[[int], None] | None = None, batch_size: int | None = None,
                      errors_file: Path | None = None, show: int = 50,
@@ -100,8 +117,9 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
         rejected = await asyncio.to_thread(RejectionFile, errors_file, path) if errors_file else None
         try:
             totals = _Totals(show, rejected)
-            with _fewer_collections():
-                report = await _import(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes)
+            with _fewer_collections() as collections, _prompt_switches():
+                report = await _import(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes,
+                                       collections)
         finally:
             if rejected is not None:
                 await asyncio.to_thread(rejected.close)
@@ -111,31 +129,68 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
     return report
 
 
+COLLECT_EVERY = 100_000  # rows read between two garbage collections while an import runs
+
+
+@dataclass
+class _Collections:
+    """Full garbage collections while the automatic ones are off, one every `every` rows."""
+
+    every: int = COLLECT_EVERY
+    last: int = 0
+
+    def after(self, rows: int) -> None:
+        """`rows` have been read so far."""
+        if rows - self.last >= self.every:
+            self.last = rows
+            gc.collect()
+
+
 @contextmanager
-def _fewer_collections() -> Iterator[None]:
-    """Run the garbage collector less often: a batch of profiles is thousands of live dicts,
-    and each collection walked them and every module's objects again (half the reader's time
-    at a million rows). An import makes no reference cycles worth collecting sooner."""
-    threshold, frozen = gc.get_threshold(), gc.get_freeze_count()
+def _fewer_collections() -> Iterator[_Collections]:
+    """Turn the automatic garbage collection off, and collect every COLLECT_EVERY rows instead.
+    The batches in flight are tens of thousands of live dicts, and each automatic collection of
+    an older generation walked them again: with a young generation of 50,000 objects, collections
+    still took a quarter of the reader's CPU at 10,000 rows a batch. An import makes few reference
+    cycles; the periodic collection bounds what they hold, in flat memory."""
+    enabled, frozen = gc.isenabled(), gc.get_freeze_count()
     if not frozen:  # (a process that froze its objects itself keeps them frozen)
         gc.freeze()  # what the process holds before the import: not garbage, not walked again
-    gc.set_threshold(max(threshold[0], 50_000), *threshold[1:])
+    gc.disable()
     try:
-        yield
+        yield _Collections()
     finally:
-        gc.set_threshold(*threshold)
+        if enabled:
+            gc.enable()
         if not frozen:
             gc.unfreeze()
 
 
+SWITCH_INTERVAL = 0.0005  # seconds: how long the reading thread may keep the GIL from the loop
+
+
+@contextmanager
+def _prompt_switches() -> Iterator[None]:
+    """Let the event loop take the GIL from the reading thread sooner. When an answer from the
+    database arrives, the loop waits for the GIL, by default up to 5 ms while the reading thread
+    validates rows, and the database waits with it, for each of a batch's statements."""
+    interval = sys.getswitchinterval()
+    sys.setswitchinterval(min(interval, SWITCH_INTERVAL))
+    try:
+        yield
+    finally:
+        sys.setswitchinterval(interval)
+
+
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
                   totals: _Totals, progress: Callable[[int], None] | None, batch_size: int | None,
-                  max_traits_bytes: int | None) -> ImportReport:
+                  max_traits_bytes: int | None, collections: _Collections) -> ImportReport:
     async with sessions() as probe:
         dialect = probe.get_bind().dialect.name
     batch_size = batch_size or BATCH.get(dialect, 1000)
     if dialect == "postgresql":
-        return await _import_staged(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes)
+        return await _import_staged(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes,
+                                    collections)
     while True:
         chunk = await asyncio.to_thread(reader.read, batch_size)
         counts = UpsertCounts(created=0, updated=0)
@@ -145,42 +200,53 @@ async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfil
             reader.reject_oversized(chunk, counts.oversized, max_traits_bytes)
         await totals.add(chunk, counts)
         _report_progress(progress, chunk, totals)
+        collections.after(totals.rows)
         if chunk.last:
             return totals.report()
 
 
 async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
                          totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
-                         max_traits_bytes: int | None) -> ImportReport:
+                         max_traits_bytes: int | None, collections: _Collections) -> ImportReport:
     """PostgreSQL: COPY each batch into staging tables and merge it (ecrm.profiles.copy_import),
     all in one transaction. Reading the next batch and building its staging rows (in a thread)
     overlap the merge of this one."""
-    loop = asyncio.get_running_loop()
-
-    def read() -> tuple[_Chunk, StagingRows]:
-        chunk = reader.read(batch_size)
-        if max_traits_bytes is not None:
-            reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
-        return chunk, staging_rows(chunk.profiles, chunk.lines)
+    def read() -> tuple[_Checked, StagingRows]:
+        checked = reader.check(batch_size)
+        valid = checked.valid()
+        return checked, staging_rows([profile for _, profile in valid], {p.external_id: line for line, p in valid})
 
     async with sessions.begin() as session:
         staged = StagedImport(session)
         await staged.open()
-        reader.look_up_earlier_rows(
-            lambda ids: asyncio.run_coroutine_threadsafe(staged.lines_of(ids), loop).result())
-        chunk, rows = await asyncio.to_thread(read)
+        checked, rows = await asyncio.to_thread(read)
         while True:
-            following = None if chunk.last else asyncio.create_task(asyncio.to_thread(read))
+            following = None if checked.chunk.last else asyncio.create_task(asyncio.to_thread(read))
             try:
+                chunk = await _settle(staged, reader, checked, max_traits_bytes)
+                if len(chunk.profiles) < len(rows.profiles):  # some refused: the rows built for them dropped
+                    rows = staging_rows(chunk.profiles, chunk.lines)
                 await _merge(staged, reader, chunk, rows, clock, totals, progress, max_traits_bytes)
+                collections.after(totals.rows)
             except BaseException:
                 if following is not None:  # let the reading thread finish before the file closes
                     await asyncio.gather(following, return_exceptions=True)
                 raise
             if following is None:
                 break
-            chunk, rows = await following
+            checked, rows = await following
     return totals.report()
+
+
+async def _settle(staged: StagedImport, reader: _CsvProfiles, checked: _Checked,
+                  max_traits_bytes: int | None) -> _Chunk:
+    """A checked read as a chunk, refusing the rows that repeat an external id staged before
+    (asked once the batch before is merged) or whose traits alone pass the cap."""
+    named = checked.named()
+    chunk = reader.settle(checked, await staged.lines_of(list(named)) if named else {}, named)
+    if max_traits_bytes is not None:
+        reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
+    return chunk
 
 
 async def _merge(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, rows: StagingRows, clock: Clock,
@@ -271,7 +337,7 @@ class _CsvProfiles:
     on its own instead of ending the import.
     """
 
-    def __init__(self, path: Path, lookup: Callable[[list[str]], dict[str, int]] | None = None) -> None:
+    def __init__(self, path: Path) -> None:
         self.name = str(path)
         try:
             self._file: BinaryIO = path.open("rb")
@@ -283,8 +349,7 @@ class _CsvProfiles:
         self._reader = csv.reader(self._lines())
         self._done = False
         self._first_line: dict[str, int] = {}  # external id -> the line of its first row
-        self._lookup = lookup
-        self._refused: dict[str, int] = {}  # with a lookup: rows left out for their size, by external id
+        self._refused: dict[str, int] = {}  # rows left out for their size, by external id
         self._events: list[tuple[int, list[str]] | Rejection] = []  # a read's records and bad lines, in order
         try:
             self.columns = self._header()
@@ -330,11 +395,13 @@ class _CsvProfiles:
         return columns
 
     def read(self, limit: int) -> _Chunk:
-        """The next `limit` records (blank ones included); `last` once the file is exhausted.
+        """The next `limit` records (blank ones included) checked and settled, remembering every
+        external id read (`check`, then `settle` without earlier lines)."""
+        return self.settle(self.check(limit))
 
-        With a `lookup` (the staged rows' lines by external id), only the previous read's
-        external ids are kept in memory: a file of any size is read in flat memory. Rows are
-        validated before the lookup, which waits for the batch being staged."""
+    def check(self, limit: int) -> _Checked:
+        """The next `limit` records (blank ones included), each validated on its own; `last`
+        once the file is exhausted. Whether a row repeats an earlier one is `settle`'s part."""
         chunk = self._chunk = _Chunk()
         self._events, records, failure = [], 0, None
         try:
@@ -347,22 +414,26 @@ class _CsvProfiles:
             failure = Rejection(self.name, self._line, "", f"{exc}; the rest of the file was not read")
         outcomes = [event if isinstance(event, Rejection) else self._checked(*event) for event in self._events]
         self._events = []
-        if self._lookup is not None:
-            self._first_line = self._earlier_lines(
-                {outcome[1].external_id for outcome in outcomes if isinstance(outcome, tuple)})
-        for outcome in outcomes:
-            self._add(chunk, outcome)
-        if failure is not None:
-            chunk.errors.append(failure)
         chunk.last = self._done = self._done or records < limit
-        return chunk
+        return _Checked(chunk, outcomes, failure)
 
-    def _earlier_lines(self, named: set[str]) -> dict[str, int]:
-        """Lines of earlier rows naming the external ids of this read: staged, refused for their
-        size, or in the previous read (being staged meanwhile)."""
-        assert self._lookup is not None
-        return {**self._lookup(sorted(named)), **self._refused,
-                **{ext: line for ext, line in self._first_line.items() if ext in named}}
+    def settle(self, checked: _Checked, earlier: dict[str, int] | None = None, named: set[str] | None = None
+               ) -> _Chunk:
+        """A checked read as a chunk, a row naming an external id an earlier row named refused.
+
+        Without `earlier`, every external id read is remembered. With it (the lines of the
+        staged rows naming the external ids of this read, `_Checked.named`), only this read's
+        and the rows refused for their size are: a file of any size is read in flat memory.
+        `named` is `checked.named()`, when the caller has it."""
+        if earlier is not None:
+            named = checked.named() if named is None else named
+            self._first_line = {**earlier, **self._refused,
+                                **{ext: line for ext, line in self._first_line.items() if ext in named}}
+        for outcome in checked.outcomes:
+            self._add(checked.chunk, outcome)
+        if checked.failure is not None:
+            checked.chunk.errors.append(checked.failure)
+        return checked.chunk
 
     def _checked(self, line: int, cells: list[str]) -> _Outcome:
         """A record as a profile from its line, or its problems; None for a blank one."""
@@ -399,15 +470,10 @@ class _CsvProfiles:
         chunk.lines[profile.external_id] = line
         return []
 
-    def look_up_earlier_rows(self, lookup: Callable[[list[str]], dict[str, int]]) -> None:
-        """From now on ask `lookup` (blocking) for the lines of earlier rows instead of keeping them all."""
-        self._lookup = lookup
-
     def reject_oversized(self, chunk: _Chunk, external_ids: Sequence[str], limit: int | None) -> None:
         """The rows the upsert left out because their traits would pass the cap, as rejections."""
         for ext in external_ids:
-            if self._lookup is not None:
-                self._refused[ext] = chunk.lines[ext]
+            self._refused[ext] = chunk.lines[ext]
             chunk.errors.append(Rejection(self.name, chunk.lines[ext], "", f"the profile's traits would take more "
                                           f"than {limit} bytes (api.max_traits_bytes); it was left as it was", ext))
         chunk.skipped += len(external_ids)

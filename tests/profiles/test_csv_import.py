@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import csv
 import gc
+import sys
+import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -16,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.clock import FrozenClock
 from ecrm.errors import SpecError
-from ecrm.profiles.csv_import import _decoded, import_csv
+from ecrm.profiles.csv_import import SWITCH_INTERVAL, _Collections, _decoded, import_csv
 from ecrm.profiles.csv_import import count_rows as counted_rows
 from ecrm.profiles.ingest import find_profile
 from ecrm.profiles.models import Consent, Profile
@@ -275,19 +277,41 @@ async def test_a_row_that_would_grow_traits_past_the_cap_is_rejected_and_the_pro
         assert kept is not None and (kept.email, kept.traits) == ("a@example.com", {"note": "x" * 60})
 
 
-async def test_an_import_leaves_the_garbage_collector_as_it_found_it(
+async def test_an_import_leaves_the_garbage_collector_and_the_switch_interval_as_it_found_them(
         tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
-    """It collects less often while importing, and puts the thresholds back, even on failure."""
-    before = (gc.get_threshold(), gc.get_freeze_count())
+    """It collects only now and then, and lets the loop take the GIL sooner, while importing,
+    and puts both back, even on failure."""
+    before = (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count(), sys.getswitchinterval())
     await import_csv(sessions, _write(tmp_path, PEOPLE), clock)
 
     def interrupted(rows: int) -> None:
-        assert gc.get_threshold()[0] >= 50_000
+        assert not gc.isenabled()
+        assert sys.getswitchinterval() <= SWITCH_INTERVAL
         raise RuntimeError("interrupted")
 
     with pytest.raises(RuntimeError, match="interrupted"):
         await import_csv(sessions, _write(tmp_path, PEOPLE), clock, interrupted)
-    assert (gc.get_threshold(), gc.get_freeze_count()) == before
+    assert (gc.isenabled(), gc.get_threshold(), gc.get_freeze_count(), sys.getswitchinterval()) == before
+
+
+class _Cycle:
+    def __init__(self) -> None:
+        self.me = self
+
+
+def test_an_import_collects_garbage_every_so_many_rows() -> None:
+    collections = _Collections(every=1000)
+    gc.disable()
+    try:
+        cycle = _Cycle()
+        gone = weakref.ref(cycle)
+        del cycle
+        collections.after(999)
+        assert gone() is not None
+        collections.after(1000)
+        assert gone() is None
+    finally:
+        gc.enable()
 
 
 def _either(decode: Callable[[bytes], str], raw: bytes) -> str | None:
