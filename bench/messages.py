@@ -44,7 +44,7 @@ from ecrm.api.apikeys import create_api_key
 from ecrm.campaigns.launch import create_run, enqueue_plan
 from ecrm.campaigns.load import load_campaign
 from ecrm.clock import SYSTEM_CLOCK
-from ecrm.db import create_engine, session_factory
+from ecrm.db import create_engine, migrate, session_factory
 from ecrm.peers.smtp_sink import SmtpSink
 from ecrm.profiles.models import Profile
 from ecrm.queue import TRANSACTIONAL_QUEUE, ArqQueue
@@ -97,6 +97,7 @@ async def prepare(name: str, n: int, messages: int) -> tuple[str, str]:
         await admin.close()
     url = PG_ADMIN.replace("postgresql://", "postgresql+asyncpg://").rsplit("/", 1)[0] + f"/{name}"
     engine = create_engine(url)
+    await migrate(engine)  # a template seeded before newer migrations is brought up to date
     async with session_factory(engine).begin() as session:
         key = await create_api_key(session, "bench", SYSTEM_CLOCK.now())
     await engine.dispose()
