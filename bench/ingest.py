@@ -71,6 +71,7 @@ from typing import IO, Any
 import aiohttp
 import asyncpg
 import psutil
+from redis import Redis
 
 from bench import wrk
 from ecrm import loop
@@ -282,21 +283,22 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def tree_env(tree: Path, url: str, extra: dict[str, str]) -> dict[str, str]:
+def tree_env(tree: Path, url: str, extra: dict[str, str], redis_url: str = "") -> dict[str, str]:
     """The environment of an `ecrm` subprocess running the code of checkout `tree`."""
-    return {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": url, "ECRM_REDIS_URL": "",
+    return {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": url, "ECRM_REDIS_URL": redis_url,
             "PYTHONPATH": str(tree), **extra}
 
 
 @contextmanager
-def server(tree: Path, url: str, workers: int) -> Iterator[tuple[str, psutil.Process]]:
+def server(tree: Path, url: str, workers: int, redis_url: str = "") -> Iterator[tuple[str, psutil.Process]]:
     """`ecrm serve --workers N` of `tree` on a free port; its stderr goes to a temporary file
     (a pipe nobody reads could fill and stall it), shown if it fails to start."""
     port = free_port()
     command = [sys.executable, "-m", "ecrm", "serve", "--dev", "--host", "127.0.0.1", "--port", str(port),
                "--workers", str(workers)]
     with tempfile.TemporaryFile() as log, subprocess.Popen(
-            command, env=tree_env(tree, url, {}), cwd=tree, stdout=subprocess.DEVNULL, stderr=log) as process:
+            command, env=tree_env(tree, url, {}, redis_url), cwd=tree, stdout=subprocess.DEVNULL,
+            stderr=log) as process:
         try:
             _wait_listening(port, process, log)
             yield f"http://127.0.0.1:{port}", psutil.Process(process.pid)
@@ -307,6 +309,24 @@ def server(tree: Path, url: str, workers: int) -> Iterator[tuple[str, psutil.Pro
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait()
+
+
+@contextmanager
+def mapper(tree: Path, url: str, redis_url: str) -> Iterator[psutil.Process | None]:
+    """With `redis_url`, an `ecrm worker` that maps the webhooks (as in production: the API only
+    stores them) on that Redis database, flushed first; without, nothing (the API maps them)."""
+    if not redis_url:
+        yield None
+        return
+    Redis.from_url(redis_url).flushdb()
+    command = [sys.executable, "-m", "ecrm", "worker", "--dev"]
+    with subprocess.Popen(command, env=tree_env(tree, url, {}, redis_url), cwd=tree, stdout=subprocess.DEVNULL,
+                          stderr=subprocess.DEVNULL) as process:
+        try:
+            yield psutil.Process(process.pid)
+        finally:
+            process.terminate()
+            process.wait(30)
 
 
 def _wait_listening(port: int, process: subprocess.Popen[bytes], log: IO[bytes]) -> None:
@@ -640,7 +660,7 @@ async def run_tree(tree: Path, args: argparse.Namespace, csv_path: Path | None) 
         secret = os.environ.get(args.shopify_secret_env)
         bodies: dict[str, tuple[Body, int]] = {"events": (event_body, 1), "profiles": (profile_body, 1),
                                                "batch": (batch_body, BATCH), "shopify": (shopify_body(secret or ""), 1)}
-        with server(tree, url, args.workers) as (base, root):
+        with server(tree, url, args.workers, args.redis) as (base, root), mapper(tree, url, args.redis) as worker:
             for scenario in http_scenarios:
                 body, items = bodies[scenario]
                 if scenario == "shopify" and secret is None:
@@ -649,7 +669,12 @@ async def run_tree(tree: Path, args: argparse.Namespace, csv_path: Path | None) 
                 if scenario in ("batch", "shopify") and not await route_exists(base, key, body):
                     print(f"{scenario:9s} skipped: the server has no such route (404/405)")
                     continue
-                results[scenario] = await run_scenario(base, key, scenario, body, items, args, root)
+                mapping_cpu = cpu_seconds(worker) if worker is not None else 0.0
+                result = results[scenario] = await run_scenario(base, key, scenario, body, items, args, root)
+                if worker is not None and scenario == "shopify":
+                    mapped = cpu_seconds(worker) - mapping_cpu
+                    print(f"          the mapping worker's CPU: {mapped * 1000 / result.requests:.2f} "
+                          "ms per webhook", flush=True)
     if csv_path is not None:
         url, _ = await fresh_database(args.database)
         result_import = await asyncio.to_thread(run_import, tree, url, csv_path, args.rows, args.database)
@@ -710,6 +735,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rows", type=int, default=1_000_000, help="rows of the generated CSV file")
     parser.add_argument("--only", nargs="+", choices=SCENARIOS, default=list(SCENARIOS))
     parser.add_argument("--database", default=DATABASE, help="the PostgreSQL database to (re)create and drop")
+    parser.add_argument("--redis", default="", metavar="URL",
+                        help="run the server with this Redis (a database of its own: it is flushed) and an "
+                             "`ecrm worker` mapping the webhooks, as deployed; default: no Redis, the API maps")
     parser.add_argument("--against", type=Path, help="another checkout of ecrm to run first and compare with")
     parser.add_argument("--repeat", type=int, default=1, help="rounds (alternating with --against)")
     parser.add_argument("--shopify-secret-env", default="ECRM_SHOPS__SHOPIFY_SECRET",

@@ -72,7 +72,6 @@ ORDER = ("attribute", "event_window", "did_not", "sequence", "rfm", "nested")
 DATABASE = "ecrm_bench_segments"
 DEFAULT_SQLITE_FILE = Path(tempfile.gettempdir()) / "ecrm-bench-segments.db"
 BATCH = 5000
-ARQ_QUEUE = "ecrm:bench-segments"  # a queue of its own: nothing else's jobs are taken or left
 PROBE = "bench_probe"  # the incoming event of the latency measure, removed after the run
 MIN_SCALED = 10_000  # fewer members than this: the fixed cost of a query swamps the per-row one
 COUNT_TARGET, STREAM_TARGET, LATENCY_TARGET = 2.0, 3.0, 0.050  # seconds; stream per 100,000 members
@@ -315,32 +314,37 @@ async def entry_exit_latency(engine: AsyncEngine, segments: list[NamedSegment], 
 
 async def arq_latency(url: str, data: Dataset, samples: int = 20) -> list[float]:
     """Seconds from enqueueing `segments_touched` for a just-committed event's profile (what the
-    API does) to its result, through Redis and an arq worker (in this process, polling every
-    10 ms, as `ecrm worker --transactional` did before it was woken instead)."""
+    API does: one script that queues the job and wakes the worker) to its result, through Redis
+    and the transactional queue's woken arq worker (`ecrm worker --transactional`, run in this
+    process on the bench's own Redis database)."""
+    from uuid import uuid4
+
     from arq import create_pool
     from arq.connections import RedisSettings
+    from arq.jobs import Job
 
-    from ecrm.worker import make_worker
+    from ecrm.queue import TRANSACTIONAL_QUEUE, ArqQueue
+    from ecrm.worker import make_transactional_worker
 
     logging.getLogger("ecrm.segments.catalog").setLevel(logging.CRITICAL)  # said above: not supported yet
     settings = load_settings(Path("/nonexistent"), environ={}, database_url=url, redis_url=REDIS_URL,
                              segments_dir=SEGMENTS)
-    worker = make_worker(settings, handle_signals=False, cron_jobs=[], queue_name=ARQ_QUEUE,
-                         poll_delay=0.01)
+    worker = make_transactional_worker(settings, handle_signals=False)
     running = asyncio.create_task(worker.async_run())
     redis = await create_pool(RedisSettings.from_dsn(REDIS_URL))
+    await redis.delete(TRANSACTIONAL_QUEUE)
+    queue = ArqQueue(redis, TRANSACTIONAL_QUEUE)
     engine = create_engine(url)
     sessions, seconds, rng = session_factory(engine), [], random.Random(18)
     try:
         for i in range(samples):
-            await asyncio.sleep(rng.uniform(0, 0.1))  # events come at any point of the worker's poll cycle
+            await asyncio.sleep(rng.uniform(0, 0.1))  # events come at any point of the worker's wait
             async with sessions.begin() as session:
                 event = await record_event(session, EventIn(external_id=f"c{1 + (i * 104729) % data.profiles}",
                                                             name=PROBE), data.at)
-            started = time.perf_counter()
-            job = await redis.enqueue_job("segments_touched", [event.profile_id], _queue_name=ARQ_QUEUE)
-            assert job is not None
-            await job.result(timeout=10, poll_delay=0.002)
+            started, job_id = time.perf_counter(), uuid4().hex
+            assert await queue.enqueue("segments_touched", [event.profile_id], _job_id=job_id)
+            await Job(job_id, redis, _queue_name=TRANSACTIONAL_QUEUE).result(timeout=10, poll_delay=0.002)
             seconds.append(time.perf_counter() - started)
     finally:
         await worker.close()
