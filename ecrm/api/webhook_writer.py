@@ -31,8 +31,7 @@ from ecrm.shops.store_pg import PgWebhookStore
 
 logger = logging.getLogger(__name__)
 KICK_INTERVAL = 0.2  # seconds between two kicks of the mapping on arq while webhooks arrive
-MAPPERS = 2  # mapping jobs queued per kick on arq: they split a backlog (SKIP LOCKED), one waits on
-# PostgreSQL while the other maps (one alone mapped ~1/3 slower than a job per commit did)
+MAPPERS = 1  # mapping jobs queued per kick on arq: mappers take turns (ecrm.shops.jobs), so one is enough
 
 
 class MapKicker:

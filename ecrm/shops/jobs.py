@@ -7,8 +7,10 @@ as on PostgreSQL. The API queues one `map_webhooks` job per group commit; the jo
 is still `received`, oldest first, `BATCH` at a time, until nothing is left (so when mapping
 falls behind, the batches grow, and the jobs queued meanwhile find little to do). A batch is
 claimed in one statement and applied in one transaction, in id order, with the outcome of its
-webhooks mapped one after another (`apply.apply_in_order`); on PostgreSQL the claim skips rows
-another mapper holds (that one finishes them), on SQLite it takes the database's write lock. A
+webhooks mapped one after another (`apply.apply_in_order`). Mappers take turns, a transaction
+at a time (on PostgreSQL an advisory lock taken first, on SQLite the database's write lock), so
+webhooks are mapped in the order they were received: two mappers sharing a backlog (the claim
+skipping rows another holds) mapped a checkout's update before its creation. A
 webhook whose payload does not map is recorded `failed` in that transaction; if the transaction
 itself fails, nothing of it stays and each claimed webhook is mapped again on its own by
 `map_webhook`, so a bad webhook fails alone. A failure rolls its webhook's changes back and is
@@ -26,7 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.db import among
@@ -95,6 +97,7 @@ async def _map_batch(sessions: async_sessionmaker[AsyncSession], settings: Setti
     claimed: list[int] | None = None
     try:
         async with sessions.begin() as session:
+            await _take_turn(session)
             found = await _claim_many(session, wanted)
             claimed = [webhook_id for webhook_id, *_ in found]
             statuses = await _map_claimed(session, settings, found, now)
@@ -107,6 +110,12 @@ async def _map_batch(sessions: async_sessionmaker[AsyncSession], settings: Setti
     for status in statuses.values():
         counts[status] += 1
     return len(claimed)
+
+
+async def _take_turn(session: AsyncSession) -> None:
+    """Wait until no other mapper's transaction is open (see the module)."""
+    if session.get_bind().dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(hashtext('ecrm:map_webhooks'))"))
 
 
 async def _claim_many(session: AsyncSession, wanted: Select[Any]) -> list[Claimed]:

@@ -11,7 +11,8 @@ import json
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+import pytest
+from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.keys import SHOP_WEBHOOKS
@@ -155,3 +156,24 @@ async def test_mappers_at_once_map_each_webhook_once_in_batches(sessions: Sessio
     assert sum(c["mapped"] for c in counts) == N and sum(c["failed"] for c in counts) == 0
     assert {(r.status, r.attempts) for r in await rows(sessions)} == {("mapped", 1)}
     assert (await count_rows(sessions, Event), await count_rows(sessions, Profile)) == (N, N)
+
+
+async def test_mappers_take_turns_so_webhooks_map_in_the_order_received(
+        sessions: Sessions, clock: FrozenClock, shop_settings: Settings) -> None:
+    """Another mapper's open transaction holds the checkout's creation: a second mapper waits for
+    its turn instead of mapping the update that came after (PostgreSQL; SQLite's write lock does
+    the same there)."""
+    if sessions.kw["bind"].dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's advisory lock; SQLite's mappers take turns by its write lock")
+    created, _ = await store(sessions, [write(clock, "w-1", "checkouts/create", shopify_checkout()),
+                                        write(clock, "w-2", "checkouts/update", shopify_checkout(total_price="1.00"))])
+    async with sessions.begin() as other:  # as a mapper in the middle of its batch
+        await other.execute(text("SELECT pg_advisory_xact_lock(hashtext('ecrm:map_webhooks'))"))
+        await other.execute(select(ReceivedWebhook.id).where(ReceivedWebhook.id == created).with_for_update())
+        second = asyncio.create_task(map_received(sessions, shop_settings, clock.now(), batch=1))
+        await asyncio.sleep(0.5)
+        assert await count_rows(sessions, Event) == 0  # waiting, not mapping the update first
+    assert await second == {"mapped": 2, "failed": 0}
+    async with sessions() as session:
+        assert list(await session.scalars(select(Event.name).order_by(Event.id))) == \
+            ["checkout_started", "cart_updated"]
