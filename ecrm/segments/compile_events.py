@@ -61,8 +61,11 @@ def where_conditions(tests: list[PropertyTest], properties: Any, now: datetime) 
 def _sequence(rule: Rule, now: datetime) -> ColumnElement[bool]:
     gap = parse_duration(rule.within or "0s")
     first, then = aliased(Event), aliased(Event)
+    # the same event cannot follow itself; with two names no row is both (and without the id
+    # each side is read from the (name, occurred_at, profile_id) index alone)
+    itself = [then.id != first.id] if rule.then_not == rule.event else []
     followed = exists().where(
-        then.profile_id == first.profile_id, then.name == rule.then_not, then.id != first.id,
+        then.profile_id == first.profile_id, then.name == rule.then_not, *itself,
         then.occurred_at >= first.occurred_at,
         then.occurred_at <= PlusSeconds(first.occurred_at, int(gap.total_seconds())),
     )
