@@ -49,6 +49,7 @@ import psutil
 from arq import create_pool
 from arq.connections import RedisSettings
 
+from bench.ingest import cpu_of
 from bench.send import fresh_postgres
 from tests.shops.payloads import SHOPIFY_SECRET, shopify_customer, shopify_order, shopify_request
 
@@ -69,21 +70,10 @@ class Cpu:
 
     @classmethod
     def of(cls, lister: Callable[[], list[psutil.Process]]) -> Cpu:
-        return cls(lister, _cpu(lister()))
+        return cls(lister, cpu_of(lister()))
 
     def seconds(self) -> float:
-        return sum(seconds - self.start.get(pid, 0.0) for pid, seconds in _cpu(self.lister()).items())
-
-
-def _cpu(processes: list[psutil.Process]) -> dict[int, float]:
-    found = {}
-    for process in processes:
-        try:
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        found[process.pid] = times.user + times.system
-    return found
+        return sum(seconds - self.start.get(pid, 0.0) for pid, seconds in cpu_of(self.lister()).items())
 
 
 def tree_of(pid: int) -> Callable[[], list[psutil.Process]]:
