@@ -33,6 +33,8 @@ def test_an_empty_redis_url_means_jobs_run_in_process() -> None:
     ("", {"ECRM_DATABASE_URL": "mysql://x"}, "database_url (env ECRM_DATABASE_URL): Value error, expected a"),
     ("", {"ECRM_SMTPP": "x"}, "ECRM_SMTPP (environment): unknown setting"),
     ("- a list\n", {}, "(file) ({path}): expected a mapping of settings"),
+    ("", {"ECRM_SEGMENT_RANK_MINUTES": "-1"},
+     "segment_rank_minutes (env ECRM_SEGMENT_RANK_MINUTES): Input should be greater than or equal to 0"),
 ])
 def test_a_bad_setting_names_the_key_and_where_it_came_from(tmp_path: Path, text: str, environ: dict[str, str],
                                                            message: str) -> None:

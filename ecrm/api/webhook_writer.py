@@ -9,7 +9,7 @@ later flush finds the committed row, copies in one flush are told apart by `reco
 and either way only the first is stored and the others are duplicates.
 
 The mapping job is not queued per commit: the job maps everything still `received`, so
-`MapKicker` queues `mappers` at once after a quiet spell, then at most once per `interval`
+`MapKicker` queues one at once after a quiet spell, then at most once per `interval`
 while commits go on (always once after the last commit). Under load the mapping runs in big batches
 now and then instead of small ones all the time, beside the acknowledgements.
 """
@@ -31,7 +31,6 @@ from ecrm.shops.store_pg import PgWebhookStore
 
 logger = logging.getLogger(__name__)
 KICK_INTERVAL = 0.2  # seconds between two kicks of the mapping on arq while webhooks arrive
-MAPPERS = 1  # mapping jobs queued per kick on arq: mappers take turns (ecrm.shops.jobs), so one is enough
 
 
 class MapKicker:
@@ -70,8 +69,8 @@ class MapKicker:
 
 class WebhookWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], jobs: JobQueue,
-                 pg: PgWebhookStore | None = None, kick_interval: float = KICK_INTERVAL, mappers: int = 1) -> None:
-        self._sessions, self._jobs, self._pg, self._mappers = sessions, jobs, pg, mappers
+                 pg: PgWebhookStore | None = None, kick_interval: float = KICK_INTERVAL) -> None:
+        self._sessions, self._jobs, self._pg = sessions, jobs, pg
         self.writes: GroupCommit[WebhookWrite, int | None] = GroupCommit(self._flush, key=lambda write: write.key)
         self.kicker = MapKicker(self._enqueue, kick_interval)
 
@@ -100,8 +99,7 @@ class WebhookWriter:
         return ids
 
     async def _enqueue(self) -> None:
-        try:
-            for _ in range(self._mappers):
-                await self._jobs.enqueue(MAP_JOB)
+        try:  # one job: mappers take turns (ecrm.shops.jobs), a second would only wait
+            await self._jobs.enqueue(MAP_JOB)
         except Exception:  # stored already (never raise after the commit): `ecrm shop retry` maps what no job did
             logger.exception("webhooks stored but no job queued to map them")

@@ -21,7 +21,7 @@ from aiohttp import web
 from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_CONNECTORS, SHOP_JOBS, SHOP_WEBHOOKS
 from ecrm.api.raw_json import json_object_text
 from ecrm.api.spec import ErrorOut, operation
-from ecrm.api.webhook_writer import KICK_INTERVAL, MAPPERS, WebhookWriter
+from ecrm.api.webhook_writer import KICK_INTERVAL, WebhookWriter
 from ecrm.errors import ApiError, WebhookPayloadError, WebhookSignatureError
 from ecrm.queue import InProcessQueue, JobQueue, LazyArqQueue
 from ecrm.runtime import open_runtime
@@ -83,7 +83,7 @@ async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
     app[SHOP_CONNECTORS] = {provider: factory(settings) for provider, factory in CONNECTORS.items()}
     if settings.redis_url:
         redis = LazyArqQueue(settings.redis_url)
-        writer = _writer(app, redis, KICK_INTERVAL, MAPPERS)
+        writer = _writer(app, redis, KICK_INTERVAL)
         yield
         await writer.close()
         await redis.close()
@@ -91,16 +91,16 @@ async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
     queue = InProcessQueue({MAP_JOB: map_webhooks_job}, max_tries=1, clock=app[CLOCK])
     queue.ctx["runtime"] = runtime = open_runtime(settings, queue, engine=app[ENGINE], clock=app[CLOCK])
     queue.ctx["map_batch"] = IN_PROCESS_BATCH
-    writer = _writer(app, queue, IN_PROCESS_KICK, 1)
+    writer = _writer(app, queue, IN_PROCESS_KICK)
     yield
     await writer.close()
     await queue.join()
     await runtime.close()
 
 
-def _writer(app: web.Application, jobs: JobQueue, kick_interval: float, mappers: int) -> WebhookWriter:
+def _writer(app: web.Application, jobs: JobQueue, kick_interval: float) -> WebhookWriter:
     url = app[SETTINGS].database_url
     pg = PgWebhookStore(url) if url.startswith("postgresql") else None
     app[SHOP_JOBS] = jobs
-    app[SHOP_WEBHOOKS] = writer = WebhookWriter(app[SESSIONS], jobs, pg, kick_interval, mappers)
+    app[SHOP_WEBHOOKS] = writer = WebhookWriter(app[SESSIONS], jobs, pg, kick_interval)
     return writer

@@ -44,13 +44,11 @@ def metric_condition(rule: Rule, now: datetime) -> ColumnElement[bool]:
             return _recent(select(engaged.c.profile_id), engaged.c.at, rule.op, rule.value, now)
         return _grouped(select(engaged.c.profile_id), _days_since(func.max(engaged.c.at), rule.op, rule.value, now),
                         empty=rule.op is Op.NOT_EXISTS)
-    if rule.op in (Op.EXISTS, Op.NOT_EXISTS) and metric in (Metric.ORDERS_COUNT, Metric.TOTAL_SPENT):
-        return true() if rule.op is Op.EXISTS else false()
-    orders = _orders(rule, now)
-    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
-        return _recent(orders, Order.placed_at, rule.op, rule.value, now)
-    test, empty = _order_test(rule, now)
-    return _grouped(orders, test, empty=empty)
+    shape = _order_metric(rule, now)
+    if not isinstance(shape, tuple):
+        return shape
+    test, empty = shape
+    return _grouped(_orders(rule, now), test, empty=empty)
 
 
 def order_group(rule: Rule, now: datetime) -> tuple[Hashable, ColumnElement[bool]] | None:
@@ -58,16 +56,13 @@ def order_group(rule: Rule, now: datetime) -> tuple[Hashable, ColumnElement[bool
     orders fails, as (what its orders are, the test): siblings with the same orders are
     tested in one grouping of them (`grouped_members`), one pass over the orders instead of
     one per rule. None for any other rule."""
-    metric = rule.metric
-    if metric not in ORDER_METRICS or (rule.op in (Op.EXISTS, Op.NOT_EXISTS) and metric in _NEVER_EMPTY):
+    if rule.metric not in ORDER_METRICS:
         return None
-    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
-        return None
-    test, empty = _order_test(rule, now)
-    if empty:
+    shape = _order_metric(rule, now)
+    if not isinstance(shape, tuple) or shape[1]:
         return None
     between = tuple(rule.between) if rule.between is not None else None
-    return (rule.within, between, rule.window, rule.currency), test
+    return (rule.within, between, rule.window, rule.currency), shape[0]
 
 
 def grouped_members(rule: Rule, tests: list[ColumnElement[bool]], now: datetime, *,
@@ -78,10 +73,15 @@ def grouped_members(rule: Rule, tests: list[ColumnElement[bool]], now: datetime,
     return _grouped(_orders(rule, now), joined, empty=False)
 
 
-def _order_test(rule: Rule, now: datetime) -> tuple[ColumnElement[bool], bool]:
-    """The test of a metric over one profile's group of orders, and whether a profile with no
-    orders passes it."""
+def _order_metric(rule: Rule, now: datetime) -> ColumnElement[bool] | tuple[ColumnElement[bool], bool]:
+    """An order metric as a whole condition where it needs no grouping (a count or a total
+    always exists; a recent order is a range of the time index), else as the test over one
+    profile's group of orders and whether a profile with no orders passes it."""
     metric = rule.metric
+    if rule.op in (Op.EXISTS, Op.NOT_EXISTS) and metric in _NEVER_EMPTY:
+        return true() if rule.op is Op.EXISTS else false()
+    if metric is Metric.DAYS_SINCE_LAST_ORDER and rule.op in (Op.LTE, Op.LT):
+        return _recent(_orders(rule, now), Order.placed_at, rule.op, rule.value, now)
     if metric is Metric.ORDERS_COUNT:
         return compare(func.count(), rule.op, rule.value), _holds(0, rule.op, rule.value)
     if metric is Metric.TOTAL_SPENT:

@@ -12,13 +12,13 @@ a rule tree that was not passed through `ranked()`.
 from __future__ import annotations
 
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
-from sqlalchemy import delete, func, insert, literal, select, text
+from sqlalchemy import CursorResult, delete, insert, literal, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.segments.models import RfmRank, RfmRanking
-from ecrm.segments.rfm import basis, describe, ranked_query
+from ecrm.segments.rfm import basis, cell_number, describe, ranked_query
 from ecrm.segments.rules import Audience, Rule
 from ecrm.segments.vocabulary import QUINTILE_METRICS, Metric
 
@@ -49,8 +49,7 @@ async def ranked(sessions: async_sessionmaker[AsyncSession], audience: Audience,
 def rankable(rule: Rule) -> list[Rule]:
     """The RFM rules in the tree (named segments' included) that a stored ranking can answer."""
     own = [rule] if _stored(rule) else []
-    children = [*(rule.all_ or []), *(rule.any_ or []), rule.not_, rule.definition]
-    return own + [found for child in children if child is not None for found in rankable(child)]
+    return own + [found for child in rule.children() for found in rankable(child)]
 
 
 async def ensure_ranking(sessions: async_sessionmaker[AsyncSession], rule: Rule, now: datetime,
@@ -69,14 +68,14 @@ async def _rank(session: AsyncSession, rule: Rule, key: str, now: datetime) -> N
     ranks = ranked_query(rule, now).subquery("ranks")
     await session.execute(delete(RfmRank).where(RfmRank.basis == key))
     columns = ranks.c
-    cell = columns.recency * 100 + columns.frequency * 10 + columns.monetary
-    await session.execute(insert(RfmRank).from_select(
+    stored = await session.execute(insert(RfmRank).from_select(
         ["basis", "profile_id", "recency", "frequency", "monetary", "cell"],
-        select(literal(key), columns.profile_id, columns.recency, columns.frequency, columns.monetary, cell)))
-    buyers = await session.scalar(select(func.count()).select_from(RfmRank).where(RfmRank.basis == key))
+        select(literal(key), columns.profile_id, columns.recency, columns.frequency, columns.monetary,
+               cell_number(columns))))
     if session.get_bind().dialect.name == "postgresql":  # the planner's idea of a cell's size, before autovacuum's
         await session.execute(text("ANALYZE rfm_ranks"))
-    await session.merge(RfmRanking(basis=key, described=describe(rule), ranked_at=now, buyers=buyers or 0))
+    await session.merge(RfmRanking(basis=key, described=describe(rule), ranked_at=now,
+                                    buyers=int(cast(CursorResult[Any], stored).rowcount or 0)))
 
 
 def _stored(rule: Rule) -> bool:

@@ -257,5 +257,4 @@ class Audience(BaseModel):
 def _ranks(rule: Rule) -> bool:
     if rule.metric is not None and (rule.metric is Metric.RFM or rule.metric in QUINTILE_METRICS):
         return True
-    children = [*(rule.all_ or []), *(rule.any_ or []), rule.not_, rule.definition]
-    return any(_ranks(child) for child in children if child is not None)
+    return any(_ranks(child) for child in rule.children())

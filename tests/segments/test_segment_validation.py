@@ -91,6 +91,8 @@ WHERE = "audience.all[1].any[0]"
     ("{segment: Bad Name}", f"promo.yaml:8 {WHERE}.segment: 'Bad Name' does not have the expected form"),
     ("{segment: vip, definition: {reachable: sms}}", f"promo.yaml:8 {WHERE}.definition: definition is filled in"),
     ("{metric: total_spent, op: gt, value: 1, rates: {EUR: 1}}", f"promo.yaml:8 {WHERE}.rates: rates is filled in"),
+    ("{metric: rfm, currency: EUR, op: eq, value: 5-5-5, ranked: true}",
+     f"promo.yaml:8 {WHERE}.ranked: ranked is filled in"),
 ])
 def test_a_wrong_rule_is_named_with_file_line_and_key(tmp_path: Path, config: Settings, rule: str,
                                                       expected: str) -> None:
