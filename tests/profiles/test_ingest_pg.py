@@ -5,9 +5,9 @@ request after another)."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import asyncpg
 import pytest
@@ -33,6 +33,8 @@ from tests.conftest import T0
 from tests.factories import add_profile
 from tests.profiles.test_in_order import LIMIT, _answers, _events, _rows, _seed, _wipe, _writes
 from tests.rows import count_rows
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -167,18 +169,8 @@ async def test_a_profile_another_transaction_creates_meanwhile_is_used_not_dupli
         db_url: str, sessions: async_sessionmaker[AsyncSession], pg: PgIngest) -> None:
     """The statement's snapshot misses a profile inserted by a transaction still open; its
     INSERT waits on that one's commit and then takes the profile's id."""
-    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        async with other.transaction():
-            theirs = await other.fetchval(
-                "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
-                "VALUES ('c-race', 'en', 'UTC', '{}', $1, $1) RETURNING id", T0)
-            ours = asyncio.create_task(pg.store_events([(EventIn(external_id="c-race", name="page.viewed"), T0),
-                                                        (EventIn(external_id="c-other", name="page.viewed"), T0)]))
-            await asyncio.sleep(0.3)
-            assert not ours.done()  # waiting on the uncommitted profile
-    finally:
-        await other.close()
+    events = [(EventIn(external_id=ext, name="page.viewed"), T0) for ext in ("c-race", "c-other")]
+    theirs, ours = await _while_another_creates(db_url, "c-race", pg.store_events(events))
     [(_, race_profile), (_, other_profile)], stored = await ours
     assert (race_profile, stored) == (theirs, 2) and other_profile != theirs
     assert await count_rows(sessions, Profile) == 2
@@ -206,17 +198,7 @@ async def test_a_new_profile_another_transaction_creates_meanwhile_is_updated_th
     upserts = [(ProfileIn.model_validate({"external_id": ext, "email": f"{ext}@example.com",
                                           "consent": {"email": {"state": "granted"}}}), T0)
                for ext in ("c-other", "c-race")]
-    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
-    try:
-        async with other.transaction():
-            theirs = await other.fetchval(
-                "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
-                "VALUES ('c-race', 'en', 'UTC', '{}', $1, $1) RETURNING id", T0)
-            ours = asyncio.create_task(pg.upsert_profiles_in_order(upserts, LIMIT))
-            await asyncio.sleep(0.3)
-            assert not ours.done()  # waiting on the uncommitted profile
-    finally:
-        await other.close()
+    theirs, ours = await _while_another_creates(db_url, "c-race", pg.upsert_profiles_in_order(upserts, LIMIT))
     answers = await ours
     assert [(o.created, o.profile_id == theirs) for o in answers if isinstance(o, StoredProfile)] == [
         (True, False), (False, True)]
@@ -252,3 +234,21 @@ async def _profile_seq_scans(ingest: PgIngest, other: asyncpg.Connection) -> int
         await connection.execute("SELECT pg_stat_force_next_flush()")
     await other.execute("SELECT pg_stat_clear_snapshot()")
     return int(await other.fetchval("SELECT seq_scan FROM pg_stat_user_tables WHERE relname = 'profiles'"))
+
+
+async def _while_another_creates(db_url: str, external_id: str, write: Coroutine[Any, Any, T]
+                                 ) -> tuple[int, asyncio.Task[T]]:
+    """Start `write` while another transaction holds profile `external_id` inserted and not yet
+    committed; check that `write` waits for it; commit. The other's profile id, and `write`."""
+    other = await asyncpg.connect(db_url.replace("postgresql+asyncpg", "postgresql"))
+    try:
+        async with other.transaction():
+            theirs = await other.fetchval(
+                "INSERT INTO profiles (external_id, locale, time_zone, traits, created_at, updated_at) "
+                "VALUES ($2, 'en', 'UTC', '{}', $1, $1) RETURNING id", T0, external_id)
+            ours = asyncio.create_task(write)
+            await asyncio.sleep(0.3)
+            assert not ours.done()  # waiting on the uncommitted profile
+    finally:
+        await other.close()
+    return theirs, ours
