@@ -12,10 +12,9 @@ float's binary expansion), so posting numbers works too.
 
 from __future__ import annotations
 
-from decimal import Decimal
 from typing import Annotated, Any
 
-from pydantic import AnyHttpUrl, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import AnyHttpUrl, BeforeValidator, Field
 
 from ecrm.orders import money
 from ecrm.orders.ingest import (
@@ -24,8 +23,7 @@ from ecrm.orders.ingest import (
     Currency,
     LineItemIn,
     OrderId,
-    check_price_decimals,
-    check_total_decimals,
+    PricedIn,
 )
 
 CART_EVENTS = frozenset({"cart_updated", "checkout_started"})
@@ -45,10 +43,8 @@ def _items_as_text(items: Any) -> Any:
 CartAmount = Annotated[Amount, BeforeValidator(_number_as_text)]
 
 
-class CartIn(BaseModel):
+class CartIn(PricedIn):
     """A cart as a `cart_updated` / `checkout_started` event's properties."""
-
-    model_config = ConfigDict(extra="forbid")
 
     cart_id: OrderId
     currency: Currency  # before the amounts, whose decimals it checks
@@ -59,23 +55,11 @@ class CartIn(BaseModel):
     checkout_id: OrderId | None = None  # the shop's checkout, when it has one beside the cart
     source: Annotated[str, Field(pattern=r"^[a-z0-9_-]{1,32}$")] | None = None  # which shop connector sent it
 
-    @field_validator("total")
-    @classmethod
-    def _total_within_currency_decimals(cls, total: Decimal, info: ValidationInfo) -> Decimal:
-        return check_total_decimals(total, info)
-
-    @field_validator("line_items")
-    @classmethod
-    def _prices_within_currency_decimals(cls, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
-        return check_price_decimals(cls.__name__, items, info)
-
     def stored(self) -> dict[str, Any]:
         """The properties as stored: amounts as decimal strings with the currency's decimals."""
         return {"cart_id": self.cart_id, "currency": self.currency,
                 "total": money.format_amount(self.total, self.currency),
-                "line_items": [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
-                                "unit_price": money.format_amount(item.unit_price, self.currency)}
-                               for item in self.line_items],
+                "line_items": self.stored_line_items(),
                 **({"checkout_url": str(self.checkout_url)} if self.checkout_url else {}),
                 **{key: value for key, value in (("checkout_id", self.checkout_id), ("source", self.source)) if value}}
 

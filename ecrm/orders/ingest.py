@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints, ValidationInfo, field_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError, ValidationError
@@ -68,10 +68,35 @@ class LineItemIn(BaseModel):
     unit_price: Amount
 
 
-class OrderIn(BaseModel):
-    """An order as a shop sends it; `placed_at` defaults to when it is first received."""
+class PricedIn(BaseModel):
+    """What an order and a cart share: a total and line items in one currency, whose amounts
+    may have no more decimals than the currency has. A model declares `currency`, `total` and
+    `line_items`, the currency first (the checks read it)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    if TYPE_CHECKING:  # declared by each model, in its own order
+        currency: str
+        line_items: list[LineItemIn]
+
+    @field_validator("total", check_fields=False)
+    @classmethod
+    def _total_within_currency_decimals(cls, total: Decimal, info: ValidationInfo) -> Decimal:
+        return _check_total_decimals(total, info)
+
+    @field_validator("line_items", check_fields=False)
+    @classmethod
+    def _prices_within_currency_decimals(cls, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
+        return _check_price_decimals(cls.__name__, items, info)
+
+    def stored_line_items(self) -> list[dict[str, Any]]:
+        """The line items as stored, unit prices as decimal strings with the currency's decimals."""
+        return [{"sku": item.sku, "name": item.name, "quantity": item.quantity,
+                 "unit_price": money.format_amount(item.unit_price, self.currency)} for item in self.line_items]
+
+
+class OrderIn(PricedIn):
+    """An order as a shop sends it; `placed_at` defaults to when it is first received."""
 
     order_id: OrderId
     external_id: Text
@@ -81,29 +106,15 @@ class OrderIn(BaseModel):
     placed_at: EventTime | None = None
     line_items: list[LineItemIn] = Field(default_factory=list, max_length=MAX_LINE_ITEMS)
 
-    @field_validator("total")
-    @classmethod
-    def _total_within_currency_decimals(cls, total: Decimal, info: ValidationInfo) -> Decimal:
-        return check_total_decimals(total, info)
-
-    @field_validator("line_items")
-    @classmethod
-    def _prices_within_currency_decimals(cls, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
-        return check_price_decimals(cls.__name__, items, info)
-
     def changes(self) -> dict[str, Any]:
         """The order columns this input sets, as stored (placed_at and the profile aside)."""
         stored = {"status": self.status.value, "total_e4": money.to_stored(self.total), "currency": self.currency,
-                  "line_items": [self._line_item(item) for item in self.line_items]}
+                  "line_items": self.stored_line_items()}
         named = {"status": "status", "total": "total_e4", "currency": "currency", "line_items": "line_items"}
         return {column: stored[column] for field, column in named.items() if field in self.model_fields_set}
 
-    def _line_item(self, item: LineItemIn) -> dict[str, Any]:
-        return {"sku": item.sku, "name": item.name, "quantity": item.quantity,
-                "unit_price": money.format_amount(item.unit_price, self.currency)}
 
-
-def check_total_decimals(total: Decimal, info: ValidationInfo) -> Decimal:
+def _check_total_decimals(total: Decimal, info: ValidationInfo) -> Decimal:
     """A total with no more decimals than the model's (already validated) currency has."""
     currency = info.data.get("currency")
     if currency is not None and money.places(total) > money.decimals(currency):
@@ -111,7 +122,7 @@ def check_total_decimals(total: Decimal, info: ValidationInfo) -> Decimal:
     return total
 
 
-def check_price_decimals(model: str, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
+def _check_price_decimals(model: str, items: list[LineItemIn], info: ValidationInfo) -> list[LineItemIn]:
     """Line items whose unit prices have no more decimals than the model's currency has."""
     currency = info.data.get("currency")
     if currency is None:
