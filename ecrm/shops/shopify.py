@@ -137,7 +137,7 @@ def _map_order(topic: str, payload: dict[str, Any]) -> ShopChanges:
     changes = _customer(mapping(payload.get("customer")), payload, text(payload.get("customer_locale")))
     profile = changes.profiles[0]
     changes.orders.append(validated(OrderIn, {
-        "order_id": f"shopify:{_required_id(payload)}", "external_id": profile.external_id,
+        "order_id": f"shopify:{_required(payload, 'id', 'the payload')}", "external_id": profile.external_id,
         "status": _order_status(topic, payload), "currency": payload.get("currency"),
         "total": amount(payload.get("total_price"), "total_price"), "placed_at": payload.get("created_at"),
         "line_items": [item.model_dump() for item in _line_items(payload)],
@@ -145,10 +145,11 @@ def _map_order(topic: str, payload: dict[str, Any]) -> ShopChanges:
     return changes
 
 
-def _required_id(payload: dict[str, Any]) -> str:
-    found = text(payload.get("id"))
+def _required(payload: dict[str, Any], key: str, what: str) -> str:
+    """The text of `payload[key]`; a WebhookPayloadError saying `what` has none when it is missing."""
+    found = text(payload.get(key))
     if found is None:
-        raise WebhookPayloadError("the payload has no id", field="id")
+        raise WebhookPayloadError(f"{what} has no {key}", field=key)
     return found
 
 
@@ -185,7 +186,7 @@ def _map_checkout(topic: str, payload: dict[str, Any]) -> ShopChanges:
     changes = _customer(customer, payload, text(payload.get("customer_locale")))
     profile = changes.profiles[0]
     cart = {
-        "cart_id": text(payload.get("cart_token")) or _required_token(payload),
+        "cart_id": text(payload.get("cart_token")) or _required(payload, "token", "the checkout"),
         "checkout_id": text(payload.get("token")),
         "line_items": line_items(_line_items(payload)),
         "total": str(amount(payload.get("total_price"), "total_price")),
@@ -197,13 +198,6 @@ def _map_checkout(topic: str, payload: dict[str, Any]) -> ShopChanges:
     when = payload.get("updated_at") or payload.get("created_at")
     changes.events.append(cart_event(profile.external_id, name, {k: v for k, v in cart.items() if v is not None}, when))
     return changes
-
-
-def _required_token(payload: dict[str, Any]) -> str:
-    found = text(payload.get("token"))
-    if found is None:
-        raise WebhookPayloadError("the checkout has no token", field="token")
-    return found
 
 
 MAPPERS: dict[str, Callable[[str, dict[str, Any]], ShopChanges]] = {

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
+import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -16,7 +18,7 @@ from ecrm.shops.jobs import map_pending, map_webhook
 from ecrm.shops.models import ReceivedWebhook
 from ecrm.shops.store import record_webhook
 from tests.shops.conftest import Client, mapped
-from tests.shops.payloads import shopify_order, shopify_request
+from tests.shops.payloads import shopify_checkout, shopify_order, shopify_request
 from tests.shops.test_webhooks import post
 
 Sessions = async_sessionmaker[AsyncSession]
@@ -41,6 +43,20 @@ async def test_a_failed_mapping_keeps_the_body_and_error_and_stores_nothing_of_i
     counts = await map_pending(sessions, shop_settings, clock.now(), clock.now())
     assert counts == {"mapped": 0, "failed": 1}
     assert (await only_row(sessions)).attempts == 2
+
+
+@pytest.mark.parametrize(("topic", "payload", "says"), [
+    ("orders/create", shopify_order(id=None), "WebhookPayloadError: the payload has no id"),
+    ("checkouts/update", shopify_checkout(token=None, cart_token=None),
+     "WebhookPayloadError: the checkout has no token"),
+])
+async def test_a_shopify_payload_without_its_id_fails_naming_it(shop_api: Client, sessions: Sessions, topic: str,
+                                                                 payload: dict[str, Any], says: str) -> None:
+    response = await post(shop_api, "shopify", shopify_request(topic, payload))
+    await mapped(shop_api)
+    assert response.status == 200
+    row = await only_row(sessions)
+    assert (row.status, row.error) == ("failed", says)
 
 
 async def test_a_webhook_whose_job_was_lost_is_mapped_by_a_retry_once(sessions: Sessions, shop_settings: Settings,
