@@ -29,6 +29,7 @@ from ecrm.clock import FrozenClock
 from ecrm.pg_pool import asyncpg_dsn
 from ecrm.profiles.models import Event
 from ecrm.settings import Settings
+from ecrm.shops.jobs import map_received
 from ecrm.shops.mapper import CHANNEL, Mapper
 from ecrm.shops.models import ReceivedWebhook
 from tests.api.test_app import _free_port
@@ -78,7 +79,9 @@ async def listeners(database_url: str) -> bool:
 async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
     try:
         async with asyncio.timeout(seconds):
-            while not await check():
+            while True:
+                if await check():
+                    return
                 await asyncio.sleep(0.02)
     except TimeoutError:
         raise AssertionError(f"not within {seconds} s: {what}") from None
@@ -127,17 +130,15 @@ async def test_webhooks_stored_while_no_mapper_runs_are_mapped_in_order_when_it_
 async def test_the_mapper_keeps_going_when_mapping_fails(storing_api: Client, sessions: Sessions,
                                                          shop_settings: Settings, clock: FrozenClock,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
-    from ecrm.shops import mapper as module
-
-    real, calls = module.map_received, []
+    calls = []
 
     async def down_once(*args: object) -> object:
         calls.append(args)
         if len(calls) == 1:
             raise ConnectionRefusedError("the database is restarting")
-        return await real(*args)  # type: ignore[arg-type]
+        return await map_received(*args)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(module, "map_received", down_once)
+    monkeypatch.setattr("ecrm.shops.mapper.map_received", down_once)
     await post(storing_api, shopify_request("orders/create", shopify_order()))
     async with mapper(shop_settings, clock, poll=0.05):
         await until(all_mapped(sessions, 1), "the webhook is mapped at the next look")
