@@ -109,6 +109,8 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=int, default=1,
                        help="processes sharing the port (SO_REUSEPORT), e.g. one per core")
     serve.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)  # one of --workers' processes
+    serve.add_argument("--mapped-apart", action="store_true", help=argparse.SUPPRESS)  # ... and --mapper maps
+    serve.add_argument("--mapper", action="store_true", help=argparse.SUPPRESS)  # --workers' webhook mapper
     _dev_flag(serve)
     worker = _add(sub, "worker", "run the arq worker (needs redis_url)", cmd_worker)
     worker.add_argument("--burst", action="store_true")
@@ -489,8 +491,10 @@ def cmd_segment_explain(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
-    from ecrm.api.serve import serve, supervise, worker_command
+    from ecrm.api.serve import mapper_command, maps_apart, run_mapper, serve, supervise, worker_command
 
+    if args.mapper:  # the parent checked
+        return run_mapper(settings)
     if not args.worker:  # --workers' processes: their parent checked
         preflight.check(settings, args.dev, listen_host=args.host)
     if args.workers < 1 or (args.workers > 1 and args.port == 0):
@@ -498,10 +502,12 @@ def cmd_serve(settings: Settings, args: argparse.Namespace) -> int:
     if not args.worker:  # --workers' processes inherit it
         priority.claim_cores(settings.api.nice)
     if args.workers == 1 or args.worker:
-        serve(settings, args.host, args.port, reuse_port=args.worker, quiet=args.worker)
+        serve(settings, args.host, args.port, reuse_port=args.worker, quiet=args.worker, shop_mapper=args.mapped_apart)
         return 0
-    command = worker_command(args.config, args.verbose, args.host, args.port)
-    return supervise(command, args.workers, f"{args.host}:{args.port}")
+    apart = maps_apart(settings)
+    command = worker_command(args.config, args.verbose, args.host, args.port, mapped_apart=apart)
+    mapper = mapper_command(args.config, args.verbose) if apart else None
+    return supervise(command, args.workers, f"{args.host}:{args.port}", mapper)
 
 
 def cmd_worker(settings: Settings, args: argparse.Namespace) -> int:

@@ -11,9 +11,14 @@ import asyncpg
 from sqlalchemy.engine import make_url
 
 
+def asyncpg_dsn(database_url: str) -> str:
+    """The DSN asyncpg takes for the database a SQLAlchemy URL names."""
+    return make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
 class LazyPool:
     def __init__(self, database_url: str, max_size: int, **options: Any) -> None:
-        self._dsn = make_url(database_url).set(drivername="postgresql").render_as_string(hide_password=False)
+        self._dsn = asyncpg_dsn(database_url)
         self._max_size, self._options = max_size, options
         self._pool: asyncpg.Pool | None = None
         self._opening = asyncio.Lock()

@@ -31,7 +31,7 @@ from ecrm.api import (
 from ecrm.api.auth import auth_middleware
 from ecrm.api.errors import error_middleware
 from ecrm.api.keycache import ApiKeyCache
-from ecrm.api.keys import API_KEYS, CLOCK, ENGINE, SESSIONS, SETTINGS, WRITERS
+from ecrm.api.keys import API_KEYS, CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_MAPPER, WRITERS
 from ecrm.api.logs import quiet_malformed_requests
 from ecrm.api.segment_refresh import segment_refresh
 from ecrm.api.writers import IngestWriters
@@ -45,12 +45,15 @@ ROUTES = (health.routes, metrics.routes, profiles.routes, events.routes, orders.
           webhooks.routes, site.routes)
 
 
-def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK) -> web.Application:
+def create_app(settings: Settings, clock: Clock = SYSTEM_CLOCK, *, shop_mapper: bool = False) -> web.Application:
+    """The API; with `shop_mapper`, shop webhooks are mapped by a mapper process this app only
+    wakes (`ecrm.shops.mapper`), not in this process."""
     quiet_malformed_requests()
     app = web.Application(middlewares=[metrics.metrics_middleware, error_middleware, auth_middleware],
                           client_max_size=settings.api.max_body_bytes)
     app[SETTINGS] = settings
     app[CLOCK] = clock
+    app[SHOP_MAPPER] = shop_mapper
     app.cleanup_ctx.append(_database)
     app.cleanup_ctx.append(segment_refresh)
     app.cleanup_ctx.append(messages.message_queue)

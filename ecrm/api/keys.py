@@ -21,6 +21,8 @@ CLOCK: web.AppKey[Clock] = web.AppKey("clock")
 ENGINE = web.AppKey("engine", AsyncEngine)
 SESSIONS: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("sessions")
 TOUCHES = web.AppKey("touches", Touches)  # profiles ingest touched, for segment entry and exit
+# True: `ecrm serve`'s mapper process maps the webhooks, the API only wakes it (ecrm.shops.mapper)
+SHOP_MAPPER = web.AppKey("shop_mapper", bool)
 SHOP_JOBS: web.AppKey[JobQueue] = web.AppKey("shop_jobs")  # where webhooks go to be mapped (ecrm.api.webhooks)
 SHOP_WEBHOOKS = web.AppKey("shop_webhooks", WebhookWriter)  # stores them, a group commit at a time
 SHOP_CONNECTORS: web.AppKey[dict[str, ShopConnector]] = web.AppKey("shop_connectors")  # by provider, built once

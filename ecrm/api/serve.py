@@ -6,6 +6,10 @@ connections over them and the API uses every core. SIGTERM or Ctrl-C stops them 
 gracefully (each finishes its requests in flight). If one worker dies, the others are stopped
 and `serve` exits 1, for the service manager to restart the whole.
 
+On PostgreSQL without Redis, one more child maps the shop webhooks the workers store, at a
+lower CPU priority (`ecrm.shops.mapper`): the workers only store and acknowledge them. It is
+supervised as the workers are; it maps what was stored while it was down when it starts again.
+
 The workers share prometheus-client's multiprocess mode, so `/metrics` from any of them adds up
 all of them: `PROMETHEUS_MULTIPROC_DIR` if set, else a temporary directory removed at exit.
 """
@@ -34,14 +38,16 @@ logger = logging.getLogger(__name__)
 STOP_TIMEOUT = 75.0  # aiohttp gives requests in flight up to 60 s when stopping
 
 
-def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False, quiet: bool = False) -> None:
-    """Serve the API in this process, on uvloop, until SIGINT or SIGTERM."""
+def serve(settings: Settings, host: str, port: int, *, reuse_port: bool = False, quiet: bool = False,
+          shop_mapper: bool = False) -> None:
+    """Serve the API in this process, on uvloop, until SIGINT or SIGTERM; with `shop_mapper`, a
+    mapper process maps the shop webhooks (`maps_apart`)."""
     from aiohttp import web
 
     from ecrm.api.app import create_app
 
     loop.use_fast_loop()
-    app = create_app(settings, SYSTEM_CLOCK)
+    app = create_app(settings, SYSTEM_CLOCK, shop_mapper=shop_mapper)
     app.on_startup.append(_settle_heap)  # last: after the database, the writers and the API document
     try:
         web.run_app(app, host=host, port=port, reuse_port=reuse_port or None, print=None if quiet else print)
@@ -55,6 +61,23 @@ async def _settle_heap(_app: object) -> None:
     heap.settle()
 
 
+def maps_apart(settings: Settings) -> bool:
+    """Whether `serve --workers N` (N > 1) maps shop webhooks in a mapper process of its own: on
+    PostgreSQL (the workers wake it with NOTIFY) when no Redis (and `ecrm worker`) maps them."""
+    return not settings.redis_url and settings.database_url.startswith("postgresql")
+
+
+def run_mapper(settings: Settings) -> int:
+    """Be the mapper process: map shop webhooks at the worker's CPU priority until SIGTERM/SIGINT."""
+    from ecrm.shops.mapper import Mapper
+    from ecrm.worker import yield_cores
+
+    yield_cores(settings)
+    with contextlib.suppress(KeyboardInterrupt):  # a transaction cut short rolled back: still `received`
+        loop.run(Mapper(settings).run(), sigterm_as_sigint=True)
+    return 0
+
+
 class _Stop(Exception):
     pass
 
@@ -63,8 +86,10 @@ def _stop(_signum: int, _frame: object) -> None:
     raise _Stop
 
 
-def supervise(worker_command: Sequence[str], workers: int, address: str) -> int:
-    """Run `workers` copies of `worker_command` until SIGINT/SIGTERM (0) or one of them exits (1)."""
+def supervise(worker_command: Sequence[str], workers: int, address: str,
+              mapper_command: Sequence[str] | None = None) -> int:
+    """Run `workers` copies of `worker_command`, and `mapper_command` if given, until SIGINT/SIGTERM
+    (0) or one of them exits (1)."""
     with _metrics_dir() as env:
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
@@ -74,8 +99,14 @@ def supervise(worker_command: Sequence[str], workers: int, address: str) -> int:
             for _ in range(workers):
                 child = subprocess.Popen(worker_command, env=env)
                 children[child.pid] = child
-            _say(sys.stdout, f"serving on http://{address} with {workers} workers (pids "
-                             f"{', '.join(map(str, children))}); SIGTERM or Ctrl-C stops them")
+            pids = ", ".join(map(str, children))
+            mapper = ""
+            if mapper_command is not None:
+                child = subprocess.Popen(mapper_command, env=env)
+                children[child.pid] = child
+                mapper = f" and a webhook mapper (pid {child.pid})"
+            _say(sys.stdout, f"serving on http://{address} with {workers} workers (pids {pids}){mapper}; "
+                             "SIGTERM or Ctrl-C stops them")
             pid, status = os.waitpid(-1, 0)
             children.pop(pid, None)
             _say(sys.stderr, f"error: worker {pid} exited ({_describe(status)}); stopping the others")
@@ -130,7 +161,17 @@ def _metrics_dir() -> Iterator[dict[str, str]]:
         shutil.rmtree(path, ignore_errors=True)
 
 
-def worker_command(config: Path | None, verbose: bool, host: str, port: int) -> list[str]:
+def worker_command(config: Path | None, verbose: bool, host: str, port: int, *,
+                   mapped_apart: bool = False) -> list[str]:
     """The command line of one worker: this ecrm, the same settings, the shared port."""
-    options = [*(["--config", str(config)] if config else []), *(["-v"] if verbose else [])]
-    return [sys.executable, "-m", "ecrm", *options, "serve", "--host", host, "--port", str(port), "--worker"]
+    return [*_ecrm(config, verbose), "serve", "--host", host, "--port", str(port), "--worker",
+            *(["--mapped-apart"] if mapped_apart else [])]
+
+
+def mapper_command(config: Path | None, verbose: bool) -> list[str]:
+    """The command line of the mapper process: this ecrm, the same settings."""
+    return [*_ecrm(config, verbose), "serve", "--mapper"]
+
+
+def _ecrm(config: Path | None, verbose: bool) -> list[str]:
+    return [sys.executable, "-m", "ecrm", *(["--config", str(config)] if config else []), *(["-v"] if verbose else [])]

@@ -6,9 +6,10 @@ JSON object within the depth limit, and the row is committed before the 2xx, so 
 hears "received" for something not stored. Concurrent deliveries share that commit (the group
 commit of `webhook_writer`). A redelivery (same delivery id), even one in the same commit, is
 answered 200 and not stored again. Mapping runs as `map_webhooks` jobs, at most one per
-`webhook_writer.MapKicker` interval: on the worker with Redis, in this process without it, less
-often and in bigger batches (`IN_PROCESS_KICK`, `IN_PROCESS_BATCH`), so that the mapping, which
-shares the loop with the acknowledgements, interrupts them seldom. A job lost with a dead
+`webhook_writer.MapKicker` interval: on the worker with Redis; without it, in `ecrm serve`'s
+mapper process, which the job wakes (`shops.mapper`, on PostgreSQL with `--workers` > 1), else
+in this process, less often and in bigger batches (`IN_PROCESS_KICK`, `IN_PROCESS_BATCH`), so
+that the mapping, which shares the loop with the acknowledgements, interrupts them seldom. A job lost with a dead
 process, or never queued (Redis down), is mapped by `ecrm shop retry`.
 """
 
@@ -18,7 +19,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_CONNECTORS, SHOP_JOBS, SHOP_WEBHOOKS
+from ecrm.api.keys import CLOCK, ENGINE, SESSIONS, SETTINGS, SHOP_CONNECTORS, SHOP_JOBS, SHOP_MAPPER, SHOP_WEBHOOKS
 from ecrm.api.raw_json import json_object_text
 from ecrm.api.spec import ErrorOut, operation
 from ecrm.api.webhook_writer import KICK_INTERVAL, WebhookWriter
@@ -27,6 +28,7 @@ from ecrm.queue import InProcessQueue, JobQueue, LazyArqQueue
 from ecrm.runtime import open_runtime
 from ecrm.shops.base import ShopConnector
 from ecrm.shops.jobs import MAP_JOB, map_webhooks_job
+from ecrm.shops.mapper import NotifyQueue
 from ecrm.shops.registry import CONNECTORS
 from ecrm.shops.store import WebhookWrite
 from ecrm.shops.store_pg import PgWebhookStore
@@ -77,16 +79,17 @@ async def _raw_body(request: web.Request) -> bytes:
 
 async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
     """The connectors (built once: settings do not change while the app runs), the queue the
-    mapping jobs go to (arq's with Redis, else this process's own) and the writer that stores
+    mapping jobs go to (arq's with Redis, else a NOTIFY to the mapper process, else this
+    process's own) and the writer that stores
     webhooks, which on the way out stores what is pending before the queue closes."""
     settings = app[SETTINGS]
     app[SHOP_CONNECTORS] = {provider: factory(settings) for provider, factory in CONNECTORS.items()}
-    if settings.redis_url:
-        redis = LazyArqQueue(settings.redis_url)
-        writer = _writer(app, redis, KICK_INTERVAL)
+    if settings.redis_url or app[SHOP_MAPPER]:
+        elsewhere = LazyArqQueue(settings.redis_url) if settings.redis_url else NotifyQueue(settings.database_url)
+        writer = _writer(app, elsewhere, KICK_INTERVAL)
         yield
         await writer.close()
-        await redis.close()
+        await elsewhere.close()
         return
     queue = InProcessQueue({MAP_JOB: map_webhooks_job}, max_tries=1, clock=app[CLOCK])
     queue.ctx["runtime"] = runtime = open_runtime(settings, queue, engine=app[ENGINE], clock=app[CLOCK])

@@ -43,7 +43,9 @@ from ecrm.shops.registry import CONNECTORS
 logger = logging.getLogger(__name__)
 MAX_ERROR = 2000
 MAP_JOB = "map_webhooks"
-BATCH = 200  # webhooks mapped in one transaction
+# Webhooks mapped in one transaction: a batch's statements cost about as much for 200 as for 500
+# webhooks (~0.35 against ~0.27 ms of the mapper's CPU a webhook, and ~1,300 against ~2,000 a second).
+BATCH = 500
 YIELD_EVERY = 20  # payloads mapped between two turns of the event loop (an API process answers meanwhile)
 Claimed = tuple[int, str, str, str]  # id, provider, topic, body
 Counts = dict[str, int]  # how many ended mapped and failed
