@@ -14,9 +14,12 @@ columns its row names (an empty cell names nothing) and its traits merged shallo
 a consent changes (and its `updated_at` moves) only when its state differs. A row whose traits,
 merged with the stored ones, would pass the cap is taken out before the merge: the size is
 first bounded in SQL (`jsonb::text` is never shorter than compact JSON), then the few
-candidates are measured exactly in Python. Every staged row's line is kept (`import_lines`),
-so the reader need not remember every external id of a large file to refuse a repeated one
-(`lines_of`).
+candidates are measured exactly in Python. The line of every external id's first row is kept
+(`import_lines`: a staged row's, or a row's refused for its size), so the reader need not
+remember every external id of a large file to refuse a repeated one (`repeated`, `lines_of`).
+
+A batch arrives as COPY text (`staging_text`, built by the process that reads the file), so
+writing it costs this process no work per row.
 
 A profile another transaction creates between the merge's UPDATE and INSERT still gets the
 row: its columns as the row names them, traits merged, locale and time zone as it has them.
@@ -24,14 +27,14 @@ row: its columns as the row names them, traits merged, locale and time zone as i
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
 
+import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -60,6 +63,13 @@ _CREATE = (
 _PROBE = (text("SET LOCAL enable_hashjoin = off"), text("SET LOCAL enable_mergejoin = off"))
 _UNPROBE = (text("SET LOCAL enable_hashjoin = on"), text("SET LOCAL enable_mergejoin = on"))
 _LINES = text(f"SELECT external_id, line FROM {STAGE_LINES} WHERE external_id = ANY(:ids)")
+# The staged rows naming an external id a row staged before named, probing the lines' index row
+# by row (LIMIT 1 keeps the planner from joining with the whole table, which grows to the file).
+_REPEATED = text(
+    f"SELECT s.external_id, s.line, l.line FROM {STAGE_PROFILES} s CROSS JOIN LATERAL "
+    f"(SELECT line FROM {STAGE_LINES} l WHERE l.external_id = s.external_id LIMIT 1) l")
+_KEEP_LINES = text(f"INSERT INTO {STAGE_LINES} (external_id, line) "
+                   "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lines AS integer[]))")
 _CANDIDATES = text(
     f"SELECT s.external_id, s.line, s.traits, p.traits::text FROM {STAGE_PROFILES} s "
     "JOIN profiles p USING (external_id) "
@@ -128,32 +138,48 @@ class Merged:
 
 
 class StagedImport:
-    """One import's staging tables, in the transaction of `session`."""
+    """One import's staging tables, in the transaction of `session`; one statement at a time."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._turn = asyncio.Lock()  # one statement at a time on the session's connection
 
     async def open(self) -> None:
         for statement in _CREATE:
             await self._session.execute(text(statement))
 
-    async def merge(self, rows: StagingRows, now: datetime, max_traits_bytes: int | None) -> Merged:
-        """Write a batch of staging rows (distinct external ids, none staged before) read at
+    async def stage(self, profiles: bytes, consents: bytes) -> None:
+        """COPY a batch's staging rows (`staging_text`: distinct external ids) into the staging tables."""
+        connection = await self._driver()
+        # a memoryview: asyncpg would take bytes for a file name
+        await connection.copy_to_table(STAGE_PROFILES, source=memoryview(profiles), columns=_PROFILE_STAGE)
+        if consents:
+            await connection.copy_to_table(STAGE_CONSENTS, source=memoryview(consents), columns=_CONSENT_STAGE)
+
+    async def repeated(self) -> list[tuple[str, int, int]]:
+        """The staged rows naming an external id that a row staged or refused before named:
+        (external id, the staged row's line, the earlier row's line)."""
+        return [(ext, line, first) for ext, line, first in await self._session.execute(_REPEATED)]
+
+    async def drop(self, external_ids: Sequence[str]) -> None:
+        """Take the staged rows naming `external_ids` out of the staging tables."""
+        for statement in _DROP:
+            await self._session.execute(statement, {"ids": list(external_ids)})
+
+    async def keep_lines(self, lines: dict[str, int]) -> None:
+        """Remember the lines of rows refused before staging (external id -> line), as first rows."""
+        await self._session.execute(_KEEP_LINES, {"ids": list(lines), "lines": list(lines.values())})
+
+    async def merge(self, staged: int, now: datetime, max_traits_bytes: int | None) -> Merged:
+        """Write the `staged` staging rows (distinct external ids, none staged before) read at
         `now` into profiles and consents, leaving out the rows whose traits would pass
         `max_traits_bytes` once merged with the stored ones (a row whose own traits pass it is
-        refused as it is read: merging only adds keys)."""
-        async with self._turn:
-            connection = await self._driver()
-            await connection.copy_records_to_table(STAGE_PROFILES, columns=_PROFILE_STAGE, records=rows.profiles)
-            if rows.consents:
-                await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=rows.consents)
-            created, written = (await self._session.execute(_NEW, {"at": now, "staged": len(rows.profiles)})).one()
-            oversized: dict[str, int] = {}
-            if written is not None:
-                stored_created, oversized = await self._merge_stored(written, now, max_traits_bytes)
-                created += stored_created
-            await self._session.execute(_EMPTY)
+        refused as it is read: merging only adds keys), and empty the staging tables."""
+        created, written = (await self._session.execute(_NEW, {"at": now, "staged": staged})).one()
+        oversized: dict[str, int] = {}
+        if written is not None:
+            stored_created, oversized = await self._merge_stored(written, now, max_traits_bytes)
+            created += stored_created
+        await self._session.execute(_EMPTY)
         return Merged(int(created), oversized)
 
     async def _merge_stored(self, written: list[str], now: datetime, max_traits_bytes: int | None
@@ -174,9 +200,8 @@ class StagedImport:
         return created, oversized
 
     async def lines_of(self, external_ids: Sequence[str]) -> dict[str, int]:
-        """The lines of the staged rows naming any of `external_ids`."""
-        async with self._turn:
-            return dict((await self._session.execute(_LINES, {"ids": list(external_ids)})).all())
+        """The lines of the first rows naming any of `external_ids`, staged or refused before."""
+        return dict((await self._session.execute(_LINES, {"ids": list(external_ids)})).all())
 
     async def _drop_oversized(self, limit: int) -> dict[str, int]:
         over = {ext: line for ext, line, staged, stored in await self._session.execute(_CANDIDATES, {"limit": limit})
@@ -186,37 +211,42 @@ class StagedImport:
                 await self._session.execute(statement, {"ids": list(over)})
         return over
 
-    async def _driver(self) -> Any:
+    async def _driver(self) -> asyncpg.Connection:
         connection = await self._session.connection()
         raw = await connection.get_raw_connection()
         return raw.driver_connection
 
 
-@dataclass(frozen=True)
-class StagingRows:
-    """A batch as COPY sends it, built before it is written (in the reading thread, while the
-    database merges the batch before)."""
-
-    profiles: list[tuple[Any, ...]]
-    consents: list[tuple[str, str, str, str]]
-
-
-def staging_rows(profiles: Sequence[ProfileIn], lines: dict[str, int]) -> StagingRows:
-    """The staging rows of validated profiles, each from its line."""
-    return StagingRows([_profile_record(p, lines[p.external_id]) for p in profiles],
-                       [(p.external_id, channel.value, c.state.value, c.source)
-                        for p in profiles for channel, c in p.consent.items()])
-
-
+# COPY's text format: columns split by tabs, rows by newlines, \N for NULL, and a backslash,
+# tab, newline or carriage return in a value escaped by a backslash.
+_NULL = "\\N"
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 # The columns whose default is None: a row that does not name one stages None either way.
 _NULL_BY_DEFAULT = ("email", "phone", "first_name", "last_name")
 _DEFAULTED = ("locale", "time_zone")  # staged only when the row names them (their defaults are not None)
 _PLAIN = itemgetter("external_id", *_NULL_BY_DEFAULT)
 
 
-def _profile_record(profile: ProfileIn, line: int) -> tuple[Any, ...]:
-    """The columns the row names (as `changes()` has them), None for the others; traits as
-    JSON text (orjson's, ~1 us a row less than `compact_json`: the database stores either the same)."""
-    values, given = profile.__dict__, profile.model_fields_set
-    return (*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
-            json_text(values["traits"]), line)
+def staging_text(rows: Sequence[tuple[int, ProfileIn]]) -> tuple[bytes, bytes]:
+    """Validated profiles, each from its line, as COPY text for the staging tables: (profiles,
+    consents). Each row holds the columns the profile names (as `changes()` has them), NULL for
+    the others, its traits as JSON text (orjson's: the database stores it as `compact_json`'s)."""
+    profiles, consents = [], []
+    for line, profile in rows:
+        values, given = profile.__dict__, profile.model_fields_set
+        row = _copy_row([*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
+                         json_text(values["traits"])])
+        profiles.append(f"{row}\t{line}\n")
+        if profile.consent:
+            external_id = _copy_row([profile.external_id])
+            consents += [f"{external_id}\t{channel.value}\t{consent.state.value}\t{_copy_row([consent.source])}\n"
+                         for channel, consent in profile.consent.items()]
+    return "".join(profiles).encode(), "".join(consents).encode()
+
+
+def _copy_row(values: Sequence[str | None]) -> str:
+    """Values as a row of COPY text, without its line end; most hold nothing to escape."""
+    if _SPECIAL.search("".join([value for value in values if value is not None])):
+        return "\t".join([_NULL if value is None else value.translate(_ESCAPES) for value in values])
+    return "\t".join([_NULL if value is None else value for value in values])
