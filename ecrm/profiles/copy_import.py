@@ -235,18 +235,29 @@ def staging_text(rows: Sequence[tuple[int, ProfileIn]]) -> tuple[bytes, bytes]:
     profiles, consents = [], []
     for line, profile in rows:
         values, given = profile.__dict__, profile.model_fields_set
-        row = _copy_row([*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
-                         json_text(values["traits"])])
-        profiles.append(f"{row}\t{line}\n")
+        profiles.append(_copy_row([*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
+                                   json_text(values["traits"]), str(line)]))
         if profile.consent:
-            external_id = _copy_row([profile.external_id])
-            consents += [f"{external_id}\t{channel.value}\t{consent.state.value}\t{_copy_row([consent.source])}\n"
+            external_id = _copy_value(profile.external_id)
+            # the enums are str: joined as their values
+            consents += [_copy_line((external_id, channel, consent.state, _copy_value(consent.source)))
                          for channel, consent in profile.consent.items()]
     return "".join(profiles).encode(), "".join(consents).encode()
 
 
-def _copy_row(values: Sequence[str | None]) -> str:
-    """Values as a row of COPY text, without its line end; most hold nothing to escape."""
-    if _SPECIAL.search("".join([value for value in values if value is not None])):
-        return "\t".join([_NULL if value is None else value.translate(_ESCAPES) for value in values])
-    return "\t".join([_NULL if value is None else value for value in values])
+def _copy_row(values: list[str | None]) -> str:
+    """Values as a line of COPY text. Most hold nothing to escape: the line shows it by holding
+    no backslash but its NULLs', a tab only between values, no line break."""
+    row = _copy_line([_NULL if value is None else value for value in values])
+    if (row.count("\\") != values.count(None) or row.count("\t") != len(values) - 1
+            or row.count("\n") != 1 or "\r" in row):
+        row = _copy_line([_NULL if value is None else _copy_value(value) for value in values])
+    return row
+
+
+def _copy_value(value: str) -> str:
+    return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+
+
+def _copy_line(values: Sequence[str]) -> str:
+    return "\t".join(values) + "\n"
