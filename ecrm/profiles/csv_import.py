@@ -62,7 +62,7 @@ from ecrm.streamed import Stream, in_child_process, in_thread
 
 CONSENT_HELP = "expected yes, no, true, false, 1, 0, granted or withdrawn"
 BATCH = {"sqlite": 1000, "postgresql": 10_000}  # rows per write (per COPY on PostgreSQL) unless told
-READING_PROCESS_BYTES = 4 * 2**20  # a file this large is read in a process of its own (PostgreSQL): ~40,000 rows
+READING_PROCESS_BYTES = 4 * 2**20  # a file this large is read in a process of its own (PostgreSQL): ~50,000 rows
 
 
 @dataclass(frozen=True)
