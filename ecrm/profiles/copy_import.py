@@ -14,9 +14,14 @@ columns its row names (an empty cell names nothing) and its traits merged shallo
 a consent changes (and its `updated_at` moves) only when its state differs. A row whose traits,
 merged with the stored ones, would pass the cap is taken out before the merge: the size is
 first bounded in SQL (`jsonb::text` is never shorter than compact JSON), then the few
-candidates are measured exactly in Python. The line of every external id's first row is kept
-(`import_lines`: a staged row's, or a row's refused for its size), so the reader need not
-remember every external id of a large file to refuse a repeated one (`repeated`, `lines_of`).
+candidates are measured exactly in Python.
+
+A row naming an external id a row of a batch before named is refused, naming that row's line,
+without the importer remembering every external id of a large file: either this import wrote
+the profile (its xmin is the import's transaction: `_NEW` left the row, `_REPEATED` finds it
+among the few such rows) or refused that first row for its size (the importer remembers those).
+Every staged row's line is kept (`import_lines`) for the message (`lines_of`), unindexed until a
+file turns out to repeat an external id: the index cost ~3 us of the database's ~23 a row.
 
 A batch arrives as COPY text (`staging_text`, built by the process that reads the file), so
 writing it costs this process no work per row.
@@ -53,8 +58,9 @@ _CREATE = (
     "line integer NOT NULL) ON COMMIT DROP",
     f"CREATE TEMPORARY TABLE {STAGE_CONSENTS} (external_id text NOT NULL, channel text NOT NULL, "
     "state text NOT NULL, source text NOT NULL) ON COMMIT DROP",
-    f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text PRIMARY KEY, line integer NOT NULL) ON COMMIT DROP",
+    f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text NOT NULL, line integer NOT NULL) ON COMMIT DROP",
 )
+_INDEX_LINES = text(f"CREATE INDEX ON {STAGE_LINES} (external_id)")
 # A batch's few thousand rows meet stored profiles by external_id, on its unique index. Without
 # this the planner took a profiles table of 100,000 rows for cheaper to scan whole than to probe
 # 5,000 times, for every batch: an import grew quadratic. Set around the statements that join
@@ -62,12 +68,14 @@ _CREATE = (
 # written rows, a hash join of two small sets.
 _PROBE = (text("SET LOCAL enable_hashjoin = off"), text("SET LOCAL enable_mergejoin = off"))
 _UNPROBE = (text("SET LOCAL enable_hashjoin = on"), text("SET LOCAL enable_mergejoin = on"))
-_LINES = text(f"SELECT external_id, line FROM {STAGE_LINES} WHERE external_id = ANY(:ids)")
-# The staged rows naming an external id a row staged before named, probing the lines' index row
-# by row (LIMIT 1 keeps the planner from joining with the whole table, which grows to the file).
-_REPEATED = text(
-    f"SELECT s.external_id, s.line, l.line FROM {STAGE_PROFILES} s CROSS JOIN LATERAL "
-    f"(SELECT line FROM {STAGE_LINES} l WHERE l.external_id = s.external_id LIMIT 1) l")
+_LINES = text(f"SELECT external_id, min(line) FROM {STAGE_LINES} WHERE external_id = ANY(:ids) GROUP BY external_id")
+# A profile this import wrote is one an earlier row of the file named: its xmin is this
+# transaction's (the import makes no savepoints). Asked only of the few rows `_NEW` left.
+_OURS = "p.xmin = pg_current_xact_id()::xid"
+_REPEATED = text(f"SELECT s.external_id, s.line FROM {STAGE_PROFILES} s JOIN profiles p USING (external_id) "
+                 f"WHERE {_OURS}")
+_WRITTEN = text(f"SELECT external_id FROM profiles p WHERE external_id = ANY(:ids) AND {_OURS}")
+_NAMING = text(f"SELECT external_id, line FROM {STAGE_PROFILES} WHERE external_id = ANY(:ids)")
 _KEEP_LINES = text(f"INSERT INTO {STAGE_LINES} (external_id, line) "
                    "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lines AS integer[]))")
 _CANDIDATES = text(
@@ -130,11 +138,13 @@ _EMPTY = text(f"TRUNCATE {STAGE_PROFILES}, {STAGE_CONSENTS}")
 
 @dataclass(frozen=True)
 class Merged:
-    """What merging one batch did: profiles created, and the rows left out because their traits
-    merged with the stored ones would pass the cap (external id -> line)."""
+    """What merging one batch did: profiles created, the rows left out because their traits
+    merged with the stored ones would pass the cap, and those naming a profile a batch before
+    wrote (external id -> line)."""
 
     created: int
     oversized: dict[str, int]
+    repeated: dict[str, int]
 
 
 class StagedImport:
@@ -142,6 +152,7 @@ class StagedImport:
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
+        self._indexed = False  # the lines' index
 
     async def open(self) -> None:
         for statement in _CREATE:
@@ -155,10 +166,13 @@ class StagedImport:
         if consents:
             await connection.copy_to_table(STAGE_CONSENTS, source=memoryview(consents), columns=_CONSENT_STAGE)
 
-    async def repeated(self) -> list[tuple[str, int, int]]:
-        """The staged rows naming an external id that a row staged or refused before named:
-        (external id, the staged row's line, the earlier row's line)."""
-        return [(ext, line, first) for ext, line, first in await self._session.execute(_REPEATED)]
+    async def written(self, external_ids: Sequence[str]) -> set[str]:
+        """Those of `external_ids` whose profiles this import wrote."""
+        return set((await self._session.execute(_WRITTEN, {"ids": list(external_ids)})).scalars())
+
+    async def naming(self, external_ids: Sequence[str]) -> dict[str, int]:
+        """The staged rows naming any of `external_ids`: external id -> line."""
+        return dict((await self._session.execute(_NAMING, {"ids": list(external_ids)})).all())
 
     async def drop(self, external_ids: Sequence[str]) -> None:
         """Take the staged rows naming `external_ids` out of the staging tables."""
@@ -175,32 +189,39 @@ class StagedImport:
         `max_traits_bytes` once merged with the stored ones (a row whose own traits pass it is
         refused as it is read: merging only adds keys), and empty the staging tables."""
         created, written = (await self._session.execute(_NEW, {"at": now, "staged": staged})).one()
-        oversized: dict[str, int] = {}
+        merged = Merged(int(created), {}, {})
         if written is not None:
-            stored_created, oversized = await self._merge_stored(written, now, max_traits_bytes)
-            created += stored_created
+            stored = await self._merge_stored(written, now, max_traits_bytes)
+            merged = Merged(merged.created + stored.created, stored.oversized, stored.repeated)
         await self._session.execute(_EMPTY)
-        return Merged(int(created), oversized)
+        return merged
 
-    async def _merge_stored(self, written: list[str], now: datetime, max_traits_bytes: int | None
-                            ) -> tuple[int, dict[str, int]]:
+    async def _merge_stored(self, written: list[str], now: datetime, max_traits_bytes: int | None) -> Merged:
         """Merge the staged rows `_NEW` left, those naming stored profiles, once the `written`
-        ones are taken out of the staging tables; the profiles created (one deleted meanwhile),
-        and the rows left out for their size."""
+        ones are taken out of the staging tables, and those naming a profile this import wrote
+        before; the profiles created (one deleted meanwhile), the rows left out for their size,
+        and the repeating ones."""
         for statement in _FORGET:
             await self._session.execute(statement, {"ids": written})
         for statement in _PROBE:
             await self._session.execute(statement)
+        repeated: dict[str, int] = dict((await self._session.execute(_REPEATED)).all())
+        if repeated:
+            await self.drop(list(repeated))
         oversized = await self._drop_oversized(max_traits_bytes) if max_traits_bytes is not None else {}
         await self._session.execute(_UPDATE, {"at": now})
         created = int((await self._session.execute(_INSERT, {"at": now})).scalar_one())
         await self._session.execute(_CONSENTS, {"at": now})
         for statement in _UNPROBE:
             await self._session.execute(statement)
-        return created, oversized
+        return Merged(created, oversized, repeated)
 
     async def lines_of(self, external_ids: Sequence[str]) -> dict[str, int]:
-        """The lines of the first rows naming any of `external_ids`, staged or refused before."""
+        """The lines of the first rows naming any of `external_ids`, staged or refused before.
+        The first call indexes the lines: a file that repeats one external id may repeat more."""
+        if not self._indexed:
+            await self._session.execute(_INDEX_LINES)
+            self._indexed = True
         return dict((await self._session.execute(_LINES, {"ids": list(external_ids)})).all())
 
     async def _drop_oversized(self, limit: int) -> dict[str, int]:

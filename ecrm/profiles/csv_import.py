@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
-from ecrm.profiles.copy_import import StagedImport, staging_text
+from ecrm.profiles.copy_import import Merged, StagedImport, staging_text
 from ecrm.profiles.csv_rows import CsvRows
 from ecrm.profiles.ingest import (
     ProfileIn,
@@ -247,44 +247,50 @@ async def _import_staged(sessions: async_sessionmaker[AsyncSession],
     async with produce as batches, sessions.begin() as session:
         staged = StagedImport(session)
         await staged.open()
+        refused: dict[str, int] = {}  # the first rows refused for their size, no profile of this import
         async for batch in batches:
-            await _write_batch(staged, batch, name, clock, totals, max_traits_bytes)
+            await _write_batch(staged, batch, name, clock, totals, max_traits_bytes, refused)
             _report_progress(progress, batch.rows_read, totals)
             collections.after(totals.rows)
     return totals.report()
 
 
 async def _write_batch(staged: StagedImport, batch: StagedBatch, name: str, clock: Clock, totals: _Totals,
-                       max_traits_bytes: int | None) -> None:
+                       max_traits_bytes: int | None, refused: dict[str, int]) -> None:
     """Stage and merge a batch, refusing the rows that repeat an external id a batch before
-    named (their places among the batch's problems found by their lines)."""
+    named: one this import wrote a profile for (the merge finds those), or one of `refused`,
+    which it adds to. Problems are reported by their places among the batch's records."""
     if batch.profiles:
         await staged.stage(batch.profiles, batch.consents)
-    repeated = await staged.repeated() if batch.profiles else []
-    earlier = {ext: first for ext, _, first in repeated}
-    if batch.oversized:
-        earlier |= await staged.lines_of(list(batch.oversized))
+    early = await staged.naming(list(refused)) if refused and batch.profiles else {}
+    if early:
+        await staged.drop(list(early))
+    written = await staged.written(list(batch.oversized)) if batch.oversized else set()
+    staged_rows = len(batch.lines) - len(early)
+    merged = Merged(0, {}, {})
+    if staged_rows:
+        merged = await staged.merge(staged_rows, clock.now(), max_traits_bytes)
+    later = [*merged.repeated, *written]
+    earlier = {**(await staged.lines_of(later) if later else {}),
+               **{ext: refused[ext] for ext in [*early, *batch.oversized] if ext in refused}}
+    places = dict(zip(batch.lines, batch.places, strict=True)) if early or merged.repeated else {}
     problems = batch.problems + [(place, _repeated(name, line, ext, earlier.get(ext, first)))
                                  for place, line, ext, first in batch.repeats]
-    if repeated:
-        places = dict(zip(batch.lines, batch.places, strict=True))
-        problems += [(places[line], _repeated(name, line, ext, first)) for ext, line, first in repeated]
-        await staged.drop([ext for ext, _, _ in repeated])
+    problems += [(places[line], _repeated(name, line, ext, earlier[ext]))
+                 for ext, line in [*early.items(), *merged.repeated.items()]]
     problems += [(place, _repeated(name, line, ext, earlier[ext]))
                  for ext, (place, line) in batch.oversized.items() if ext in earlier]
     too_big = {ext: line for ext, (_, line) in batch.oversized.items() if ext not in earlier}
     if too_big:
         await staged.keep_lines(too_big)
+    refused |= too_big | merged.oversized
     problems.sort(key=itemgetter(0))  # stable: a row's problems keep their order
     errors = [problem for _, problem in problems] + ([batch.failure] if batch.failure else [])
-    errors += [_too_big(name, line, ext, max_traits_bytes) for ext, line in too_big.items()]
-    staged_rows, created, left_out = len(batch.lines) - len(repeated), 0, 0
-    if staged_rows:
-        merged = await staged.merge(staged_rows, clock.now(), max_traits_bytes)
-        errors += [_too_big(name, line, ext, max_traits_bytes) for ext, line in merged.oversized.items()]
-        created, left_out = merged.created, len(merged.oversized)
-    await totals.add(batch.rows_read, staged_rows - left_out, created,
-                     batch.skipped + len(batch.oversized) + len(repeated) + left_out, errors)
+    errors += [_too_big(name, line, ext, max_traits_bytes) for ext, line in [*too_big.items(),
+                                                                            *merged.oversized.items()]]
+    left_out = len(merged.oversized) + len(merged.repeated)
+    await totals.add(batch.rows_read, staged_rows - left_out, merged.created,
+                     batch.skipped + len(batch.oversized) + len(early) + left_out, errors)
 
 
 def _over_cap(profile: ProfileIn, limit: int) -> bool:
