@@ -171,8 +171,10 @@ class ImportResult:
     peak_rss_mb: float
     returncode: int
     stored: int = 0  # profiles in the database afterwards
-    cpu_seconds: float = 0.0  # the importer's user + system time
+    cpu_seconds: float = 0.0  # the importer's user + system time, its child processes' included
     postgres_cpu_seconds: float = 0.0  # the import's database backends (sampled every 0.1 s)
+    children_cpu_seconds: float = 0.0  # of which its child processes' (the reading process; sampled every 0.1 s)
+    children_peak_rss_mb: float = 0.0  # the largest peak RSS of a child process
 
     @property
     def rate(self) -> float:
@@ -180,8 +182,13 @@ class ImportResult:
 
     def line(self) -> str:
         per_row = 1e6 / max(1, self.rows)
+        children = ""
+        if self.children_cpu_seconds:
+            children = (f" = importer {(self.cpu_seconds - self.children_cpu_seconds) * per_row:.1f} "
+                        f"+ its children {self.children_cpu_seconds * per_row:.1f}")
+        rss = f", children {self.children_peak_rss_mb:.0f} MB" if self.children_peak_rss_mb else ""
         return (f"import    {self.rate:8,.0f} rows/s, {self.rows} rows in {self.seconds:.1f} s, "
-                f"peak RSS {self.peak_rss_mb:.0f} MB, CPU {self.cpu_seconds * per_row:.1f} us/row "
+                f"peak RSS {self.peak_rss_mb:.0f} MB{rss}, CPU {self.cpu_seconds * per_row:.1f} us/row{children} "
                 f"(postgres {self.postgres_cpu_seconds * per_row:.1f}), {self.stored} profiles stored, "
                 f"exit code {self.returncode}")
 
@@ -541,20 +548,25 @@ def write_csv(path: Path, rows: int) -> None:
 
 
 def run_import(tree: Path, url: str, path: Path, rows: int, database: str) -> ImportResult:
-    """Run the import; its CPU is this process's children's (the importer is the only one)."""
+    """Run the import; its CPU is this process's children's (the importer is the only one, and
+    waits for its own), of which its children's as last sampled."""
     command = [sys.executable, "-m", "ecrm", "profiles", "import", str(path)]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     started = time.perf_counter()
     backends: dict[int, float] = {}
+    offspring_cpu: dict[int, float] = {}
     with tempfile.TemporaryFile() as log, subprocess.Popen(
             command, env=tree_env(tree, url, {"COLUMNS": "100"}), cwd=tree, stdout=subprocess.DEVNULL,
             stderr=log) as process:
-        watched, peak = psutil.Process(process.pid), 0
+        watched, peak, children_peak = psutil.Process(process.pid), 0, 0
         while process.poll() is None:
             try:
                 peak = max(peak, watched.memory_info().rss)
+                offspring = watched.children(recursive=True)
             except psutil.NoSuchProcess:
                 break
+            children_peak = max([children_peak, *peak_rss(offspring)])
+            offspring_cpu.update(cpu_of(offspring))
             backends.update(cpu_of(backends_of(database)))
             time.sleep(0.1)
         seconds = time.perf_counter() - started
@@ -564,7 +576,19 @@ def run_import(tree: Path, url: str, path: Path, rows: int, database: str) -> Im
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
     return ImportResult(rows, seconds, peak / 2**20, process.returncode, cpu_seconds=cpu,
-                        postgres_cpu_seconds=sum(backends.values()))
+                        postgres_cpu_seconds=sum(backends.values()), children_cpu_seconds=sum(offspring_cpu.values()),
+                        children_peak_rss_mb=children_peak / 2**20)
+
+
+def peak_rss(processes: list[psutil.Process]) -> list[int]:
+    """The RSS of each process still alive."""
+    found = []
+    for process in processes:
+        try:
+            found.append(process.memory_info().rss)
+        except psutil.NoSuchProcess:
+            continue
+    return found
 
 
 def backends_of(database: str) -> list[psutil.Process]:

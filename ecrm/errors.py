@@ -7,6 +7,7 @@
     ├── ProjectExistsError          `ecrm init DIR` would overwrite a project's files
     ├── SpecError                   a marketer's YAML is wrong: file, line, field
     │   └── CampaignSpecError       carries every problem of one file, not just the first
+    ├── WorkerProcessError          a process ecrm started for a part of its work failed or died
     ├── TemplateError               a template is missing or does not render for a profile
     ├── SendError                   raised only by channel adapters
     │   ├── TransientSendError      try again later (outage, throttling, timeout)
@@ -76,6 +77,11 @@ class CampaignSpecError(SpecError):
 
 class SegmentSpecError(SpecError):
     pass
+
+
+class WorkerProcessError(EcrmError):
+    """A process started for part of a command's work (reading a large CSV import) failed, with
+    its traceback, or ended without finishing, with its exit code."""
 
 
 class TemplateError(EcrmError):

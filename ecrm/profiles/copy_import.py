@@ -14,9 +14,17 @@ columns its row names (an empty cell names nothing) and its traits merged shallo
 a consent changes (and its `updated_at` moves) only when its state differs. A row whose traits,
 merged with the stored ones, would pass the cap is taken out before the merge: the size is
 first bounded in SQL (`jsonb::text` is never shorter than compact JSON), then the few
-candidates are measured exactly in Python. Every staged row's line is kept (`import_lines`),
-so the reader need not remember every external id of a large file to refuse a repeated one
-(`lines_of`).
+candidates are measured exactly in Python.
+
+A row naming an external id a row of a batch before named is refused, naming that row's line,
+without the importer remembering every external id of a large file: either this import wrote
+the profile (its xmin is the import's transaction: `_NEW` left the row, `_REPEATED` finds it
+among the few such rows) or refused that first row for its size (the importer remembers those).
+Every staged row's line is kept (`import_lines`) for the message (`lines_of`), unindexed until a
+file turns out to repeat an external id: the index cost ~3 us of the database's ~23 a row.
+
+A batch arrives as COPY text (`staging_text`, built by the process that reads the file), so
+writing it costs this process no work per row.
 
 A profile another transaction creates between the merge's UPDATE and INSERT still gets the
 row: its columns as the row names them, traits merged, locale and time zone as it has them.
@@ -24,14 +32,14 @@ row: its columns as the row names them, traits merged, locale and time zone as i
 
 from __future__ import annotations
 
-import asyncio
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from operator import itemgetter
-from typing import Any
 
+import asyncpg
 from sqlalchemy import TextClause, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -50,8 +58,9 @@ _CREATE = (
     "line integer NOT NULL) ON COMMIT DROP",
     f"CREATE TEMPORARY TABLE {STAGE_CONSENTS} (external_id text NOT NULL, channel text NOT NULL, "
     "state text NOT NULL, source text NOT NULL) ON COMMIT DROP",
-    f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text PRIMARY KEY, line integer NOT NULL) ON COMMIT DROP",
+    f"CREATE TEMPORARY TABLE {STAGE_LINES} (external_id text NOT NULL, line integer NOT NULL) ON COMMIT DROP",
 )
+_INDEX_LINES = text(f"CREATE INDEX ON {STAGE_LINES} (external_id)")
 # A batch's few thousand rows meet stored profiles by external_id, on its unique index. Without
 # this the planner took a profiles table of 100,000 rows for cheaper to scan whole than to probe
 # 5,000 times, for every batch: an import grew quadratic. Set around the statements that join
@@ -59,7 +68,16 @@ _CREATE = (
 # written rows, a hash join of two small sets.
 _PROBE = (text("SET LOCAL enable_hashjoin = off"), text("SET LOCAL enable_mergejoin = off"))
 _UNPROBE = (text("SET LOCAL enable_hashjoin = on"), text("SET LOCAL enable_mergejoin = on"))
-_LINES = text(f"SELECT external_id, line FROM {STAGE_LINES} WHERE external_id = ANY(:ids)")
+_LINES = text(f"SELECT external_id, min(line) FROM {STAGE_LINES} WHERE external_id = ANY(:ids) GROUP BY external_id")
+# A profile this import wrote is one an earlier row of the file named: its xmin is this
+# transaction's (the import makes no savepoints). Asked only of the few rows `_NEW` left.
+_OURS = "p.xmin = pg_current_xact_id()::xid"
+_REPEATED = text(f"SELECT s.external_id, s.line FROM {STAGE_PROFILES} s JOIN profiles p USING (external_id) "
+                 f"WHERE {_OURS}")
+_WRITTEN = text(f"SELECT external_id FROM profiles p WHERE external_id = ANY(:ids) AND {_OURS}")
+_NAMING = text(f"SELECT external_id, line FROM {STAGE_PROFILES} WHERE external_id = ANY(:ids)")
+_KEEP_LINES = text(f"INSERT INTO {STAGE_LINES} (external_id, line) "
+                   "SELECT * FROM unnest(CAST(:ids AS text[]), CAST(:lines AS integer[]))")
 _CANDIDATES = text(
     f"SELECT s.external_id, s.line, s.traits, p.traits::text FROM {STAGE_PROFILES} s "
     "JOIN profiles p USING (external_id) "
@@ -120,63 +138,91 @@ _EMPTY = text(f"TRUNCATE {STAGE_PROFILES}, {STAGE_CONSENTS}")
 
 @dataclass(frozen=True)
 class Merged:
-    """What merging one batch did: profiles created, and the rows left out because their traits
-    merged with the stored ones would pass the cap (external id -> line)."""
+    """What merging one batch did: profiles created, the rows left out because their traits
+    merged with the stored ones would pass the cap, and those naming a profile a batch before
+    wrote (external id -> line)."""
 
     created: int
     oversized: dict[str, int]
+    repeated: dict[str, int]
 
 
 class StagedImport:
-    """One import's staging tables, in the transaction of `session`."""
+    """One import's staging tables, in the transaction of `session`; one statement at a time."""
 
     def __init__(self, session: AsyncSession) -> None:
         self._session = session
-        self._turn = asyncio.Lock()  # one statement at a time on the session's connection
+        self._indexed = False  # the lines' index
 
     async def open(self) -> None:
         for statement in _CREATE:
             await self._session.execute(text(statement))
 
-    async def merge(self, rows: StagingRows, now: datetime, max_traits_bytes: int | None) -> Merged:
-        """Write a batch of staging rows (distinct external ids, none staged before) read at
+    async def stage(self, profiles: bytes, consents: bytes) -> None:
+        """COPY a batch's staging rows (`staging_text`: distinct external ids) into the staging tables."""
+        connection = await self._driver()
+        # a memoryview: asyncpg would take bytes for a file name
+        await connection.copy_to_table(STAGE_PROFILES, source=memoryview(profiles), columns=_PROFILE_STAGE)
+        if consents:
+            await connection.copy_to_table(STAGE_CONSENTS, source=memoryview(consents), columns=_CONSENT_STAGE)
+
+    async def written(self, external_ids: Sequence[str]) -> set[str]:
+        """Those of `external_ids` whose profiles this import wrote."""
+        return set((await self._session.execute(_WRITTEN, {"ids": list(external_ids)})).scalars())
+
+    async def naming(self, external_ids: Sequence[str]) -> dict[str, int]:
+        """The staged rows naming any of `external_ids`: external id -> line."""
+        return dict((await self._session.execute(_NAMING, {"ids": list(external_ids)})).all())
+
+    async def drop(self, external_ids: Sequence[str]) -> None:
+        """Take the staged rows naming `external_ids` out of the staging tables."""
+        for statement in _DROP:
+            await self._session.execute(statement, {"ids": list(external_ids)})
+
+    async def keep_lines(self, lines: dict[str, int]) -> None:
+        """Remember the lines of rows refused before staging (external id -> line), as first rows."""
+        await self._session.execute(_KEEP_LINES, {"ids": list(lines), "lines": list(lines.values())})
+
+    async def merge(self, staged: int, now: datetime, max_traits_bytes: int | None) -> Merged:
+        """Write the `staged` staging rows (distinct external ids, none staged before) read at
         `now` into profiles and consents, leaving out the rows whose traits would pass
         `max_traits_bytes` once merged with the stored ones (a row whose own traits pass it is
-        refused as it is read: merging only adds keys)."""
-        async with self._turn:
-            connection = await self._driver()
-            await connection.copy_records_to_table(STAGE_PROFILES, columns=_PROFILE_STAGE, records=rows.profiles)
-            if rows.consents:
-                await connection.copy_records_to_table(STAGE_CONSENTS, columns=_CONSENT_STAGE, records=rows.consents)
-            created, written = (await self._session.execute(_NEW, {"at": now, "staged": len(rows.profiles)})).one()
-            oversized: dict[str, int] = {}
-            if written is not None:
-                stored_created, oversized = await self._merge_stored(written, now, max_traits_bytes)
-                created += stored_created
-            await self._session.execute(_EMPTY)
-        return Merged(int(created), oversized)
+        refused as it is read: merging only adds keys), and empty the staging tables."""
+        created, written = (await self._session.execute(_NEW, {"at": now, "staged": staged})).one()
+        merged = Merged(int(created), {}, {})
+        if written is not None:
+            stored = await self._merge_stored(written, now, max_traits_bytes)
+            merged = Merged(merged.created + stored.created, stored.oversized, stored.repeated)
+        await self._session.execute(_EMPTY)
+        return merged
 
-    async def _merge_stored(self, written: list[str], now: datetime, max_traits_bytes: int | None
-                            ) -> tuple[int, dict[str, int]]:
+    async def _merge_stored(self, written: list[str], now: datetime, max_traits_bytes: int | None) -> Merged:
         """Merge the staged rows `_NEW` left, those naming stored profiles, once the `written`
-        ones are taken out of the staging tables; the profiles created (one deleted meanwhile),
-        and the rows left out for their size."""
+        ones are taken out of the staging tables, and those naming a profile this import wrote
+        before; the profiles created (one deleted meanwhile), the rows left out for their size,
+        and the repeating ones."""
         for statement in _FORGET:
             await self._session.execute(statement, {"ids": written})
         for statement in _PROBE:
             await self._session.execute(statement)
+        repeated: dict[str, int] = dict((await self._session.execute(_REPEATED)).all())
+        if repeated:
+            await self.drop(list(repeated))
         oversized = await self._drop_oversized(max_traits_bytes) if max_traits_bytes is not None else {}
         await self._session.execute(_UPDATE, {"at": now})
         created = int((await self._session.execute(_INSERT, {"at": now})).scalar_one())
         await self._session.execute(_CONSENTS, {"at": now})
         for statement in _UNPROBE:
             await self._session.execute(statement)
-        return created, oversized
+        return Merged(created, oversized, repeated)
 
     async def lines_of(self, external_ids: Sequence[str]) -> dict[str, int]:
-        """The lines of the staged rows naming any of `external_ids`."""
-        async with self._turn:
-            return dict((await self._session.execute(_LINES, {"ids": list(external_ids)})).all())
+        """The lines of the first rows naming any of `external_ids`, staged or refused before.
+        The first call indexes the lines: a file that repeats one external id may repeat more."""
+        if not self._indexed:
+            await self._session.execute(_INDEX_LINES)
+            self._indexed = True
+        return dict((await self._session.execute(_LINES, {"ids": list(external_ids)})).all())
 
     async def _drop_oversized(self, limit: int) -> dict[str, int]:
         over = {ext: line for ext, line, staged, stored in await self._session.execute(_CANDIDATES, {"limit": limit})
@@ -186,37 +232,53 @@ class StagedImport:
                 await self._session.execute(statement, {"ids": list(over)})
         return over
 
-    async def _driver(self) -> Any:
+    async def _driver(self) -> asyncpg.Connection:
         connection = await self._session.connection()
         raw = await connection.get_raw_connection()
         return raw.driver_connection
 
 
-@dataclass(frozen=True)
-class StagingRows:
-    """A batch as COPY sends it, built before it is written (in the reading thread, while the
-    database merges the batch before)."""
-
-    profiles: list[tuple[Any, ...]]
-    consents: list[tuple[str, str, str, str]]
-
-
-def staging_rows(profiles: Sequence[ProfileIn], lines: dict[str, int]) -> StagingRows:
-    """The staging rows of validated profiles, each from its line."""
-    return StagingRows([_profile_record(p, lines[p.external_id]) for p in profiles],
-                       [(p.external_id, channel.value, c.state.value, c.source)
-                        for p in profiles for channel, c in p.consent.items()])
-
-
+# COPY's text format: columns split by tabs, rows by newlines, \N for NULL, and a backslash,
+# tab, newline or carriage return in a value escaped by a backslash.
+_NULL = "\\N"
+_SPECIAL = re.compile(r"[\\\t\n\r]")
+_ESCAPES = str.maketrans({"\\": "\\\\", "\t": "\\t", "\n": "\\n", "\r": "\\r"})
 # The columns whose default is None: a row that does not name one stages None either way.
 _NULL_BY_DEFAULT = ("email", "phone", "first_name", "last_name")
 _DEFAULTED = ("locale", "time_zone")  # staged only when the row names them (their defaults are not None)
 _PLAIN = itemgetter("external_id", *_NULL_BY_DEFAULT)
 
 
-def _profile_record(profile: ProfileIn, line: int) -> tuple[Any, ...]:
-    """The columns the row names (as `changes()` has them), None for the others; traits as
-    JSON text (orjson's, ~1 us a row less than `compact_json`: the database stores either the same)."""
-    values, given = profile.__dict__, profile.model_fields_set
-    return (*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
-            json_text(values["traits"]), line)
+def staging_text(rows: Sequence[tuple[int, ProfileIn]]) -> tuple[bytes, bytes]:
+    """Validated profiles, each from its line, as COPY text for the staging tables: (profiles,
+    consents). Each row holds the columns the profile names (as `changes()` has them), NULL for
+    the others, its traits as JSON text (orjson's: the database stores it as `compact_json`'s)."""
+    profiles, consents = [], []
+    for line, profile in rows:
+        values, given = profile.__dict__, profile.model_fields_set
+        profiles.append(_copy_row([*_PLAIN(values), *[values[name] if name in given else None for name in _DEFAULTED],
+                                   json_text(values["traits"]), str(line)]))
+        if profile.consent:
+            external_id = _copy_value(profile.external_id)
+            # the enums are str: joined as their values
+            consents += [_copy_line((external_id, channel, consent.state, _copy_value(consent.source)))
+                         for channel, consent in profile.consent.items()]
+    return "".join(profiles).encode(), "".join(consents).encode()
+
+
+def _copy_row(values: list[str | None]) -> str:
+    """Values as a line of COPY text. Most hold nothing to escape: the line shows it by holding
+    no backslash but its NULLs', a tab only between values, no line break."""
+    row = _copy_line([_NULL if value is None else value for value in values])
+    if (row.count("\\") != values.count(None) or row.count("\t") != len(values) - 1
+            or row.count("\n") != 1 or "\r" in row):
+        row = _copy_line([_NULL if value is None else _copy_value(value) for value in values])
+    return row
+
+
+def _copy_value(value: str) -> str:
+    return value.translate(_ESCAPES) if _SPECIAL.search(value) else value
+
+
+def _copy_line(values: Sequence[str]) -> str:
+    return "\t".join(values) + "\n"

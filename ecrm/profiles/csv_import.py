@@ -15,6 +15,14 @@ the event loop; each batch is written once, stamped with the clock's time when i
 (on SQLite each batch is committed; on PostgreSQL the whole import is one transaction, so one
 that fails stores nothing). Rows are validated as `ecrm.profiles.csv_rows` says. Every problem
 goes to the errors file, when one is given, as the import goes.
+
+On PostgreSQL, a file of READING_PROCESS_BYTES or more is read in a process of its own
+(`ecrm.streamed`), which sends each batch as COPY text (`staged_batches`): reading and
+validating take ~17 us of CPU a row, and in the importing process they took turns on one core
+with the event loop writing the batches, so neither the database nor the second core was kept
+busy. The reading process settles what it can alone (a row repeating one of its batch, traits
+over the cap by themselves); this process asks the staging tables whether a row repeats one of a
+batch before, and writes.
 """
 
 from __future__ import annotations
@@ -23,10 +31,13 @@ import asyncio
 import csv
 import gc
 import itertools
+import os
 import sys
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from array import array
+from collections.abc import Callable, Generator, Iterator, Sequence
+from contextlib import AbstractAsyncContextManager, contextmanager
 from dataclasses import dataclass, field
+from operator import itemgetter
 from pathlib import Path
 from typing import BinaryIO
 
@@ -36,7 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from ecrm.clock import Clock
 from ecrm.db import refresh_statistics
 from ecrm.errors import SpecError, SpecProblem
-from ecrm.profiles.copy_import import StagedImport, StagingRows, staging_rows
+from ecrm.profiles.copy_import import Merged, StagedImport, staging_text
 from ecrm.profiles.csv_rows import CsvRows
 from ecrm.profiles.ingest import (
     ProfileIn,
@@ -47,9 +58,11 @@ from ecrm.profiles.ingest import (
     upsert_profile_batch,
 )
 from ecrm.profiles.rejections import Rejection, RejectionFile
+from ecrm.streamed import Stream, in_child_process, in_thread
 
 CONSENT_HELP = "expected yes, no, true, false, 1, 0, granted or withdrawn"
 BATCH = {"sqlite": 1000, "postgresql": 10_000}  # rows per write (per COPY on PostgreSQL) unless told
+READING_PROCESS_BYTES = 4 * 2**20  # a file this large is read in a process of its own (PostgreSQL): ~50,000 rows
 
 
 @dataclass(frozen=True)
@@ -92,25 +105,39 @@ class _Checked:
     outcomes: list[Rejection | _Outcome]
     failure: Rejection | None  # the CSV error that ended the file, if one did
 
-    def valid(self) -> list[tuple[int, ProfileIn]]:
-        return [outcome for outcome in self.outcomes if isinstance(outcome, tuple)]
 
-    def named(self) -> set[str]:
-        """The external ids the valid rows name."""
-        return {outcome[1].external_id for outcome in self.outcomes if isinstance(outcome, tuple)}
+@dataclass
+class StagedBatch:
+    """One read of the file as the reading process sends it (`staged_batches`): its rows to
+    stage as COPY text, and what it refused, each problem by its place among the read's records
+    (the order of the report)."""
+
+    rows_read: int = 0
+    skipped: int = 0  # rows refused for their problems or as repeats within the read, lines not UTF-8
+    profiles: bytes = b""  # the rows to stage, as `staging_text` has them
+    consents: bytes = b""
+    lines: array[int] = field(default_factory=lambda: array("I"))  # each staged row's line
+    places: array[int] = field(default_factory=lambda: array("I"))  # and its place among the read's records
+    problems: list[tuple[int, Rejection]] = field(default_factory=list)  # (place, problem)
+    repeats: list[tuple[int, int, str, int]] = field(default_factory=list)  # (place, line, external id, first line)
+    oversized: dict[str, tuple[int, int]] = field(default_factory=dict)  # traits over the cap: id -> (place, line)
+    failure: Rejection | None = None
+    last: bool = False
 
 
 async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clock: Clock,
                      progress: Callable[[int], None] | None = None, batch_size: int | None = None,
                      errors_file: Path | None = None, show: int = 50,
-                     max_traits_bytes: int | None = None) -> ImportReport:
+                     max_traits_bytes: int | None = None, reading_process: bool | None = None) -> ImportReport:
     """Import `path`; `progress` is called after each batch with the number of rows read so far
     (as `count_rows` counts them). Every problem is written to `errors_file` when given; the
     report keeps the first `show`. A row that would grow a profile's traits past
-    `max_traits_bytes` is rejected and the profile left as it was.
+    `max_traits_bytes` is rejected and the profile left as it was. On PostgreSQL the file is read
+    in a process of its own when `reading_process` says so (by default, when it is large).
 
     A file that cannot be read at all, or has no `external_id` column, raises SpecError, as
-    does an errors file that cannot be written.
+    does an errors file that cannot be written; WorkerProcessError says the reading process
+    failed or died.
     """
     reader = await asyncio.to_thread(_CsvProfiles, path)
     try:
@@ -119,7 +146,7 @@ async def import_csv(sessions: async_sessionmaker[AsyncSession], path: Path, clo
             totals = _Totals(show, rejected)
             with _fewer_collections() as collections, _prompt_switches():
                 report = await _import(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes,
-                                       collections)
+                                       collections, reading_process)
         finally:
             if rejected is not None:
                 await asyncio.to_thread(rejected.close)
@@ -184,12 +211,17 @@ def _prompt_switches() -> Iterator[None]:
 
 async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
                   totals: _Totals, progress: Callable[[int], None] | None, batch_size: int | None,
-                  max_traits_bytes: int | None, collections: _Collections) -> ImportReport:
+                  max_traits_bytes: int | None, collections: _Collections, reading_process: bool | None
+                  ) -> ImportReport:
     async with sessions() as probe:
         dialect = probe.get_bind().dialect.name
     batch_size = batch_size or BATCH.get(dialect, 1000)
     if dialect == "postgresql":
-        return await _import_staged(sessions, reader, clock, totals, progress, batch_size, max_traits_bytes,
+        if reading_process is None:
+            reading_process = reader.size >= READING_PROCESS_BYTES
+        produce = (in_child_process(staged_batches, reader.path, batch_size, max_traits_bytes, name="CSV reading")
+                   if reading_process else in_thread(staged_batches, reader.path, batch_size, max_traits_bytes))
+        return await _import_staged(sessions, produce, reader.name, clock, totals, progress, max_traits_bytes,
                                     collections)
     while True:
         chunk = await asyncio.to_thread(reader.read, batch_size)
@@ -198,76 +230,87 @@ async def _import(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfil
             async with sessions.begin() as session:
                 counts = await upsert_profile_batch(session, chunk.profiles, clock.now(), max_traits_bytes)
             reader.reject_oversized(chunk, counts.oversized, max_traits_bytes)
-        await totals.add(chunk, counts)
-        _report_progress(progress, chunk, totals)
+        await totals.add(chunk.rows_read, len(chunk.profiles), counts.created, chunk.skipped, chunk.errors)
+        _report_progress(progress, chunk.rows_read, totals)
         collections.after(totals.rows)
         if chunk.last:
             return totals.report()
 
 
-async def _import_staged(sessions: async_sessionmaker[AsyncSession], reader: _CsvProfiles, clock: Clock,
-                         totals: _Totals, progress: Callable[[int], None] | None, batch_size: int,
-                         max_traits_bytes: int | None, collections: _Collections) -> ImportReport:
-    """PostgreSQL: COPY each batch into staging tables and merge it (ecrm.profiles.copy_import),
-    all in one transaction. Reading the next batch and building its staging rows (in a thread)
-    overlap the merge of this one."""
-    def read() -> tuple[_Checked, StagingRows]:
-        checked = reader.check(batch_size)
-        valid = checked.valid()
-        return checked, staging_rows([profile for _, profile in valid], {p.external_id: line for line, p in valid})
-
-    async with sessions.begin() as session:
+async def _import_staged(sessions: async_sessionmaker[AsyncSession],
+                         produce: AbstractAsyncContextManager[Stream[StagedBatch]], name: str, clock: Clock,
+                         totals: _Totals, progress: Callable[[int], None] | None, max_traits_bytes: int | None,
+                         collections: _Collections) -> ImportReport:
+    """PostgreSQL: COPY each batch `produce` makes into staging tables and merge it
+    (ecrm.profiles.copy_import), all in one transaction. The next batch is made, and received,
+    while this one is merged."""
+    async with produce as batches, sessions.begin() as session:
         staged = StagedImport(session)
         await staged.open()
-        checked, rows = await asyncio.to_thread(read)
-        while True:
-            following = None if checked.chunk.last else asyncio.create_task(asyncio.to_thread(read))
-            try:
-                chunk = await _settle(staged, reader, checked, max_traits_bytes)
-                if len(chunk.profiles) < len(rows.profiles):  # some refused: the rows built for them dropped
-                    rows = staging_rows(chunk.profiles, chunk.lines)
-                await _merge(staged, reader, chunk, rows, clock, totals, progress, max_traits_bytes)
-                collections.after(totals.rows)
-            except BaseException:
-                if following is not None:  # let the reading thread finish before the file closes
-                    await asyncio.gather(following, return_exceptions=True)
-                raise
-            if following is None:
-                break
-            checked, rows = await following
+        refused: dict[str, int] = {}  # the first rows refused for their size, no profile of this import
+        async for batch in batches:
+            await _write_batch(staged, batch, name, clock, totals, max_traits_bytes, refused)
+            _report_progress(progress, batch.rows_read, totals)
+            collections.after(totals.rows)
     return totals.report()
 
 
-async def _settle(staged: StagedImport, reader: _CsvProfiles, checked: _Checked,
-                  max_traits_bytes: int | None) -> _Chunk:
-    """A checked read as a chunk, refusing the rows that repeat an external id staged before
-    (asked once the batch before is merged) or whose traits alone pass the cap."""
-    named = checked.named()
-    chunk = reader.settle(checked, await staged.lines_of(list(named)) if named else {}, named)
-    if max_traits_bytes is not None:
-        reader.reject_oversized(chunk, _over_cap_alone(chunk.profiles, max_traits_bytes), max_traits_bytes)
-    return chunk
+async def _write_batch(staged: StagedImport, batch: StagedBatch, name: str, clock: Clock, totals: _Totals,
+                       max_traits_bytes: int | None, refused: dict[str, int]) -> None:
+    """Stage and merge a batch, refusing the rows that repeat an external id a batch before
+    named: one this import wrote a profile for (the merge finds those), or one of `refused`,
+    which it adds to. Problems are reported by their places among the batch's records."""
+    if batch.profiles:
+        await staged.stage(batch.profiles, batch.consents)
+    early = await staged.naming(list(refused)) if refused and batch.profiles else {}
+    if early:
+        await staged.drop(list(early))
+    written = await staged.written(list(batch.oversized)) if batch.oversized else set()
+    staged_rows = len(batch.lines) - len(early)
+    merged = Merged(0, {}, {})
+    if staged_rows:
+        merged = await staged.merge(staged_rows, clock.now(), max_traits_bytes)
+    later = [*merged.repeated, *written]
+    earlier = {**(await staged.lines_of(later) if later else {}),
+               **{ext: refused[ext] for ext in [*early, *batch.oversized] if ext in refused}}
+    places = dict(zip(batch.lines, batch.places, strict=True)) if early or merged.repeated else {}
+    problems = batch.problems + [(place, _repeated(name, line, ext, earlier.get(ext, first)))
+                                 for place, line, ext, first in batch.repeats]
+    problems += [(places[line], _repeated(name, line, ext, earlier[ext]))
+                 for ext, line in [*early.items(), *merged.repeated.items()]]
+    problems += [(place, _repeated(name, line, ext, earlier[ext]))
+                 for ext, (place, line) in batch.oversized.items() if ext in earlier]
+    too_big = {ext: line for ext, (_, line) in batch.oversized.items() if ext not in earlier}
+    if too_big:
+        await staged.keep_lines(too_big)
+    refused |= too_big | merged.oversized
+    problems.sort(key=itemgetter(0))  # stable: a row's problems keep their order
+    errors = [problem for _, problem in problems] + ([batch.failure] if batch.failure else [])
+    errors += [_too_big(name, line, ext, max_traits_bytes) for ext, line in [*too_big.items(),
+                                                                            *merged.oversized.items()]]
+    left_out = len(merged.oversized) + len(merged.repeated)
+    await totals.add(batch.rows_read, staged_rows - left_out, merged.created,
+                     batch.skipped + len(batch.oversized) + len(early) + left_out, errors)
 
 
-async def _merge(staged: StagedImport, reader: _CsvProfiles, chunk: _Chunk, rows: StagingRows, clock: Clock,
-                 totals: _Totals, progress: Callable[[int], None] | None, max_traits_bytes: int | None) -> None:
-    created = 0
-    if chunk.profiles:
-        merged = await staged.merge(rows, clock.now(), max_traits_bytes)
-        reader.reject_oversized(chunk, list(merged.oversized), max_traits_bytes)
-        created = merged.created
-    await totals.add(chunk, UpsertCounts(created=created, updated=0))
-    _report_progress(progress, chunk, totals)
-
-
-def _over_cap_alone(profiles: list[ProfileIn], limit: int) -> list[str]:
+def _over_cap(profile: ProfileIn, limit: int) -> bool:
     # A CSV's traits are text: most are measured by a bound, without encoding them.
-    return [p.external_id for p in profiles
-            if p.traits and not text_traits_within(p.traits, limit) and traits_size(p.traits) > limit]
+    traits = profile.traits
+    return bool(traits) and not text_traits_within(traits, limit) and traits_size(traits) > limit
 
 
-def _report_progress(progress: Callable[[int], None] | None, chunk: _Chunk, totals: _Totals) -> None:
-    if progress is not None and chunk.rows_read:
+def _repeated(name: str, line: int, external_id: str, first: int) -> Rejection:
+    return Rejection(name, line, "external_id", f"{external_id!r} is already on line {first}; only the first row "
+                     "is imported (merge the rows, or import this one on its own)", external_id)
+
+
+def _too_big(name: str, line: int, external_id: str, limit: int | None) -> Rejection:
+    return Rejection(name, line, "", f"the profile's traits would take more than {limit} bytes "
+                     "(api.max_traits_bytes); it was left as it was", external_id)
+
+
+def _report_progress(progress: Callable[[int], None] | None, rows_read: int, totals: _Totals) -> None:
+    if progress is not None and rows_read:
         progress(totals.rows)
 
 
@@ -282,15 +325,16 @@ class _Totals:
     problems: int = 0
     shown: list[Rejection] = field(default_factory=list)
 
-    async def add(self, chunk: _Chunk, counts: UpsertCounts) -> None:
-        self.rows += chunk.rows_read
-        self.imported += len(chunk.profiles)
-        self.created += counts.created
-        self.skipped += chunk.skipped
-        self.problems += len(chunk.errors)
-        self.shown += chunk.errors[: max(0, self.show - len(self.shown))]
-        if self.rejected is not None and chunk.errors:
-            await asyncio.to_thread(self.rejected.write, chunk.errors)
+    async def add(self, rows_read: int, imported: int, created: int, skipped: int, errors: list[Rejection]) -> None:
+        """A batch's counts, and its problems in the order they are reported."""
+        self.rows += rows_read
+        self.imported += imported
+        self.created += created
+        self.skipped += skipped
+        self.problems += len(errors)
+        self.shown += errors[: max(0, self.show - len(self.shown))]
+        if self.rejected is not None and errors:
+            await asyncio.to_thread(self.rejected.write, errors)
 
     def report(self) -> ImportReport:
         return ImportReport(self.imported, self.created, self.skipped, self.problems, self.shown, self.rows)
@@ -338,9 +382,10 @@ class _CsvProfiles:
     """
 
     def __init__(self, path: Path) -> None:
-        self.name = str(path)
+        self.path, self.name = path, str(path)
         try:
             self._file: BinaryIO = path.open("rb")
+            self.size = os.fstat(self._file.fileno()).st_size
         except OSError as exc:
             raise self._fatal(None, f"cannot read the file: {exc.strerror}") from exc
         self._line = 0
@@ -349,7 +394,6 @@ class _CsvProfiles:
         self._reader = csv.reader(self._lines())
         self._done = False
         self._first_line: dict[str, int] = {}  # external id -> the line of its first row
-        self._refused: dict[str, int] = {}  # rows left out for their size, by external id
         self._events: list[tuple[int, list[str]] | Rejection] = []  # a read's records and bad lines, in order
         try:
             self.columns = self._header()
@@ -396,7 +440,7 @@ class _CsvProfiles:
 
     def read(self, limit: int) -> _Chunk:
         """The next `limit` records (blank ones included) checked and settled, remembering every
-        external id read (`check`, then `settle` without earlier lines)."""
+        external id read (`check`, then `settle`)."""
         return self.settle(self.check(limit))
 
     def check(self, limit: int) -> _Checked:
@@ -417,18 +461,8 @@ class _CsvProfiles:
         chunk.last = self._done = self._done or records < limit
         return _Checked(chunk, outcomes, failure)
 
-    def settle(self, checked: _Checked, earlier: dict[str, int] | None = None, named: set[str] | None = None
-               ) -> _Chunk:
-        """A checked read as a chunk, a row naming an external id an earlier row named refused.
-
-        Without `earlier`, every external id read is remembered. With it (the lines of the
-        staged rows naming the external ids of this read, `_Checked.named`), only this read's
-        and the rows refused for their size are: a file of any size is read in flat memory.
-        `named` is `checked.named()`, when the caller has it."""
-        if earlier is not None:
-            named = checked.named() if named is None else named
-            self._first_line = {**earlier, **self._refused,
-                                **{ext: line for ext, line in self._first_line.items() if ext in named}}
+    def settle(self, checked: _Checked) -> _Chunk:
+        """A checked read as a chunk, a row naming an external id an earlier row named refused."""
         for outcome in checked.outcomes:
             self._add(checked.chunk, outcome)
         if checked.failure is not None:
@@ -463,23 +497,66 @@ class _CsvProfiles:
     def _first_row(self, chunk: _Chunk, line: int, profile: ProfileIn) -> list[Rejection]:
         first = self._first_line.setdefault(profile.external_id, line)
         if first != line:
-            return [Rejection(self.name, line, "external_id", f"{profile.external_id!r} is already on line {first}; "
-                              "only the first row is imported (merge the rows, or import this one on its own)",
-                              profile.external_id)]
+            return [_repeated(self.name, line, profile.external_id, first)]
         chunk.profiles.append(profile)
         chunk.lines[profile.external_id] = line
         return []
 
     def reject_oversized(self, chunk: _Chunk, external_ids: Sequence[str], limit: int | None) -> None:
         """The rows the upsert left out because their traits would pass the cap, as rejections."""
-        for ext in external_ids:
-            self._refused[ext] = chunk.lines[ext]
-            chunk.errors.append(Rejection(self.name, chunk.lines[ext], "", f"the profile's traits would take more "
-                                          f"than {limit} bytes (api.max_traits_bytes); it was left as it was", ext))
+        chunk.errors += [_too_big(self.name, chunk.lines[ext], ext, limit) for ext in external_ids]
         chunk.skipped += len(external_ids)
         if external_ids:
             left_out = set(external_ids)
             chunk.profiles = [p for p in chunk.profiles if p.external_id not in left_out]
+
+
+def staged_batches(path: Path, batch_size: int, max_traits_bytes: int | None) -> Generator[StagedBatch, None, None]:
+    """The reads of `path`, `batch_size` records each, as batches to stage (PostgreSQL), made in
+    flat memory; in the process that reads the file (`ecrm.streamed`)."""
+    reader = _CsvProfiles(path)
+    try:
+        with _fewer_collections() as collections:
+            rows, last = 0, False
+            while not last:
+                batch = _staged(reader.check(batch_size), max_traits_bytes)
+                yield batch
+                rows, last = rows + batch.rows_read, batch.last
+                collections.after(rows)
+    finally:
+        reader.close()
+
+
+def _staged(checked: _Checked, max_traits_bytes: int | None) -> StagedBatch:
+    """A checked read as a batch to stage: its valid rows as COPY text but for those repeating an
+    external id a row before them in the read named, or whose traits alone pass the cap."""
+    chunk = checked.chunk
+    batch = StagedBatch(chunk.rows_read, chunk.skipped, failure=checked.failure, last=chunk.last)
+    first: dict[str, int] = {}  # external id -> the line of its first row in the read
+    rows: list[tuple[int, ProfileIn]] = []
+    for place, outcome in enumerate(checked.outcomes):
+        if outcome is None:
+            continue
+        if isinstance(outcome, Rejection):  # a line that is not UTF-8: counted as it was read
+            batch.problems.append((place, outcome))
+            continue
+        batch.rows_read += 1
+        if isinstance(outcome, list):
+            batch.skipped += 1
+            batch.problems += [(place, problem) for problem in outcome]
+            continue
+        line, profile = outcome
+        if (earlier := first.setdefault(profile.external_id, line)) != line:
+            batch.skipped += 1
+            batch.repeats.append((place, line, profile.external_id, earlier))
+        elif max_traits_bytes is not None and _over_cap(profile, max_traits_bytes):
+            batch.oversized[profile.external_id] = (place, line)
+        else:
+            rows.append(outcome)
+            batch.lines.append(line)
+            batch.places.append(place)
+    batch.profiles, batch.consents = staging_text(rows)
+    return batch
 
 
 def _located(exc: ValidationError) -> list[tuple[str, str]]:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import csv
 import gc
+import multiprocessing
+import os
+import signal
 import sys
 import weakref
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
@@ -17,7 +21,7 @@ from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.clock import FrozenClock
-from ecrm.errors import SpecError
+from ecrm.errors import SpecError, WorkerProcessError
 from ecrm.profiles.csv_import import SWITCH_INTERVAL, _Collections, _decoded, import_csv
 from ecrm.profiles.csv_import import count_rows as counted_rows
 from ecrm.profiles.ingest import find_profile
@@ -325,3 +329,72 @@ def _either(decode: Callable[[bytes], str], raw: bytes) -> str | None:
                  st.text(max_size=8).map(lambda text: ("\ufeff" + text).encode())))
 def test_a_line_is_decoded_as_the_utf8_sig_codec_decodes_it(raw: bytes) -> None:
     assert _either(_decoded, raw) == _either(lambda line: line.decode("utf-8-sig"), raw)
+
+
+TRICKY = ("external_id,first_name,note,consent_email\n"
+          "c-1,Ana,,yes\n"
+          "c-2,Ben,,maybe\n"  # a bad consent word
+          "c-3,\"tab\tand\\back\\N\",\"two\nlines\",no\n"  # COPY's delimiters and its NULL marker, as text
+          "c-1,Anna,,\n"  # repeats line 2, a read before (batches of 3)
+          "c-big,Big," + "x" * 120 + ",yes\n"  # traits alone over the cap
+          "c-4,Dee,,\n"
+          "c-big,Small,y,\n"  # repeats a row refused for its size
+          "\n"
+          "c-5,Eve,,yes\n"
+          "c-5,Eva,,\n"  # repeats the row before, in the same read
+          "c-3,Cai,,\n"  # repeats a staged row two reads before
+          "c-6,Fay,,,extra\n")  # too many cells
+
+
+async def _stored(sessions: async_sessionmaker[AsyncSession]
+                  ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:
+    async with sessions() as session:
+        profiles = sorted(tuple(row) for row in await session.execute(select(
+            Profile.external_id, Profile.first_name, Profile.traits, Profile.locale)))
+        consents = sorted(tuple(row) for row in await session.execute(select(
+            Profile.external_id, Consent.channel, Consent.state, Consent.source).join(Consent)))
+    return profiles, consents
+
+
+async def test_a_file_read_in_a_process_of_its_own_imports_and_reports_as_one_read_in_a_thread(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    """PostgreSQL reads large files in a child process; the answers are the same either way."""
+    path = tmp_path / "people.csv"
+    path.write_bytes(TRICKY.encode() + "c-7,Jos\u00e9\n".encode("latin-1") + b"c-8,Gus,,\n")
+    outcomes = []
+    for reading_process in (False, True):
+        seen: list[int] = []
+        report = await import_csv(sessions, path, clock, seen.append, batch_size=3, max_traits_bytes=100,
+                                  errors_file=tmp_path / "errors.csv", reading_process=reading_process)
+        outcomes.append((report, seen, (tmp_path / "errors.csv").read_text(), await _stored(sessions)))
+        async with sessions.begin() as session:
+            await session.execute(text("DELETE FROM profiles"))
+    assert outcomes[0] == outcomes[1]
+    report, seen, _, (profiles, consents) = outcomes[1]
+    assert (report.rows, report.imported, report.created, report.skipped) == (13, 5, 5, 8)
+    assert [error.split(" ", 1)[0].removeprefix(f"{path}:") for error in report.errors] == [
+        "3", "6", "7:", "9", "12", "13", "14:", "15:"]
+    assert seen == [3, 6, 8, 11, 13]
+    assert ("c-3", "tab\tand\\back\\N", {"note": "two\nlines"}, "en") in profiles
+    assert [(ext, state) for ext, _, state, _ in consents] == [("c-1", "granted"), ("c-3", "withdrawn"),
+                                                              ("c-5", "granted")]
+
+
+async def test_a_reading_process_that_dies_fails_the_import_which_stores_nothing(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    path = _write(tmp_path, "external_id,consent_email\n" + "".join(f"c-{i},yes\n" for i in range(20_000)))
+
+    def kill_the_reader(rows: int) -> None:
+        for child in multiprocessing.active_children():
+            assert child.pid is not None
+            os.kill(child.pid, signal.SIGKILL)
+
+    async with sessions() as session:
+        postgresql = session.get_bind().dialect.name == "postgresql"
+    if not postgresql:
+        pytest.skip("PostgreSQL only: SQLite reads in a thread")
+    with pytest.raises(WorkerProcessError, match="the CSV reading process ended before finishing "
+                                                  r"\(killed by signal SIGKILL\)"):
+        await import_csv(sessions, path, clock, kill_the_reader, batch_size=10, reading_process=True)
+    assert (await count_rows(sessions, Profile), await count_rows(sessions, Consent)) == (0, 0)
+    assert multiprocessing.active_children() == []

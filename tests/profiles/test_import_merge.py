@@ -114,3 +114,25 @@ async def test_an_import_that_fails_half_way_stores_nothing_on_postgresql(
         consents = len(list(await session.scalars(select(Consent.id))))
         postgresql = session.get_bind().dialect.name == "postgresql"
     assert (stored, consents) == (([], 0) if postgresql else (["c-0", "c-1", "c-2", "c-3"], 4))
+
+
+async def test_a_stored_profile_named_again_a_batch_later_is_refused_even_with_traits_over_the_cap(
+        tmp_path: Path, sessions: async_sessionmaker[AsyncSession], clock: FrozenClock) -> None:
+    """The first row updates the stored profile; a later one naming it repeats that row, whether
+    it reaches the merge or is refused for its size first (PostgreSQL: the profile's xmin says
+    this import wrote it)."""
+    async with sessions.begin() as session:
+        await upsert_profile(session, ProfileIn(external_id="c-1", first_name="Old"), T0)
+    path = tmp_path / "people.csv"
+    path.write_text("external_id,first_name,note\n"
+                    "c-1,Ana,\n"
+                    "c-2,Ben,\n"
+                    "c-1,Anna,\n"  # reaches the merge, a batch later
+                    f"c-3,Cai,\nc-1,Ann,{'x' * 120}\n", encoding="utf-8")  # over the cap by itself
+    report = await import_csv(sessions, path, clock, batch_size=2, max_traits_bytes=100)
+    assert (report.imported, report.created, report.skipped) == (3, 2, 2)
+    assert report.errors == [f"{path}:{line} external_id: 'c-1' is already on line 2; only the first row is imported "
+                             "(merge the rows, or import this one on its own)" for line in (4, 6)]
+    async with sessions() as session:
+        names = sorted(tuple(row) for row in await session.execute(select(Profile.external_id, Profile.first_name)))
+    assert names == [("c-1", "Ana"), ("c-2", "Ben"), ("c-3", "Cai")]
