@@ -22,7 +22,7 @@ import asyncpg
 import orjson
 
 from ecrm import jsontext
-from ecrm.pg_pool import LazyPool
+from ecrm.pg_pool import KEY_LOOKUPS, LazyPool
 from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.consent import ConsentChange
 from ecrm.profiles.ingest import (
@@ -39,14 +39,7 @@ from ecrm.profiles.ingest import (
     upsert_profiles_in_order,
 )
 
-# Every statement on this pool finds rows by a key (external id, id, profile and client id): index
-# scans only. A pool opened on a new database (a fresh install, a benchmark) otherwise settles,
-# after five executions of a statement, on a generic plan made while the tables were nearly empty,
-# and keeps it until the next ANALYZE: a sequential scan of profiles comparing each row with the
-# whole external id array cost PostgreSQL 33-39 ms per 100-event batch at 20,000 profiles instead
-# of 4-5 (the reverted 58ac305's unexplained ~30 ms). `plan_cache_mode=force_custom_plan` fixes it
-# too, but planning each execution cost ~1.5 ms more per batch.
-SESSION_SETTINGS = {"enable_seqscan": "off"}
+SESSION_SETTINGS = KEY_LOOKUPS  # every statement on this pool finds rows by a key
 POOL_SIZE = 10  # group-commit flushes (a few per writer) and batch requests, each holding a connection briefly
 
 _PROFILE_IDS = "SELECT external_id, id FROM profiles WHERE external_id = ANY($1::text[])"
