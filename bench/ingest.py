@@ -624,9 +624,6 @@ async def report_mapping(name: str, wait: float = 60.0) -> None:
           f"{statuses} {time.perf_counter() - started:.1f} s later", flush=True)
 
 
-CHECKPOINTS = "SELECT checkpoints_timed + checkpoints_req FROM pg_stat_bgwriter"  # the server's, so far
-
-
 async def count_rows(name: str, query: str) -> int:
     connection = await asyncpg.connect(PG_ADMIN.rsplit("/", 1)[0] + f"/{name}")
     try:
@@ -664,13 +661,8 @@ async def run_scenario(base: str, key: str, scenario: str, body: Body, items: in
     """One scenario with the chosen client, printed, and checked against what the database gained."""
     what, query = STORED[scenario]
     before = await count_rows(args.database, query)
-    checkpoints = await count_rows(args.database, CHECKPOINTS)
     load = load_wrk if args.client == "wrk" else load_python
     result = await load(base, key, scenario, body, args, root, items)
-    checkpoints = await count_rows(args.database, CHECKPOINTS) - checkpoints
-    if checkpoints:
-        result.notes.append(f"PostgreSQL made {checkpoints} checkpoint(s) during the load (the server's max_wal_size "
-                            "and checkpoint_timeout): commits wait on its writes, a p99 spike here is likely that")
     print(result.line(), flush=True)
     for sample in result.samples:
         print(f"          error: {sample}")
