@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Iterable
 
 import aiohttp
 import psutil
@@ -35,9 +36,10 @@ async def _requests_counted(client: aiohttp.ClientSession, port: int) -> float:
                for s in f.samples if s.name == "ecrm_http_requests_total" and s.labels["route"] == "/health")
 
 
-def _start(settings: Settings, port: int) -> subprocess.Popen[bytes]:
+def start_serving(settings: Settings, port: int, **environment: str) -> subprocess.Popen[bytes]:
+    """`ecrm serve --workers 2` on `settings`' database, with these environment variables too."""
     env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
-           "ECRM_SECRET_KEY": settings.secret_key}
+           "ECRM_SECRET_KEY": settings.secret_key, **environment}
     env.pop("PROMETHEUS_MULTIPROC_DIR", None)
     return subprocess.Popen([sys.executable, "-m", "ecrm", "serve", "--port", str(port), "--workers", "2", "--dev"],
                             env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -45,7 +47,7 @@ def _start(settings: Settings, port: int) -> subprocess.Popen[bytes]:
 
 async def test_serve_with_two_workers_answers_from_two_processes_and_stops_on_sigterm(settings: Settings) -> None:
     port = _free_port()
-    server = _start(settings, port)
+    server = start_serving(settings, port)
     try:
         pids: list[int] = []
         connector = aiohttp.TCPConnector(force_close=True)  # a new connection, so a new pick of worker, each time
@@ -60,9 +62,15 @@ async def test_serve_with_two_workers_answers_from_two_processes_and_stops_on_si
         children = {p.pid for p in psutil.Process(server.pid).children() if "--mapper" not in p.cmdline()}
         assert set(pids) == children  # and on PostgreSQL a webhook mapper (tests/shops/test_mapper.py)
     finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = await asyncio.to_thread(server.communicate, timeout=30)
+        out = await stop_serving(server, pids)
+    assert f"serving on http://127.0.0.1:{port} with 2 workers" in out
+
+
+async def stop_serving(server: subprocess.Popen[bytes], pids: Iterable[int]) -> str:
+    """SIGTERM to `serve`, which must exit 0 without a traceback, its processes `pids` gone; its output."""
+    server.send_signal(signal.SIGTERM)
+    out, err = await asyncio.to_thread(server.communicate, timeout=30)
     assert server.returncode == 0, err.decode()
-    assert f"serving on http://127.0.0.1:{port} with 2 workers" in out.decode()
     assert b"Traceback" not in err
     assert not any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids)
+    return out.decode()

@@ -9,9 +9,6 @@ from __future__ import annotations
 import asyncio
 import io
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
@@ -33,7 +30,7 @@ from ecrm.shops.jobs import map_received
 from ecrm.shops.mapper import CHANNEL, Mapper, mapper_engine
 from ecrm.shops.models import ReceivedWebhook
 from tests.api.test_app import _free_port
-from tests.conftest import ROOT
+from tests.api.test_serve_workers import start_serving, stop_serving
 from tests.shops.conftest import Client
 from tests.shops.payloads import SHOPIFY_SECRET, shopify_checkout, shopify_customer, shopify_order, shopify_request
 
@@ -145,15 +142,6 @@ async def test_the_mapper_keeps_going_when_mapping_fails(storing_api: Client, se
     assert len(calls) >= 2
 
 
-def _serve(settings: Settings, port: int) -> subprocess.Popen[bytes]:
-    env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
-           "ECRM_SECRET_KEY": settings.secret_key, "ECRM_SHOPS__SHOPIFY_SECRET": SHOPIFY_SECRET,
-           "ECRM_REDIS_URL": ""}
-    env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    return subprocess.Popen([sys.executable, "-m", "ecrm", "serve", "--port", str(port), "--workers", "2", "--dev"],
-                            env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-
-
 async def _post_when_up(port: int, request: tuple[bytes, dict[str, str]]) -> None:
     body, headers = request
     async with asyncio.timeout(20), aiohttp.ClientSession() as client:
@@ -170,7 +158,8 @@ async def _post_when_up(port: int, request: tuple[bytes, dict[str, str]]) -> Non
 async def test_serve_maps_in_a_mapper_process_at_a_lower_priority_and_stops_it(settings: Settings,
                                                                               sessions: Sessions) -> None:
     port = _free_port()
-    server = _serve(settings, port)
+    server = start_serving(settings, port, ECRM_SHOPS__SHOPIFY_SECRET=SHOPIFY_SECRET, ECRM_REDIS_URL="")
+    children: list[psutil.Process] = []
     try:
         await _post_when_up(port, shopify_request("orders/create", shopify_order(customer=shopify_customer(id=7))))
         await until(all_mapped(sessions, 1), "the mapper process maps it")
@@ -180,12 +169,8 @@ async def test_serve_maps_in_a_mapper_process_at_a_lower_priority_and_stops_it(s
         assert mapper_process.nice() == os.nice(0) + settings.send.campaign_nice
         assert all(child.nice() == os.nice(0) for child in children if child != mapper_process)
     finally:
-        server.send_signal(signal.SIGTERM)
-        out, err = await asyncio.to_thread(server.communicate, timeout=30)
-    assert server.returncode == 0, err.decode()
-    assert f"and a webhook mapper (pid {mapper_process.pid})" in out.decode()
-    assert b"Traceback" not in err
-    assert not any(psutil.pid_exists(child.pid) and child.status() != psutil.STATUS_ZOMBIE for child in children)
+        out = await stop_serving(server, [child.pid for child in children])
+    assert f"and a webhook mapper (pid {mapper_process.pid})" in out
 
 
 
