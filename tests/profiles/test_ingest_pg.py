@@ -5,6 +5,7 @@ request after another)."""
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator, Coroutine, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -14,6 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from ecrm.pg_pool import asyncpg_dsn
 from ecrm.profiles import bulk, ingest_pg
 from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.erase import erase_profile
@@ -252,3 +254,26 @@ async def _while_another_creates(db_url: str, external_id: str, write: Coroutine
     finally:
         await other.close()
     return theirs, ours
+
+
+_POOL_STATEMENTS = ("_PROFILE_IDS", "_BARE_PROFILES", "_CLIENT_EVENTS", "_EVENTS", "_EVENTS_AND_PROFILES",
+                    "_STORED_PROFILES", "_INSERT_PROFILES", "_UPDATE_PROFILES", "_WRITE_CONSENTS", "_WRITE_ALL")
+
+
+@pytest.mark.parametrize("name", _POOL_STATEMENTS)
+async def test_on_a_new_database_the_pools_cached_plans_read_rows_by_key_only(pg: PgIngest, db_url: str,
+                                                                                name: str) -> None:
+    """The plan a connection caches after five executions is generic, made with the tables' sizes
+    at that moment: on a new database, nearly empty. Every index scan of it has a condition (no
+    table read whole through its index, as `_WRITE_ALL`'s update of changed profiles did)."""
+    connection = await asyncpg.connect(asyncpg_dsn(db_url), server_settings={
+        **ingest_pg.SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"})
+    try:
+        await connection.execute("TRUNCATE profiles, consents, events CASCADE")  # as new: no statistics
+        explain = await connection.prepare(f"EXPLAIN (COSTS OFF) {getattr(ingest_pg, name)}")
+        plan = [row[0].strip() for row in await explain.fetch(*[None] * len(explain.get_parameters()))]
+    finally:
+        await connection.close()
+    unbounded = [line for line, after in zip(plan, [*plan[1:], ""], strict=True)
+                 if re.search(r"Index (Only )?Scan using", line) and not after.startswith("Index Cond")]
+    assert not unbounded, "\n".join(plan)
