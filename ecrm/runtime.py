@@ -89,6 +89,5 @@ class JobContext(TypedDict, total=False):
     """arq's job context, with our runtime added at worker start-up."""
 
     runtime: Runtime
-    map_batch: int  # webhooks `map_webhooks` maps per transaction (ecrm.shops.jobs.BATCH if absent)
     job_try: int
     job_id: str

@@ -8,9 +8,9 @@ commit of `webhook_writer`). A redelivery (same delivery id), even one in the sa
 answered 200 and not stored again. Mapping runs as `map_webhooks` jobs, at most one per
 `webhook_writer.MapKicker` interval: on the worker with Redis; without it, in `ecrm serve`'s
 mapper process, which the job wakes (`shops.mapper`, on PostgreSQL with `--workers` > 1), else
-in this process, less often and in bigger batches (`IN_PROCESS_KICK`, `IN_PROCESS_BATCH`), so
-that the mapping, which shares the loop with the acknowledgements, interrupts them seldom. A job lost with a dead
-process, or never queued (Redis down), is mapped by `ecrm shop retry`.
+in this process, less often (`IN_PROCESS_KICK`), so that the mapping, which shares the loop with
+the acknowledgements, interrupts them seldom. A job lost with a dead process, or never queued
+(Redis down), is mapped by `ecrm shop retry`.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from ecrm.shops.store_pg import PgWebhookStore
 
 routes = web.RouteTableDef()
 IN_PROCESS_KICK = 1.0  # seconds between two mapping jobs in this process while webhooks arrive
-IN_PROCESS_BATCH = 500  # webhooks mapped per transaction in this process
 
 
 @routes.post("/webhooks/{provider}")
@@ -80,8 +79,8 @@ async def _raw_body(request: web.Request) -> bytes:
 async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
     """The connectors (built once: settings do not change while the app runs), the queue the
     mapping jobs go to (arq's with Redis, else a NOTIFY to the mapper process, else this
-    process's own) and the writer that stores
-    webhooks, which on the way out stores what is pending before the queue closes."""
+    process's own) and the writer that stores webhooks, which on the way out stores what is
+    pending before the queue closes."""
     settings = app[SETTINGS]
     app[SHOP_CONNECTORS] = {provider: factory(settings) for provider, factory in CONNECTORS.items()}
     if settings.redis_url or app[SHOP_MAPPER]:
@@ -93,7 +92,6 @@ async def shop_jobs(app: web.Application) -> AsyncIterator[None]:
         return
     queue = InProcessQueue({MAP_JOB: map_webhooks_job}, max_tries=1, clock=app[CLOCK])
     queue.ctx["runtime"] = runtime = open_runtime(settings, queue, engine=app[ENGINE], clock=app[CLOCK])
-    queue.ctx["map_batch"] = IN_PROCESS_BATCH
     writer = _writer(app, queue, IN_PROCESS_KICK)
     yield
     await writer.close()

@@ -228,8 +228,7 @@ class StagedImport:
         over = {ext: line for ext, line, staged, stored in await self._session.execute(_CANDIDATES, {"limit": limit})
                 if traits_size({**json.loads(stored), **json.loads(staged)}) > limit}
         if over:
-            for statement in _DROP:
-                await self._session.execute(statement, {"ids": list(over)})
+            await self.drop(list(over))
         return over
 
     async def _driver(self) -> asyncpg.Connection:

@@ -39,7 +39,6 @@ from ecrm.profiles.ingest import (
     upsert_profiles_in_order,
 )
 
-SESSION_SETTINGS = KEY_LOOKUPS  # every statement on this pool finds rows by a key
 POOL_SIZE = 10  # group-commit flushes (a few per writer) and batch requests, each holding a connection briefly
 
 _PROFILE_IDS = "SELECT external_id, id FROM profiles WHERE external_id = ANY($1::text[])"
@@ -251,7 +250,8 @@ class PgIngest:
     """A lazily opened asyncpg pool on the app's database, and the writes that run on it."""
 
     def __init__(self, database_url: str, pool_size: int = POOL_SIZE) -> None:
-        self._pool = LazyPool(database_url, pool_size, reset=_keep_session, server_settings=SESSION_SETTINGS)
+        self._pool = LazyPool(database_url, pool_size, reset=_keep_session,
+                               server_settings=KEY_LOOKUPS)  # every statement here finds rows by a key
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

@@ -53,7 +53,7 @@ Counts = dict[str, int]  # how many ended mapped and failed
 
 async def map_webhooks_job(ctx: JobContext) -> Counts:
     runtime = ctx["runtime"]
-    return await map_received(runtime.sessions, runtime.settings, runtime.clock.now(), ctx.get("map_batch", BATCH))
+    return await map_received(runtime.sessions, runtime.settings, runtime.clock.now())
 
 
 async def map_webhook_job(ctx: JobContext, webhook_id: int) -> str:

@@ -15,7 +15,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from ecrm.pg_pool import asyncpg_dsn
+from ecrm.pg_pool import KEY_LOOKUPS, asyncpg_dsn
 from ecrm.profiles import bulk, ingest_pg
 from ecrm.profiles.bulk import EventCounts
 from ecrm.profiles.erase import erase_profile
@@ -267,7 +267,7 @@ async def test_on_a_new_database_the_pools_cached_plans_read_rows_by_key_only(pg
     at that moment: on a new database, nearly empty. Every index scan of it has a condition (no
     table read whole through its index, as `_WRITE_ALL`'s update of changed profiles did)."""
     connection = await asyncpg.connect(asyncpg_dsn(db_url), server_settings={
-        **ingest_pg.SESSION_SETTINGS, "plan_cache_mode": "force_generic_plan"})
+        **KEY_LOOKUPS, "plan_cache_mode": "force_generic_plan"})
     try:
         await connection.execute("TRUNCATE profiles, consents, events CASCADE")  # as new: no statistics
         explain = await connection.prepare(f"EXPLAIN (COSTS OFF) {getattr(ingest_pg, name)}")
