@@ -620,8 +620,10 @@ async def report_mapping(name: str, wait: float = 60.0) -> None:
     while statuses.get("received", 0) and time.perf_counter() - started < wait:
         await asyncio.sleep(0.5)
         statuses = await webhook_statuses(name)
-    print(f"          webhooks when the load ended: {at_end}; "
-          f"{statuses} {time.perf_counter() - started:.1f} s later", flush=True)
+    seconds = time.perf_counter() - started
+    left = at_end.get("received", 0) - statuses.get("received", 0)
+    print(f"          webhooks when the load ended: {at_end}; {statuses} {seconds:.1f} s later "
+          f"(the backlog mapped at {left / seconds:,.0f} a second)", flush=True)
 
 
 async def count_rows(name: str, query: str) -> int:

@@ -10,7 +10,7 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-# For a connection whose every statement finds rows by a key (external id, id, profile and client
+# For a connection (or a transaction: `shops.jobs`) whose every statement finds rows by a key (external id, id, profile and client
 # id): index scans only. A pool opened on a new database (a fresh install, a benchmark) otherwise
 # settles, after five executions of a statement, on a generic plan made while the tables were
 # nearly empty, and keeps it until the next ANALYZE: a sequential scan of profiles comparing each

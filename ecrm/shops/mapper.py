@@ -25,24 +25,17 @@ from datetime import datetime
 from typing import Any
 
 import asyncpg
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.clock import SYSTEM_CLOCK, Clock
 from ecrm.db import create_engine, session_factory
-from ecrm.pg_pool import KEY_LOOKUPS, LazyPool, asyncpg_dsn
+from ecrm.pg_pool import LazyPool, asyncpg_dsn
 from ecrm.settings import Settings
 from ecrm.shops.jobs import BATCH, MAP_JOB, map_received
 
 logger = logging.getLogger(__name__)
 CHANNEL = "ecrm_map_webhooks"
 POLL = 5.0  # seconds between two looks when nobody notifies (a notification sent while no mapper listened)
-
-
-def mapper_engine(settings: Settings) -> AsyncEngine:
-    """The mapper's connections: index scans only (`pg_pool.KEY_LOOKUPS`; mapping finds every row
-    by a key). On a new database, generic plans made while the tables were nearly empty scanned
-    profiles and orders whole: 0.5-0.9 s a lookup at 40,000 webhooks, a drain of ~500 a second."""
-    return create_engine(settings.database_url, connect_args={"server_settings": KEY_LOOKUPS})
 
 
 class NotifyQueue:
@@ -73,7 +66,7 @@ class Mapper:
 
     async def run(self) -> None:
         """Map until cancelled."""
-        engine = mapper_engine(self.settings)
+        engine = create_engine(self.settings.database_url)
         try:
             await self._serve(session_factory(engine))
         finally:

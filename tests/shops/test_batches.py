@@ -12,7 +12,7 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import select, text
+from sqlalchemy import Connection, event, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.keys import SHOP_WEBHOOKS
@@ -177,3 +177,30 @@ async def test_mappers_take_turns_so_webhooks_map_in_the_order_received(
     async with sessions() as session:
         assert list(await session.scalars(select(Event.name).order_by(Event.id))) == \
             ["checkout_started", "cart_updated"]
+
+
+async def test_every_mapping_statement_on_postgresql_is_planned_with_index_scans_only(
+        sessions: Sessions, clock: FrozenClock, shop_settings: Settings) -> None:
+    """Mapping finds every row by a key. The worker's connections serve other jobs too, so the
+    mapping transaction itself turns sequential scans off: otherwise, on a new database, plans
+    cached while the tables were nearly empty went on scanning profiles whole."""
+    engine = sessions.kw["bind"]
+    if engine.dialect.name != "postgresql":
+        pytest.skip("PostgreSQL's planner settings")
+    seen: list[tuple[str, str]] = []
+
+    def note(connection: Connection, _cursor: object, statement: str, *_args: object) -> None:
+        if not statement.startswith("SHOW"):
+            seen.append((statement.split()[0], connection.exec_driver_sql("SHOW enable_seqscan").scalar_one()))
+
+    await store(sessions, [write(clock, f"w-{n}", "orders/create", shopify_order(id=ORDER_ID + n)) for n in range(3)])
+    event.listen(engine.sync_engine, "after_cursor_execute", note)
+    try:
+        assert await map_received(sessions, shop_settings, clock.now()) == {"mapped": 3, "failed": 0}
+        async with sessions() as session:  # the setting lasts as long as the mapping's transaction
+            assert await session.scalar(text("SHOW enable_seqscan")) == "on"
+    finally:
+        event.remove(engine.sync_engine, "after_cursor_execute", note)
+    statements = [first for first, _ in seen]
+    assert {"SELECT", "UPDATE", "INSERT"} <= set(statements)
+    assert seen == [(first, "off") for first in statements]

@@ -17,7 +17,7 @@ import asyncpg
 import psutil
 import pytest
 from pytest_aiohttp import AiohttpClient
-from sqlalchemy import select, text
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.api.app import create_app
@@ -27,7 +27,7 @@ from ecrm.pg_pool import asyncpg_dsn
 from ecrm.profiles.models import Event
 from ecrm.settings import Settings
 from ecrm.shops.jobs import map_received
-from ecrm.shops.mapper import CHANNEL, Mapper, mapper_engine
+from ecrm.shops.mapper import CHANNEL, Mapper
 from ecrm.shops.models import ReceivedWebhook
 from tests.api.test_app import _free_port
 from tests.api.test_serve_workers import start_serving, stop_serving
@@ -171,13 +171,3 @@ async def test_serve_maps_in_a_mapper_process_at_a_lower_priority_and_stops_it(s
     finally:
         out = await stop_serving(server, [child.pid for child in children])
     assert f"and a webhook mapper (pid {mapper_process.pid})" in out
-
-
-
-async def test_the_mapper_finds_rows_by_index_only(shop_settings: Settings) -> None:
-    engine = mapper_engine(shop_settings)
-    try:
-        async with engine.connect() as connection:
-            assert await connection.scalar(text("SHOW enable_seqscan")) == "off"
-    finally:
-        await engine.dispose()
