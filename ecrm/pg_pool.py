@@ -10,14 +10,15 @@ from typing import Any
 import asyncpg
 from sqlalchemy.engine import make_url
 
-# For a connection (or a transaction: `shops.jobs`) whose every statement finds rows by a key (external id, id, profile and client
-# id): index scans only. A pool opened on a new database (a fresh install, a benchmark) otherwise
-# settles, after five executions of a statement, on a generic plan made while the tables were
-# nearly empty, and keeps it until the next ANALYZE: a sequential scan of profiles comparing each
-# row with the whole external id array cost PostgreSQL 33-39 ms per 100-event batch at 20,000
-# profiles instead of 4-5 (the reverted 58ac305's unexplained ~30 ms), and held the webhook
-# mapper's lookups 0.5-0.9 s each at 40,000. `plan_cache_mode=force_custom_plan` fixes it too, but
-# planning each execution cost ~1.5 ms more per events batch.
+# For a connection (or a transaction: `shops.jobs`) whose every statement finds rows by a key
+# (external id, id, profile and client id): index scans only. A pool opened on a new database (a
+# fresh install, a benchmark) otherwise settles, after five executions of a statement, on a
+# generic plan made while the tables were nearly empty, and keeps it until the next ANALYZE: a
+# sequential scan of profiles comparing each row with the whole external id array cost
+# PostgreSQL 33-39 ms per 100-event batch at 20,000 profiles instead of 4-5 (the reverted
+# 58ac305's unexplained ~30 ms), and held the webhook mapper's lookups 0.5-0.9 s each at 40,000.
+# `plan_cache_mode=force_custom_plan` fixes it too, but planning each execution cost ~1.5 ms more
+# per events batch.
 KEY_LOOKUPS = {"enable_seqscan": "off"}
 
 

@@ -1,9 +1,9 @@
 """Mapping stored webhooks: the `map_webhooks` job, the single `map_webhook`, and
 `map_pending` for retries.
 
-A webhook is claimed by the first statement of its transaction (an UPDATE that skips mapped
-rows), so two mappers of one webhook (a job and `ecrm shop retry`) apply it once, on SQLite
-as on PostgreSQL. The API queues one `map_webhooks` job per group commit; the job claims what
+A webhook is claimed by the first statement of its transaction after the turn (a row lock on
+PostgreSQL, an UPDATE on SQLite, skipping mapped rows), so two mappers of one webhook (a job and
+`ecrm shop retry`) apply it once. The API queues a `map_webhooks` job as webhooks arrive; the job claims what
 is still `received`, oldest first, `BATCH` at a time, until nothing is left (so when mapping
 falls behind, the batches grow, and the jobs queued meanwhile find little to do). A batch is
 claimed in one statement and applied in one transaction, in id order, with the outcome of its
@@ -28,7 +28,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, select, text, update
+from sqlalchemy import Executable, Select, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from ecrm.db import among
@@ -48,11 +48,14 @@ MAP_JOB = "map_webhooks"
 # webhooks (~0.35 against ~0.27 ms of the mapper's CPU a webhook, and ~1,300 against ~2,000 a second).
 BATCH = 500
 YIELD_EVERY = 20  # payloads mapped between two turns of the event loop (an API process answers meanwhile)
-# Mapping finds every row by a key. Without index scans only (`pg_pool.KEY_LOOKUPS`, set for the
-# transaction) a worker's connections on a new database cached generic plans made while the
-# tables were nearly empty, and a batch's profile lookup took ~120 ms at 80,000 webhooks.
+# Mapping finds every row by a key, so its transaction plans plain index scans only. Without
+# `pg_pool.KEY_LOOKUPS` a worker's connections on a new database cached generic plans made while
+# the tables were nearly empty: a batch's profile lookup took ~120 ms at 80,000 webhooks. Without
+# bitmap scans off, the claim, planned on the few rows the table had when last analyzed, sorted
+# every received row to take the oldest 500: ~230 ms a claim with 200,000 waiting.
+MAPPING_PLANS = {**KEY_LOOKUPS, "enable_bitmapscan": "off"}
 _TURN = text("SELECT pg_advisory_xact_lock(hashtext('ecrm:map_webhooks')), "
-             + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in KEY_LOOKUPS.items()))
+             + ", ".join(f"set_config('{name}', '{value}', true)" for name, value in MAPPING_PLANS.items()))
 Claimed = tuple[int, str, str, str]  # id, provider, topic, body
 Counts = dict[str, int]  # how many ended mapped and failed
 
@@ -74,7 +77,7 @@ async def map_received(sessions: async_sessionmaker[AsyncSession], settings: Set
     no batch is full (see the module)."""
     counts = _no_counts()
     while True:
-        wanted = _claimable().where(ReceivedWebhook.status == WebhookStatus.RECEIVED.value).limit(batch)
+        wanted = oldest_received(batch)
         claimed = await _map_batch(sessions, settings, wanted, now, counts)
         if claimed < batch:
             return counts
@@ -96,6 +99,25 @@ def _no_counts() -> Counts:
 
 def _claimable() -> Select[Any]:
     return select(ReceivedWebhook.id).order_by(ReceivedWebhook.id)
+
+
+def oldest_received(batch: int) -> Select[Any]:
+    """The oldest `batch` webhooks still `received`. The status and the limit are written into
+    the statement, not bound: a plan cached for bound values cannot use the partial index of
+    received webhooks (it cannot know the status is `received`): it walked the primary key through
+    every mapped row, or sorted every received one."""
+    status = literal(WebhookStatus.RECEIVED.value, literal_execute=True)
+    return _claimable().where(ReceivedWebhook.status == status).limit(literal(batch, literal_execute=True))
+
+
+def claim_statement(dialect: str, wanted: Select[Any]) -> Executable:
+    """The statement `_claim_many` runs on this dialect (see there)."""
+    table = ReceivedWebhook
+    if dialect == "postgresql":
+        return wanted.with_only_columns(table.id, table.provider, table.topic, table.body).with_for_update(
+            skip_locked=True)
+    return (update(table).where(table.id.in_(wanted.scalar_subquery())).values(attempts=table.attempts)
+            .returning(table.id, table.provider, table.topic, table.body))
 
 
 async def _map_batch(sessions: async_sessionmaker[AsyncSession], settings: Settings, wanted: Select[Any],
@@ -128,11 +150,13 @@ async def _take_turn(session: AsyncSession) -> None:
 
 
 async def _claim_many(session: AsyncSession, wanted: Select[Any]) -> list[Claimed]:
-    if session.get_bind().dialect.name == "postgresql":
-        wanted = wanted.with_for_update(skip_locked=True)
-    table = ReceivedWebhook
-    stmt = (update(table).where(table.id.in_(wanted.scalar_subquery())).values(attempts=table.attempts + 1)
-            .returning(table.id, table.provider, table.topic, table.body))
+    """Lock the webhooks `wanted` selects for this transaction; the attempt is counted when their
+    outcome is written. On PostgreSQL a row lock (`FOR UPDATE SKIP LOCKED`) claims them without
+    writing a new version of each row: an update here, then another when mapped, left two dead
+    entries per webhook in the claim's index, which the next claims walked through (~100 ms a
+    claim in the backlog of a 40 s load). On SQLite an update that changes nothing takes the
+    write lock."""
+    stmt = claim_statement(session.get_bind().dialect.name, wanted)
     rows = await session.execute(stmt, execution_options={"synchronize_session": False})
     return sorted((row.id, row.provider, row.topic, row.body) for row in rows if row.body is not None)
 
@@ -159,11 +183,12 @@ async def _map_claimed(session: AsyncSession, settings: Settings, claimed: Seque
     if mapped:
         done = among(session, ReceivedWebhook.id, [webhook_id for webhook_id, _ in mapped])
         await session.execute(update(ReceivedWebhook).where(done).values(
-            status=WebhookStatus.MAPPED.value, body=None, error=None, mapped_at=now),
-            execution_options={"synchronize_session": False})
-    for webhook_id, error in failed.items():  # the claim counted the attempt
+            status=WebhookStatus.MAPPED.value, body=None, error=None, mapped_at=now,
+            attempts=ReceivedWebhook.attempts + 1), execution_options={"synchronize_session": False})
+    for webhook_id, error in failed.items():
         await session.execute(update(ReceivedWebhook).where(ReceivedWebhook.id == webhook_id).values(
-            status=WebhookStatus.FAILED.value, error=_error(error)), execution_options={"synchronize_session": False})
+            status=WebhookStatus.FAILED.value, error=_error(error), attempts=ReceivedWebhook.attempts + 1),
+            execution_options={"synchronize_session": False})
     return {webhook_id: WebhookStatus.MAPPED.value for webhook_id, _ in mapped} | dict.fromkeys(
         failed, WebhookStatus.FAILED.value)
 
