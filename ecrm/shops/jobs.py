@@ -3,19 +3,19 @@
 
 A webhook is claimed by the first statement of its transaction after the turn (a row lock on
 PostgreSQL, an UPDATE on SQLite, skipping mapped rows), so two mappers of one webhook (a job and
-`ecrm shop retry`) apply it once. The API queues a `map_webhooks` job as webhooks arrive; the job claims what
-is still `received`, oldest first, `BATCH` at a time, until nothing is left (so when mapping
-falls behind, the batches grow, and the jobs queued meanwhile find little to do). A batch is
-claimed in one statement and applied in one transaction, in id order, with the outcome of its
-webhooks mapped one after another (`apply.apply_in_order`). Mappers take turns, a transaction
-at a time (on PostgreSQL an advisory lock taken first, on SQLite the database's write lock), so
-webhooks are mapped in the order they were received: two mappers sharing a backlog (the claim
-skipping rows another holds) mapped a checkout's update before its creation. A
-webhook whose payload does not map is recorded `failed` in that transaction; if the transaction
-itself fails, nothing of it stays and each claimed webhook is mapped again on its own by
-`map_webhook`, so a bad webhook fails alone. A failure rolls its webhook's changes back and is
-recorded on the row, with its error, as `failed`: nothing acknowledged is lost, and `ecrm shop
-retry` maps it again.
+`ecrm shop retry`) apply it once. The API queues a `map_webhooks` job as webhooks arrive; the
+job claims what is still `received`, oldest first, `BATCH` at a time, until nothing is left (so
+when mapping falls behind, the batches grow, and the jobs queued meanwhile find little to do). A
+batch is claimed in one statement and applied in one transaction, in id order, with the outcome
+of its webhooks mapped one after another (`apply.apply_in_order`). Mappers take turns, a
+transaction at a time (on PostgreSQL an advisory lock taken first, on SQLite the database's
+write lock), so webhooks are mapped in the order they were received: two mappers sharing a
+backlog (the claim skipping rows another holds) mapped a checkout's update before its creation.
+A webhook whose payload does not map is recorded `failed` in that transaction; if the
+transaction itself fails, nothing of it stays and each claimed webhook is mapped again on its
+own by `map_webhook`, so a bad webhook fails alone. A failure rolls its webhook's changes back
+and is recorded on the row, with its error, as `failed`: nothing acknowledged is lost, and `ecrm
+shop retry` maps it again.
 """
 
 from __future__ import annotations
