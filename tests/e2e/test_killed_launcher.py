@@ -1,6 +1,7 @@
-"""`ecrm campaign launch` in-process (the demo's path, no Redis), stopped by a plain `kill`
-(SIGTERM) or killed outright (SIGKILL) mid-send, then followed by `status`, `resume` and
-`resend --unknown` as an operator would, each a real process against a real SMTP server."""
+"""`ecrm campaign launch` in-process (the demo's path, no Redis), started in the background as a
+shell script would, stopped by a plain `kill` (SIGTERM) or killed outright (SIGKILL) mid-send,
+then followed by `status`, `resume` and `resend --unknown` as an operator would, each a real
+process against a real SMTP server."""
 
 from __future__ import annotations
 
@@ -35,6 +36,12 @@ def dev(args: tuple[str, ...]) -> list[str]:
     return ["--dev"] if args[1] in {"launch", "resume", "resend"} else []
 
 
+def _background() -> None:
+    """As a shell script's `ecrm campaign launch ... &` leaves it: SIGINT ignored (SIGTERM must
+    still stop it gracefully)."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
 def ecrm(settings: Settings, *args: str, log: Path | None = None) -> subprocess.Popen[bytes]:
     env = {**os.environ, "ECRM_CONFIG": "/nonexistent", "ECRM_DATABASE_URL": settings.database_url,
            "ECRM_REDIS_URL": "", "ECRM_SMTP__PORT": str(settings.smtp.port), "ECRM_SMTP__CONNECTIONS": str(CONNECTIONS),
@@ -44,7 +51,8 @@ def ecrm(settings: Settings, *args: str, log: Path | None = None) -> subprocess.
     if log is None:
         return subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     with log.open("wb") as out:
-        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command, env=env, cwd=ROOT, stdout=out, stderr=subprocess.STDOUT,
+                                preexec_fn=_background)
 
 
 async def finish(process: subprocess.Popen[bytes]) -> tuple[int, str]:
