@@ -40,11 +40,7 @@ def _ignore_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # as `command &` in a shell script leaves it
 
 
-def _default() -> None:
-    pass
-
-
-def _stop(finishing: float, sigterms: int, preexec: Callable[[], None]) -> tuple[int, list[str]]:
+def _stop(finishing: float, sigterms: int, preexec: Callable[[], None] | None) -> tuple[int, list[str]]:
     """Start the child, send SIGTERM (a second one once the work is cancelled); its exit code and
     what it printed after "ready"."""
     with subprocess.Popen([sys.executable, "-c", CHILD, str(finishing)], cwd=ROOT, stdout=subprocess.PIPE,
@@ -60,11 +56,11 @@ def _stop(finishing: float, sigterms: int, preexec: Callable[[], None]) -> tuple
     return child.returncode, printed + output.split()
 
 
-@pytest.mark.parametrize("preexec", [_default, _ignore_sigint], ids=["sigint-default", "sigint-ignored"])
-def test_sigterm_cancels_the_work_which_finishes_then_comes_out_as_ctrl_c(preexec: Callable[[], None]) -> None:
+@pytest.mark.parametrize("preexec", [None, _ignore_sigint], ids=["sigint-default", "sigint-ignored"])
+def test_sigterm_cancels_the_work_which_finishes_then_comes_out_as_ctrl_c(preexec: Callable[[], None] | None) -> None:
     assert _stop(0.2, 1, preexec) == (130, ["cancelled", "finished", "interrupted"])
 
 
-@pytest.mark.parametrize("preexec", [_default, _ignore_sigint], ids=["sigint-default", "sigint-ignored"])
-def test_a_second_sigterm_stops_at_once(preexec: Callable[[], None]) -> None:
+@pytest.mark.parametrize("preexec", [None, _ignore_sigint], ids=["sigint-default", "sigint-ignored"])
+def test_a_second_sigterm_stops_at_once(preexec: Callable[[], None] | None) -> None:
     assert _stop(10, 2, preexec) == (130, ["cancelled", "interrupted"])

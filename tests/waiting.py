@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 
 
 async def wait_for(predicate: Callable[[], bool]) -> None:
@@ -12,6 +12,18 @@ async def wait_for(predicate: Callable[[], bool]) -> None:
             if predicate():
                 return
             await asyncio.sleep(0.005)
+
+
+async def wait_until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
+    """Wait until `check()` is true (it may ask the database), failing with `what` after `seconds`."""
+    try:
+        async with asyncio.timeout(seconds):
+            while True:
+                if await check():
+                    return
+                await asyncio.sleep(0.02)
+    except TimeoutError:
+        raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
 async def settle() -> None:

@@ -111,7 +111,12 @@ def oldest_received(batch: int) -> Select[Any]:
 
 
 def claim_statement(dialect: str, wanted: Select[Any]) -> Executable:
-    """The statement `_claim_many` runs on this dialect (see there)."""
+    """The statement that claims the webhooks `wanted` selects on this dialect, returning their
+    id, provider, topic and body; the attempt is counted when their outcome is written. On
+    PostgreSQL a row lock (`FOR UPDATE SKIP LOCKED`) claims them without writing a new version of
+    each row: an update here, then another when mapped, left two dead entries per webhook in the
+    claim's index, which the next claims walked through (~100 ms a claim in the backlog of a 40 s
+    load). On SQLite an update that changes nothing takes the write lock."""
     table = ReceivedWebhook
     if dialect == "postgresql":
         return wanted.with_only_columns(table.id, table.provider, table.topic, table.body).with_for_update(
@@ -150,12 +155,7 @@ async def _take_turn(session: AsyncSession) -> None:
 
 
 async def _claim_many(session: AsyncSession, wanted: Select[Any]) -> list[Claimed]:
-    """Lock the webhooks `wanted` selects for this transaction; the attempt is counted when their
-    outcome is written. On PostgreSQL a row lock (`FOR UPDATE SKIP LOCKED`) claims them without
-    writing a new version of each row: an update here, then another when mapped, left two dead
-    entries per webhook in the claim's index, which the next claims walked through (~100 ms a
-    claim in the backlog of a 40 s load). On SQLite an update that changes nothing takes the
-    write lock."""
+    """Claim the webhooks `wanted` selects for this transaction (`claim_statement`), in id order."""
     stmt = claim_statement(session.get_bind().dialect.name, wanted)
     rows = await session.execute(stmt, execution_options={"synchronize_session": False})
     return sorted((row.id, row.provider, row.topic, row.body) for row in rows if row.body is not None)

@@ -33,6 +33,7 @@ from tests.api.test_app import _free_port
 from tests.api.test_serve_workers import start_serving, stop_serving
 from tests.shops.conftest import Client
 from tests.shops.payloads import SHOPIFY_SECRET, shopify_checkout, shopify_customer, shopify_order, shopify_request
+from tests.waiting import wait_until
 
 Sessions = async_sessionmaker[AsyncSession]
 pytestmark = pytest.mark.usefixtures("postgresql_only")
@@ -55,7 +56,7 @@ async def mapper(settings: Settings, clock: FrozenClock, poll: float = 60.0) -> 
     """A mapper running on this loop, listening before this yields, cancelled after."""
     task = asyncio.create_task(Mapper(settings, clock, poll=poll).run())
     try:
-        await until(lambda: listeners(settings.database_url), "the mapper listens")
+        await wait_until(lambda: listeners(settings.database_url), "the mapper listens")
         yield
     finally:
         task.cancel()
@@ -71,17 +72,6 @@ async def listeners(database_url: str) -> bool:
             f'LISTEN "{CHANNEL}"'))
     finally:
         await connection.close()
-
-
-async def until(check: Callable[[], Awaitable[bool]], what: str, seconds: float = 20.0) -> None:
-    try:
-        async with asyncio.timeout(seconds):
-            while True:
-                if await check():
-                    return
-                await asyncio.sleep(0.02)
-    except TimeoutError:
-        raise AssertionError(f"not within {seconds} s: {what}") from None
 
 
 async def statuses(sessions: Sessions) -> list[str]:
@@ -107,7 +97,7 @@ async def test_the_api_only_stores_and_the_mapper_maps_when_woken(storing_api: C
     async with mapper(shop_settings, clock):  # polls once a minute: only the notification wakes it in time
         await post(storing_api, shopify_request("orders/create", shopify_order()))
         await storing_api.app[SHOP_WEBHOOKS].settle()  # the NOTIFY
-        await until(all_mapped(sessions, 1), "the webhook is mapped")
+        await wait_until(all_mapped(sessions, 1), "the webhook is mapped")
 
 
 async def test_webhooks_stored_while_no_mapper_runs_are_mapped_in_order_when_it_starts(
@@ -118,7 +108,7 @@ async def test_webhooks_stored_while_no_mapper_runs_are_mapped_in_order_when_it_
     await asyncio.sleep(0.2)
     assert await statuses(sessions) == ["received", "received"]
     async with mapper(shop_settings, clock):
-        await until(all_mapped(sessions, 2), "the webhooks are mapped")
+        await wait_until(all_mapped(sessions, 2), "the webhooks are mapped")
     async with sessions() as session:
         assert list(await session.scalars(select(Event.name).order_by(Event.id))) == \
             ["checkout_started", "cart_updated"]
@@ -138,7 +128,7 @@ async def test_the_mapper_keeps_going_when_mapping_fails(storing_api: Client, se
     monkeypatch.setattr("ecrm.shops.mapper.map_received", down_once)
     await post(storing_api, shopify_request("orders/create", shopify_order()))
     async with mapper(shop_settings, clock, poll=0.05):
-        await until(all_mapped(sessions, 1), "the webhook is mapped at the next look")
+        await wait_until(all_mapped(sessions, 1), "the webhook is mapped at the next look")
     assert len(calls) >= 2
 
 
@@ -162,7 +152,7 @@ async def test_serve_maps_in_a_mapper_process_at_a_lower_priority_and_stops_it(s
     children: list[psutil.Process] = []
     try:
         await _post_when_up(port, shopify_request("orders/create", shopify_order(customer=shopify_customer(id=7))))
-        await until(all_mapped(sessions, 1), "the mapper process maps it")
+        await wait_until(all_mapped(sessions, 1), "the mapper process maps it")
         children = psutil.Process(server.pid).children()
         [mapper_process] = [child for child in children if "--mapper" in child.cmdline()]
         assert len(children) == 3
